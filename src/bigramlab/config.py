@@ -1,0 +1,66 @@
+"""Checks of a composed config that Hydra's types cannot express, run before any data is read."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from bigramlab.errors import UserError
+from bigramlab.model import IMPLS
+
+
+def _number(cfg: DictConfig, key: str, ok: Callable[[float], bool], need: str) -> None:
+    value: Any = OmegaConf.select(cfg, key)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{key}={value!r} is not a number: set {key} to {need}") from None
+    if not (math.isfinite(number) and ok(number)):
+        raise UserError(f"{key}={value} is out of range: set {key} to {need}")
+
+
+def validate_data(cfg: DictConfig) -> None:
+    split = cfg.data.split
+    if not isinstance(split, ListConfig | list) or len(split) != 3:
+        raise UserError(
+            f"data.split={split} must be three fractions [train, val, test], e.g. [0.8,0.1,0.1]"
+        )
+    try:
+        fractions = [float(f) for f in split]
+    except (TypeError, ValueError):
+        raise UserError(f"data.split={list(split)} must hold numbers, e.g. [0.8,0.1,0.1]") from None
+    if any(not 0 <= f <= 1 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise UserError(
+            f"data.split={fractions} must be fractions in [0, 1] that sum to 1, e.g. [0.8,0.1,0.1]"
+        )
+    if fractions[0] == 0:
+        raise UserError(f"data.split={fractions} leaves nothing to train on: give train a share")
+
+
+def validate_train(cfg: DictConfig) -> None:
+    """Raise UserError naming the first bad value and what to set instead."""
+    _number(cfg, "optim.lr", lambda x: x > 0, "a positive learning rate, e.g. optim.lr=50")
+    _number(cfg, "model.reg", lambda x: x >= 0, "a regularisation strength >= 0, e.g. 0.01")
+    _number(cfg, "mle.alpha", lambda x: x >= 0, "a smoothing count >= 0, e.g. mle.alpha=1")
+    _number(
+        cfg, "trainer.max_steps", lambda x: x >= 1 and x == int(x), "a whole number of steps >= 1"
+    )
+    _number(
+        cfg,
+        "trainer.val_check_interval",
+        lambda x: x >= 1 and x == int(x),
+        "a whole number of steps >= 1, e.g. 50",
+    )
+    if cfg.data.batch_size is not None:
+        _number(
+            cfg,
+            "data.batch_size",
+            lambda x: x >= 1 and x == int(x),
+            "a whole number >= 1, or null for full batch",
+        )
+    if cfg.model.impl not in IMPLS:
+        raise UserError(f"model.impl={cfg.model.impl!r} is unknown: choose one of {', '.join(IMPLS)}")
+    validate_data(cfg)

@@ -1,0 +1,153 @@
+"""The learned bigram model: W (V, V), logits = one_hot(x) @ W, P(·|x) = softmax(logits).
+
+Loss = −mean log P(y|x) + reg · mean(W²), minimised by plain gradient descent W ← W − lr · ∇W.
+Three exact forms of the same data NLL (`impl`), from the lecture's to the cheapest:
+    onehot  one_hot(x) @ W, exp, normalise, −log p[y]   O(n·V²) a step, n = bigrams in the batch
+    index   rows of W by index, cross_entropy              O(n·V)
+    counts  −Σ N ⊙ log_softmax(W) / ΣN, N the batch's     O(V²) given N, O(n) to count a mini-batch
+            bigram counts (the sufficient statistics)
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+from bigramlab.counting import bigram_counts, nll_sum
+from bigramlab.errors import UserError
+
+IMPLS = ("onehot", "index", "counts")
+SPLITS = ("train", "val", "test")
+
+
+def nll_onehot(W: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
+    """The lecture's code, literally.  W: (V, V), xs, ys: (n,) -> mean NLL."""
+    xenc = F.one_hot(xs, num_classes=W.shape[0]).float()
+    logits = xenc @ W
+    counts = logits.exp()
+    probs = counts / counts.sum(1, keepdims=True)
+    return -probs[torch.arange(len(ys), device=ys.device), ys].log().mean()
+
+
+def nll_index(W: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
+    """one_hot(x) @ W is row x of W: pick rows by index, then cross-entropy."""
+    return F.cross_entropy(F.embedding(xs, W), ys)
+
+
+def nll_counts(W: Tensor, counts: Tensor) -> Tensor:
+    """−Σ_ij N[i, j] · log_softmax(W)[i, j] / Σ N: the mean NLL from the counts alone."""
+    return -(counts * W.log_softmax(dim=1)).sum() / counts.sum()
+
+
+class NLL(Metric):
+    """Mean NLL over everything seen: Σ (−N ⊙ log P) / Σ N, summed across batches and processes."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, log_probs: Tensor, counts: Tensor) -> None:
+        self.total += nll_sum(log_probs.double(), counts.double())
+        self.count += counts.sum()
+
+    def compute(self) -> Tensor:
+        return self.total / self.count
+
+
+class BigramLM(L.LightningModule):
+    """One (V, V) parameter matrix W over the vocabulary `vocab` (its tokens in index order)."""
+
+    def __init__(
+        self,
+        vocab: str,
+        reg: float = 0.01,
+        init_seed: int = 2147483647,
+        impl: str = "counts",
+        optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
+    ) -> None:
+        super().__init__()
+        if impl not in IMPLS:
+            raise UserError(f"unknown model.impl {impl!r}: choose one of {', '.join(IMPLS)}")
+        self.save_hyperparameters(ignore=["optimizer"])
+        V = len(vocab)
+        g = torch.Generator().manual_seed(init_seed)
+        self.W = nn.Parameter(torch.randn((V, V), generator=g))
+        self.optimizer = optimizer
+        # Keyed "<split>_nll": a ModuleDict key may not shadow a Module attribute such as `train`.
+        self.split_nll = nn.ModuleDict({f"{split}_nll": NLL() for split in SPLITS})
+        self.split_nll_values: dict[str, Tensor] = {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for the next token: x (n,) -> (n, V)."""
+        return F.one_hot(x, num_classes=self.W.shape[0]).float() @ self.W
+
+    def data_nll(self, batch: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+        """Mean NLL of a batch: (V, V) counts, or pairs (xs, ys) of shape (n,) each."""
+        if isinstance(batch, Tensor):
+            return nll_counts(self.W, batch)
+        xs, ys = batch
+        if self.hparams.impl == "counts":
+            return nll_counts(self.W, bigram_counts(xs, ys, len(self.W)))
+        if self.hparams.impl == "index":
+            return nll_index(self.W, xs, ys)
+        return nll_onehot(self.W, xs, ys)
+
+    def training_step(self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        data_nll = self.data_nll(batch)
+        reg_loss = self.hparams.reg * (self.W**2).mean()
+        loss = data_nll + reg_loss
+        self.log("loss/total", loss, prog_bar=True)
+        self.log_dict({"loss/nll": data_nll, "loss/reg": reg_loss})
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """batch: {split: (V, V) counts}; accumulates the exact data NLL (no reg term) per split."""
+        log_probs = self.W.log_softmax(dim=1)
+        for split, counts in batch.items():
+            self.split_nll[f"{split}_nll"].update(log_probs, counts)
+
+    def on_validation_epoch_end(self) -> None:
+        # Kept for the reporting callback, which writes them at the step they belong to (the number
+        # of updates so far); self.log's own logger step would be one behind for validation.
+        self.split_nll_values: dict[str, Tensor] = {}
+        for split in SPLITS:
+            metric = self.split_nll[f"{split}_nll"]
+            if metric.update_count:  # an empty split is never in the batch
+                self.split_nll_values[split] = metric.compute()
+            metric.reset()
+        self.log_dict({f"nll/{s}": v for s, v in self.split_nll_values.items()}, logger=False)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer(self.parameters())
+
+
+def load_checkpoint(path: str | Path) -> tuple[Tensor, str]:
+    """W (V, V) and the vocabulary of a training checkpoint, loaded without running any pickle code."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist: pass ckpt=<run dir>/checkpoints/last.ckpt")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).strip().splitlines()[0]
+        raise UserError(f"refusing to load {path}: it is not a plain checkpoint ({reason})") from None
+    except Exception as e:  # torch raises several types for files that are not checkpoints at all
+        raise UserError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    try:
+        W = ckpt["state_dict"]["W"]
+        vocab = ckpt["hyper_parameters"]["vocab"]
+    except (KeyError, TypeError):
+        raise UserError(f"{path} is not a bigramlab checkpoint (no W or vocabulary in it)") from None
+    if W.shape != (len(vocab), len(vocab)):
+        raise UserError(f"{path} is damaged: W has shape {tuple(W.shape)} for {len(vocab)} tokens")
+    return W.float(), vocab

@@ -1,0 +1,106 @@
+"""Train the bigram model: `python -m bigramlab.train [overrides]` (config: conf/train.yaml).
+
+config -> data module (corpus, vocabulary, splits, counts) -> BigramLM -> Lightning Trainer with the
+TensorBoard logger and the MLE report -> metrics.json and checkpoints/last.ckpt in the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from bigramlab.config import validate_train
+from bigramlab.counting import mle_probs, nll
+from bigramlab.data import SPLITS, BigramDataModule
+from bigramlab.errors import UserError
+from bigramlab.model import BigramLM
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def final_metrics(model: BigramLM, datamodule: BigramDataModule, alpha: float) -> dict[str, Any]:
+    """Data NLL (no reg term) of the learned and the counted model on every split, in float64.
+
+    `None` for an empty split. `final_loss` is the training objective at the final W over the
+    whole train split: train NLL + reg · mean(W²).
+    """
+    W = model.W.detach().cpu().double()
+    log_probs = W.log_softmax(dim=1)
+    mle_log_probs = mle_probs(datamodule.counts["train"], alpha).log()
+    metrics: dict[str, Any] = {}
+    for split in SPLITS:
+        metrics[f"{split}_nll"] = nll(log_probs, datamodule.counts[split])
+    for split in SPLITS:
+        metrics[f"mle_{split}_nll"] = nll(mle_log_probs, datamodule.counts[split])
+    metrics["final_loss"] = metrics["train_nll"] + model.hparams.reg * float((W**2).mean())
+    return metrics
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit one model as `cfg` says; write metrics.json into the run directory and return it."""
+    validate_train(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    output_dir = Path(cfg.paths.output_dir)
+
+    datamodule: BigramDataModule = instantiate(
+        cfg.data,
+        corpus=cfg.dataset,
+        batch_format="counts" if cfg.model.impl == "counts" else "pairs",
+    )
+    datamodule.setup("fit")  # the model's size is the vocabulary's, known only from the data
+    model: BigramLM = instantiate(
+        cfg.model, vocab=datamodule.vocab.itos, optimizer=instantiate(cfg.optim)
+    )
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=instantiate(cfg.logger), callbacks=callbacks)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if trainer.global_step % cfg.trainer.val_check_interval:
+        trainer.validate(model, datamodule=datamodule, verbose=False)  # every curve ends at the end
+    # Periodic saves may predate the last step; last.ckpt must hold the final W.
+    trainer.save_checkpoint(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt")
+
+    metrics = final_metrics(model, datamodule, cfg.mle.alpha)
+    metrics["steps"] = trainer.global_step
+    metrics["status"] = "ok"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _show(value: float | None) -> str:
+    return "null (empty split)" if value is None else f"{value:.6f}"
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float:
+    """Hydra entry point; returns the objective (`optimized_metric`) for sweepers."""
+    try:
+        metrics = train(cfg)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    output_dir = HydraConfig.get().runtime.output_dir
+    print(
+        f"steps {metrics['steps']}  final loss {metrics['final_loss']:.6f}\n"
+        f"  learned NLL  train {_show(metrics['train_nll'])}  val {_show(metrics['val_nll'])}"
+        f"  test {_show(metrics['test_nll'])}\n"
+        f"  MLE (α={cfg.mle.alpha}) train {_show(metrics['mle_train_nll'])}"
+        f"  val {_show(metrics['mle_val_nll'])}  test {_show(metrics['mle_test_nll'])}\n"
+        f"run directory: {output_dir}\n"
+        f"  tensorboard --logdir {output_dir}"
+    )
+    objective = metrics.get(cfg.optimized_metric)
+    return math.inf if objective is None else float(objective)
+
+
+if __name__ == "__main__":
+    main()
