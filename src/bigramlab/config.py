@@ -23,6 +23,11 @@ def _number(cfg: DictConfig, key: str, ok: Callable[[float], bool], need: str) -
 
 
 def validate_data(cfg: DictConfig) -> None:
+    for key in sorted(OmegaConf.missing_keys(cfg.dataset)):
+        raise UserError(
+            f"{key} is required for this data set: add {key}=..., "
+            "e.g. dataset=text_file dataset.path=words.txt"
+        )
     split = cfg.data.split
     if not isinstance(split, ListConfig | list) or len(split) != 3:
         raise UserError(
@@ -62,5 +67,7 @@ def validate_train(cfg: DictConfig) -> None:
             "a whole number >= 1, or null for full batch",
         )
     if cfg.model.impl not in IMPLS:
-        raise UserError(f"model.impl={cfg.model.impl!r} is unknown: choose one of {', '.join(IMPLS)}")
+        raise UserError(
+            f"model.impl={cfg.model.impl!r} is unknown: choose one of {', '.join(IMPLS)}"
+        )
     validate_data(cfg)

@@ -35,7 +35,7 @@ def mle_probs(counts: Tensor, alpha: float = 0.0) -> Tensor:
 def nll_sum(log_probs: Tensor, counts: Tensor) -> Tensor:
     """−Σ_ij N[i, j] · log P[i, j], with 0 · log 0 = 0.  log_probs, counts: (V, V) -> scalar.
 
-    A bigram with N > 0 and P = 0 makes the sum +inf (not NaN): the model says the data is impossible.
+    A bigram with N > 0 and P = 0 makes the sum +inf, not NaN: the model calls the data impossible.
     """
     terms = counts * log_probs
     return -torch.where(counts > 0, terms, torch.zeros_like(terms)).sum()

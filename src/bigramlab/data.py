@@ -32,7 +32,7 @@ BOUNDARY = "."
 
 @dataclass(frozen=True)
 class EnglishWords:
-    """The web2 word list shipped by the `english-words` package: lowercase, alphabetic, ~234k words."""
+    """The web2 word list of the `english-words` package: lowercase, alphabetic, ~234k words."""
 
     name: str = "words"
 
@@ -71,7 +71,7 @@ class TextFile:
 
 
 def read_lines(path: Path, lowercase: bool = False) -> list[str]:
-    """The non-blank lines of a UTF-8 file, stripped of surrounding whitespace (`\\r\\n` included)."""
+    """The non-blank lines of a UTF-8 file, stripped of surrounding whitespace (`\\r` included)."""
     if not path.exists():
         raise UserError(f"data file {path} does not exist: check dataset.path")
     if not path.is_file():

@@ -11,6 +11,8 @@ Three exact forms of the same data NLL (`impl`), from the lecture's to the cheap
 from __future__ import annotations
 
 import pickle
+import re
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -132,22 +134,54 @@ class BigramLM(L.LightningModule):
 
 
 def load_checkpoint(path: str | Path) -> tuple[Tensor, str]:
-    """W (V, V) and the vocabulary of a training checkpoint, loaded without running any pickle code."""
+    """W (V, V) and the vocabulary of a training checkpoint, loaded without running pickled code."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist: pass ckpt=<run dir>/checkpoints/last.ckpt")
+        raise UserError(
+            f"checkpoint {path} does not exist: pass ckpt=<run dir>/checkpoints/last.ckpt"
+        )
+    not_a_checkpoint = (
+        f"{path} is not a PyTorch checkpoint file: pass a last.ckpt from bigramlab.train"
+    )
+    if not zipfile.is_zipfile(path):  # torch.save's format since PyTorch 1.6 is a zip archive
+        raise UserError(not_a_checkpoint)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()[0]
-        raise UserError(f"refusing to load {path}: it is not a plain checkpoint ({reason})") from None
-    except Exception as e:  # torch raises several types for files that are not checkpoints at all
-        raise UserError(f"{path} is not a PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        found = re.search(r"GLOBAL\s+([\w.]+)", str(e), flags=re.IGNORECASE)
+        reason = (
+            f"it calls {found.group(1)}" if found else "it holds more than tensors and plain data"
+        )
+        raise UserError(
+            f"refusing to load {path}: unpickling it could run code ({reason}); "
+            "use a checkpoint written by bigramlab.train"
+        ) from None
+    except (RuntimeError, EOFError, OSError):
+        raise UserError(not_a_checkpoint) from None
     try:
         W = ckpt["state_dict"]["W"]
         vocab = ckpt["hyper_parameters"]["vocab"]
     except (KeyError, TypeError):
-        raise UserError(f"{path} is not a bigramlab checkpoint (no W or vocabulary in it)") from None
+        raise UserError(
+            f"{path} is not a bigramlab checkpoint (no W or vocabulary in it)"
+        ) from None
     if W.shape != (len(vocab), len(vocab)):
         raise UserError(f"{path} is damaged: W has shape {tuple(W.shape)} for {len(vocab)} tokens")
     return W.float(), vocab
+
+
+def sample_words(probs: Tensor, itos: str, n: int, generator: torch.Generator) -> list[str]:
+    """n words from a bigram model P (V, V): start at `.`, draw the next token from P[token] until
+    `.` comes again. The same generator state gives the same draws for any model of the same V.
+    """
+    words = []
+    for _ in range(n):
+        out = []
+        ix = 0
+        while True:
+            ix = int(torch.multinomial(probs[ix], num_samples=1, generator=generator))
+            if ix == 0:
+                break
+            out.append(itos[ix])
+        words.append("".join(out))
+    return words

@@ -1,13 +1,14 @@
 """Train the bigram model: `python -m bigramlab.train [overrides]` (config: conf/train.yaml).
 
 config -> data module (corpus, vocabulary, splits, counts) -> BigramLM -> Lightning Trainer with the
-TensorBoard logger and the MLE report -> metrics.json and checkpoints/last.ckpt in the run directory.
+TensorBoard logger and the MLE report -> metrics.json and checkpoints/last.ckpt in the run dir.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,10 +62,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg.model, vocab=datamodule.vocab.itos, optimizer=instantiate(cfg.optim)
     )
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=instantiate(cfg.logger), callbacks=callbacks)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=instantiate(cfg.logger), callbacks=callbacks
+    )
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     if trainer.global_step % cfg.trainer.val_check_interval:
-        trainer.validate(model, datamodule=datamodule, verbose=False)  # every curve ends at the end
+        # Every curve ends at the last step, whatever the validation interval.
+        trainer.validate(model, datamodule=datamodule, verbose=False, weights_only=True)
     # Periodic saves may predate the last step; last.ckpt must hold the final W.
     trainer.save_checkpoint(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt")
 
@@ -76,6 +80,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def _remove_unused_run_dir(output_dir: Path) -> None:
+    """Remove the run directory Hydra made for a run that failed before writing anything of its own,
+    so that no run directory without results is left behind to be mistaken for a run.
+    """
+    hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log", "train.log"}
+    if not output_dir.is_dir() or any(p.name not in hydra_files for p in output_dir.iterdir()):
+        return
+    for p in output_dir.iterdir():
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    output_dir.rmdir()
+
+
 def _show(value: float | None) -> str:
     return "null (empty split)" if value is None else f"{value:.6f}"
 
@@ -83,12 +99,13 @@ def _show(value: float | None) -> str:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the objective (`optimized_metric`) for sweepers."""
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics = train(cfg)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        _remove_unused_run_dir(output_dir)
         sys.exit(2)
-    output_dir = HydraConfig.get().runtime.output_dir
     print(
         f"steps {metrics['steps']}  final loss {metrics['final_loss']:.6f}\n"
         f"  learned NLL  train {_show(metrics['train_nll'])}  val {_show(metrics['val_nll'])}"

@@ -1,0 +1,85 @@
+"""Shared fixtures: small generated corpora, a loopback HTTP server, and the real configs composed
+the way `python -m bigramlab.train` composes them, with every output under tmp_path."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import random
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def make_words(n: int, seed: int = 0, alphabet: str = "abcdefghij") -> list[str]:
+    """n random lowercase 'names' of 1 to 8 letters, reproducible from seed."""
+    rng = random.Random(seed)
+    return ["".join(rng.choices(alphabet, k=rng.randint(1, 8))) for _ in range(n)]
+
+
+@pytest.fixture
+def words_file(tmp_path: Path) -> Path:
+    path = tmp_path / "words.txt"
+    path.write_text("\n".join(make_words(300)) + "\n", encoding="utf-8")
+    return path
+
+
+def compose_config(name: str, overrides: list[str], tmp_path: Path) -> DictConfig:
+    """The real conf/<name>.yaml with overrides, paths under tmp_path, Hydra's runtime set."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(name, overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    OmegaConf.set_readonly(cfg, False)
+    if "paths" in cfg:
+        with open_dict(cfg):
+            cfg.paths.root_dir = str(tmp_path)
+            cfg.paths.output_dir = str(tmp_path / "run")
+    return cfg
+
+
+@pytest.fixture
+def train_config(tmp_path: Path, words_file: Path):
+    """A function of overrides -> the composed train config on the small words file."""
+
+    def make(*overrides: str) -> DictConfig:
+        base = [
+            "dataset=text_file",
+            f"dataset.path={words_file}",
+            "trainer.max_steps=20",
+            "trainer.val_check_interval=10",
+            "trainer.accelerator=cpu",
+            "callbacks.progress_bar.refresh_rate=0",
+        ]
+        return compose_config("train", [*base, *overrides], tmp_path)
+
+    return make
+
+
+@pytest.fixture
+def http_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """(base URL, served directory): a real HTTP server on 127.0.0.1, on a free port."""
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass

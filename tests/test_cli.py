@@ -1,0 +1,117 @@
+"""The commands as a user runs them, each in its own process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def trained_run(tmp_path: Path, words_file: Path) -> Path:
+    result = run(
+        "bigramlab.train",
+        "dataset=text_file",
+        f"dataset.path={words_file}",
+        "trainer.max_steps=60",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    assert f"run directory: {run_dir}" in result.stdout
+    return run_dir
+
+
+def test_train_writes_a_complete_run_directory(trained_run: Path) -> None:
+    names = {p.name for p in trained_run.iterdir()}
+    assert {".hydra", "tensorboard", "checkpoints", "metrics.json", "train.log"} <= names
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["steps"] == 60 and metrics["status"] == "ok"
+    assert metrics["val_nll"] < 3.0
+    assert (trained_run / "checkpoints" / "last.ckpt").is_file()
+    assert list((trained_run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_sample_is_seeded_and_uses_the_checkpoint_vocabulary(trained_run: Path, words_file):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    first = run("bigramlab.sample", f"ckpt={ckpt}", "n=20", "seed=0", cwd=trained_run)
+    again = run("bigramlab.sample", f"ckpt={ckpt}", "n=20", "seed=0", cwd=trained_run)
+    other = run("bigramlab.sample", f"ckpt={ckpt}", "n=20", "seed=1", cwd=trained_run)
+    assert first.returncode == 0, first.stderr
+    words = first.stdout.splitlines()
+    assert len(words) == 20 and first.stdout == again.stdout != other.stdout
+    assert set("".join(words)) <= set(words_file.read_text())
+
+
+def test_evaluate_splits_and_words(trained_run: Path, words_file: Path) -> None:
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    result = run(
+        "bigramlab.evaluate", f"ckpt={ckpt}", "dataset=text_file", f"dataset.path={words_file}",
+        cwd=trained_run,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
+    for split in ("train", "val", "test"):
+        assert float(rows[split][3]) == pytest.approx(metrics[f"{split}_nll"], abs=1e-6)
+    per_word = run("bigramlab.evaluate", f"ckpt={ckpt}", "words=[abc,ja]", cwd=trained_run)
+    assert per_word.returncode == 0, per_word.stderr
+    assert [line.split()[0] for line in per_word.stdout.splitlines()[2:]] == ["abc", "ja"]
+    unknown = run("bigramlab.evaluate", f"ckpt={ckpt}", "words=[abz]", cwd=trained_run)
+    assert unknown.returncode == 2
+    assert "character 'z'" in unknown.stderr and "'abz'" in unknown.stderr
+
+
+def test_default_run_trains_on_english_words(tmp_path: Path) -> None:
+    result = run("bigramlab.train", "trainer.max_steps=20", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["steps"] == 20 and metrics["train_nll"] < 3.3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optim.lr=-1"], "optim.lr=-1 is out of range"),
+        (["model.reg=-0.1"], "model.reg=-0.1 is out of range"),
+        (["data.split=[0.5,0.1,0.1]"], "must be fractions in [0, 1] that sum to 1"),
+        (["dataset=text_file"], "dataset.path is required"),
+        (["dataset=text_file", "dataset.path=missing.txt"], "missing.txt does not exist"),
+        (["model.impl=fast"], "model.impl='fast' is unknown"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_run_directory(
+    tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    result = run("bigramlab.train", *overrides, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    runs = tmp_path / "logs" / "train" / "runs"
+    assert not runs.exists() or not list(runs.iterdir())
+
+
+def test_unknown_dataset_is_refused_by_hydra_with_the_options(tmp_path: Path) -> None:
+    result = run("bigramlab.train", "dataset=nope", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Could not find 'dataset/nope'" in result.stderr and "text_file" in result.stderr
+
+
+def test_bad_checkpoint_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.ckpt"
+    bad.write_text("not a checkpoint")
+    result = run("bigramlab.sample", f"ckpt={bad}", cwd=tmp_path)
+    assert result.returncode == 2 and "is not a PyTorch checkpoint file" in result.stderr

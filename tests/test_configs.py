@@ -1,0 +1,92 @@
+"""Every config file composes, resolves, and instantiates what it names; bad values are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from bigramlab.config import validate_train
+from bigramlab.errors import UserError
+from tests.conftest import CONFIG_DIR, compose_config
+
+GROUPS = ["dataset", "data", "model", "optim", "trainer", "logger", "callbacks", "paths"]
+OPTIONS = [
+    (group, option.stem)
+    for group in [*GROUPS, "experiment"]
+    for option in sorted((CONFIG_DIR / group).glob("*.yaml"))
+]
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_group_option_composes_and_resolves(group: str, option: str, tmp_path: Path):
+    overrides = [f"{group}={option}"]
+    if option == "text_file":
+        overrides.append("dataset.path=words.txt")
+    cfg = compose_config("train", overrides, tmp_path)
+    job_config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    OmegaConf.to_container(job_config, resolve=True, throw_on_missing=True)
+    assert cfg.trainer.max_steps >= 1 and cfg.optim.lr > 0
+    validate_train(cfg)
+
+
+def test_train_config_holds_the_documented_keys_and_defaults(tmp_path: Path) -> None:
+    cfg = compose_config("train", [], tmp_path)
+    assert cfg.optim.lr == 50 and cfg.model.reg == 0.01 and cfg.model.init_seed == 2147483647
+    assert cfg.mle.alpha == 1.0 and list(cfg.data.split) == [0.8, 0.1, 0.1]
+    assert cfg.data.batch_size is None and cfg.trainer.max_steps == 1000
+    assert cfg.trainer.accelerator == "auto" and cfg.model.impl == "counts"
+    assert cfg.dataset._target_ == "bigramlab.data.EnglishWords"
+
+
+def test_group_targets_instantiate(tmp_path: Path) -> None:
+    cfg = compose_config("train", [], tmp_path)
+    for option in sorted((CONFIG_DIR / "optim").glob("*.yaml")):
+        optim_cfg = compose_config("train", [f"optim={option.stem}"], tmp_path).optim
+        model = instantiate(cfg.model, vocab=".ab", optimizer=instantiate(optim_cfg))
+        assert model.configure_optimizers().defaults["lr"] == optim_cfg.lr
+    for option in sorted((CONFIG_DIR / "dataset").glob("*.yaml")):
+        dataset_cfg = compose_config("train", [f"dataset={option.stem}"], tmp_path).dataset
+        if OmegaConf.missing_keys(dataset_cfg):
+            continue
+        assert callable(instantiate(dataset_cfg).load)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    trainer = instantiate(cfg.trainer, logger=instantiate(cfg.logger), callbacks=callbacks)
+    assert trainer.max_steps == 1000
+
+
+def test_experiment_makemore_is_a_short_diff(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["experiment=makemore"], tmp_path)
+    assert cfg.dataset._target_ == "bigramlab.data.Names"
+    assert list(cfg.data.split) == [1.0, 0.0, 0.0]
+    assert (cfg.model.reg, cfg.optim.lr, cfg.trainer.max_steps) == (0.01, 50, 1000)
+
+
+@pytest.mark.parametrize("name", ["sample", "evaluate"])
+def test_sample_and_evaluate_configs_compose(name: str, tmp_path: Path) -> None:
+    cfg = compose_config(name, ["ckpt=x.ckpt"], tmp_path)
+    assert cfg.ckpt == "x.ckpt" and cfg.seed == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optim.lr=0"], "optim.lr=0 is out of range"),
+        (["optim.lr=abc"], "optim.lr='abc' is not a number"),
+        (["model.reg=-1"], "model.reg=-1 is out of range"),
+        (["mle.alpha=-0.5"], "mle.alpha=-0.5 is out of range"),
+        (["trainer.max_steps=0"], "trainer.max_steps=0 is out of range"),
+        (["data.batch_size=0"], "data.batch_size=0 is out of range"),
+        (["data.split=[0.8,0.1]"], "must be three fractions"),
+        (["data.split=[0.8,0.3,-0.1]"], "must be fractions in [0, 1] that sum to 1"),
+        (["data.split=[0.0,0.5,0.5]"], "leaves nothing to train on"),
+        (["model.impl=fast"], "model.impl='fast' is unknown"),
+        (["dataset=text_file"], "dataset.path is required"),
+    ],
+)
+def test_bad_values_are_refused_before_any_work(overrides, message, tmp_path: Path) -> None:
+    cfg = compose_config("train", overrides, tmp_path)
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        validate_train(cfg)

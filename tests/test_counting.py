@@ -1,0 +1,98 @@
+"""The counting estimator and the comparison metrics, as identities over random data."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bigramlab.counting import (
+    bigram_counts,
+    kl_to_mle,
+    max_abs_diff,
+    mle_probs,
+    nll,
+    row_entropy,
+    tv_distance,
+)
+
+
+@st.composite
+def counts_and_weights(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor]:
+    V = draw(st.integers(2, 12))
+    seed = draw(st.integers(0, 2**31 - 1))
+    g = torch.Generator().manual_seed(seed)
+    n = draw(st.integers(1, 300))
+    xs = torch.randint(V, (n,), generator=g)
+    ys = torch.randint(V, (n,), generator=g)
+    W = torch.randn((V, V), generator=g, dtype=torch.float64) * draw(st.floats(0.1, 5))
+    return bigram_counts(xs, ys, V), W
+
+
+def test_counts_match_a_python_loop() -> None:
+    xs = torch.tensor([0, 1, 1, 2, 0, 1])
+    ys = torch.tensor([1, 2, 2, 0, 1, 0])
+    N = bigram_counts(xs, ys, 3)
+    expected = torch.zeros(3, 3, dtype=torch.int64)
+    for x, y in zip(xs.tolist(), ys.tolist()):
+        expected[x, y] += 1
+    assert torch.equal(N, expected)
+
+
+def test_mle_rows_are_distributions_and_unseen_rows_are_zero() -> None:
+    N = torch.tensor([[0, 3, 1], [0, 0, 0], [2, 2, 0]])
+    P = mle_probs(N, alpha=0.0)
+    assert torch.allclose(P[0], torch.tensor([0.0, 0.75, 0.25], dtype=torch.float64))
+    assert torch.equal(P[1], torch.zeros(3, dtype=torch.float64))
+    smoothed = mle_probs(N, alpha=1.0)
+    assert torch.allclose(smoothed.sum(1), torch.ones(3, dtype=torch.float64))
+    assert torch.allclose(smoothed[0], torch.tensor([1 / 7, 4 / 7, 2 / 7], dtype=torch.float64))
+
+
+def test_unseen_bigram_under_alpha_zero_gives_inf_not_nan() -> None:
+    train = torch.tensor([[1, 1], [1, 0]])
+    held_out = torch.tensor([[0, 0], [0, 1]])  # (1 -> 1) never seen in train
+    log_p = mle_probs(train, 0.0).log()
+    assert nll(log_p, held_out) == math.inf
+    assert math.isclose(nll(log_p, train), -(2 * math.log(0.5) + math.log(1.0)) / 3)
+    assert nll(log_p, torch.zeros(2, 2)) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts_and_weights())
+def test_nll_gap_to_mle_is_the_weighted_kl(data: tuple[torch.Tensor, torch.Tensor]) -> None:
+    N, W = data
+    log_p = W.log_softmax(1)
+    gap = nll(log_p, N) - nll(mle_probs(N, 0.0).log(), N)
+    kl = float(kl_to_mle(N, log_p))
+    assert math.isclose(kl, gap, rel_tol=1e-9, abs_tol=1e-9)
+    assert kl >= -1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts_and_weights())
+def test_mle_has_the_lowest_nll_on_its_own_data(data: tuple[torch.Tensor, torch.Tensor]) -> None:
+    N, W = data
+    assert nll(mle_probs(N, 0.0).log(), N) <= nll(W.log_softmax(1), N) + 1e-12
+    # A learned model with W = log P̂ (where defined) reproduces the MLE's NLL exactly.
+    P = mle_probs(N, 0.0)
+    assert math.isclose(nll(P.log(), N), nll(P.clamp_min(1e-300).log().log_softmax(1), N))
+
+
+@settings(max_examples=40, deadline=None)
+@given(counts_and_weights())
+def test_tv_and_max_diff_bounds(data: tuple[torch.Tensor, torch.Tensor]) -> None:
+    N, W = data
+    P, Q = mle_probs(N, 1.0), W.softmax(1)
+    tv = float(tv_distance(N, P, Q))
+    assert 0.0 <= tv <= 1.0 + 1e-12
+    assert float(tv_distance(N, P, P)) == 0.0
+    diff = float(max_abs_diff(P, Q))
+    assert 0.0 <= diff <= 1.0 and tv <= diff * P.shape[1] / 2 + 1e-12
+
+
+def test_row_entropy_of_uniform_and_one_hot_rows() -> None:
+    P = torch.tensor([[0.25, 0.25, 0.25, 0.25], [1.0, 0.0, 0.0, 0.0]])
+    assert torch.allclose(row_entropy(P), torch.tensor([math.log(4), 0.0], dtype=torch.float64))

@@ -1,0 +1,177 @@
+"""Corpus sources, vocabulary, bigram pairs and splits."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from bigramlab.counting import bigram_counts
+from bigramlab.data import (
+    BigramDataModule,
+    EnglishWords,
+    Names,
+    TextFile,
+    Vocab,
+    bigram_pairs,
+    read_lines,
+    split_words,
+)
+from bigramlab.errors import UserError
+from tests.conftest import make_words
+
+
+def lecture_pairs(words: list[str]) -> tuple[list[int], list[int]]:
+    """The lecture's loop over words, for comparison."""
+    chars = sorted(set("".join(words)))
+    stoi = {s: i + 1 for i, s in enumerate(chars)}
+    stoi["."] = 0
+    xs, ys = [], []
+    for w in words:
+        chs = [".", *w, "."]
+        for a, b in zip(chs, chs[1:]):
+            xs.append(stoi[a])
+            ys.append(stoi[b])
+    return xs, ys
+
+
+def test_vocab_is_boundary_then_sorted_characters() -> None:
+    vocab = Vocab.from_words(["emma", "olivia", "ava"])
+    assert vocab.itos == ".aeilmov"
+    assert vocab.stoi["."] == 0 and vocab.stoi["v"] == 7
+
+
+def test_pairs_equal_the_lecture_loop() -> None:
+    words = make_words(200, seed=3)
+    xs, ys = bigram_pairs(words, Vocab.from_words(words))
+    ref_xs, ref_ys = lecture_pairs(words)
+    assert xs.tolist() == ref_xs and ys.tolist() == ref_ys
+    assert len(xs) == sum(len(w) + 1 for w in words)
+
+
+def test_unicode_words_encode_and_unknown_characters_are_named() -> None:
+    words = ["zoë", "renée", "дима", "李"]
+    vocab = Vocab.from_words(words)
+    _, ys = bigram_pairs(words, vocab)
+    assert "".join(vocab.itos[i] for i in ys.tolist()) == "zoë.renée.дима.李."
+    with pytest.raises(UserError, match="'q'.*'qi'"):
+        bigram_pairs(["qi"], vocab)
+
+
+def test_splits_are_disjoint_seeded_and_cover_the_corpus() -> None:
+    words = [f"w{i}" for i in range(1000)]
+    train, val, test = split_words(words, [0.8, 0.1, 0.1], seed=42)
+    assert (len(train), len(val), len(test)) == (800, 100, 100)
+    assert sorted(train + val + test) == sorted(words)
+    assert not set(train) & set(val) and not set(train) & set(test) and not set(val) & set(test)
+    assert split_words(words, [0.8, 0.1, 0.1], seed=42) == (train, val, test)
+    assert split_words(words, [0.8, 0.1, 0.1], seed=43)[1] != val
+    # Each part keeps corpus order; [1, 0, 0] is the corpus itself.
+    assert train == sorted(train, key=words.index)
+    assert split_words(words, [1.0, 0.0, 0.0], seed=7) == (words, [], [])
+
+
+def test_text_file_skips_blank_lines_handles_crlf_and_lowercases(tmp_path: Path) -> None:
+    path = tmp_path / "w.txt"
+    path.write_bytes(b"Emma\r\n\r\n  \nOlivia\r\nava")
+    assert read_lines(path) == ["Emma", "Olivia", "ava"]
+    assert TextFile(str(path), lowercase=True).load() == ["emma", "olivia", "ava"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "has no words"),
+        (b"\n\n \r\n", "has no words"),
+        (b"emma\nol\xffivia\n", "line 2 is not valid UTF-8"),
+        (b"emma\nst. louis\n", "line 2 contains '.'"),
+    ],
+)
+def test_bad_text_files_are_refused_with_the_reason(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "w.txt"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        read_lines(path)
+
+
+def test_missing_file_and_directory_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        read_lines(tmp_path / "nope.txt")
+    with pytest.raises(UserError, match="is not a file"):
+        read_lines(tmp_path)
+
+
+def test_english_words_is_the_web2_list() -> None:
+    words = EnglishWords().load()
+    assert 230_000 < len(words) < 240_000
+    assert Vocab.from_words(words).itos == ".abcdefghijklmnopqrstuvwxyz"
+    assert words == sorted(words)
+
+
+def _names(served: Path, url: str, cache: Path, content: bytes, sha: str | None = None) -> Names:
+    (served / "names.txt").write_bytes(content)
+    digest = sha or hashlib.sha256(content).hexdigest()
+    return Names(url=f"{url}/names.txt", sha256=digest, cache_dir=str(cache))
+
+
+def test_names_downloads_verifies_and_then_uses_the_cache(http_server, tmp_path: Path) -> None:
+    url, served = http_server
+    cache = tmp_path / "cache"
+    content = "\n".join(make_words(50)).encode()
+    names = _names(served, url, cache, content)
+    assert names.load() == content.decode().split("\n")
+    assert (cache / "names.txt").read_bytes() == content
+    assert sorted(p.name for p in cache.iterdir()) == ["names.txt", "names.txt.lock"]
+    # A cached file with the right checksum needs no network at all.
+    offline = Names(url="http://127.0.0.1:9/names.txt", sha256=names.sha256, cache_dir=str(cache))
+    assert offline.load() == names.load()
+
+
+def test_names_with_wrong_checksum_is_rejected_and_not_cached(http_server, tmp_path) -> None:
+    url, served = http_server
+    cache = tmp_path / "cache"
+    names = _names(served, url, cache, b"emma\nolivia\n", sha="0" * 64)
+    with pytest.raises(UserError, match="expected 0000.*nothing was saved"):
+        names.load()
+    assert not (cache / "names.txt").exists()
+    assert not [p for p in cache.iterdir() if p.suffix == ".part"]
+
+
+def test_names_offline_and_not_cached_names_the_url_and_the_place(tmp_path: Path) -> None:
+    names = Names(url="http://127.0.0.1:9/names.txt", sha256="0" * 64, cache_dir=str(tmp_path))
+    with pytest.raises(UserError) as excinfo:
+        names.load()
+    message = str(excinfo.value)
+    assert "http://127.0.0.1:9/names.txt" in message and str(tmp_path / "names.txt") in message
+
+
+def test_datamodule_counts_match_pairs_and_batches(words_file: Path) -> None:
+    dm = BigramDataModule(TextFile(str(words_file)), batch_size=64, shuffle_seed=1)
+    dm.setup()
+    V = len(dm.vocab)
+    xs, ys = dm.train_pairs
+    assert torch.equal(dm.counts["train"], bigram_counts(xs, ys, V))
+    total = sum(int(c.sum()) for c in dm.counts.values())
+    assert total == sum(len(w) + 1 for w in words_file.read_text().split())
+    batches = list(dm.train_dataloader())
+    assert sum(len(b[0]) for b in batches) == len(xs) and len(batches[0][0]) == 64
+    # Shuffled, and the same shuffle again from the same seed.
+    again = list(dm.train_dataloader())
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
+    assert not torch.equal(batches[0][0], xs[:64])
+    (val_batch,) = list(dm.val_dataloader())
+    assert set(val_batch) == {"train", "val", "test"}
+
+
+def test_datamodule_with_empty_splits_validates_train_only(tmp_path: Path) -> None:
+    path = tmp_path / "one.txt"
+    path.write_text("emma\n")
+    dm = BigramDataModule(TextFile(str(path)))
+    dm.setup()
+    assert [len(dm.words[s]) for s in ("train", "val", "test")] == [1, 0, 0]
+    (val_batch,) = list(dm.val_dataloader())
+    assert set(val_batch) == {"train"}

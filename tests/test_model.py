@@ -1,0 +1,171 @@
+"""The model's loss against the lecture's formula, its three exact forms, and short trainings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from bigramlab.counting import bigram_counts
+from bigramlab.data import TextFile, Vocab, bigram_pairs, split_words
+from bigramlab.errors import UserError
+from bigramlab.model import BigramLM, load_checkpoint, nll_counts, nll_index, nll_onehot
+from bigramlab.train import train
+
+
+def scalars(run_dir: Path, tag: str) -> dict[int, float]:
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return {e.step: e.value for e in events.Scalars(tag)}
+
+
+def test_initial_W_is_the_lectures_and_forward_is_one_hot_matmul() -> None:
+    model = BigramLM(vocab=".abcdefghijklmnopqrstuvwxyz")
+    g = torch.Generator().manual_seed(2147483647)
+    assert torch.equal(model.W.data, torch.randn((27, 27), generator=g))
+    x = torch.tensor([0, 5, 26])
+    assert torch.allclose(model(x), F.one_hot(x, 27).float() @ model.W)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    V=st.integers(2, 30),
+    n=st.integers(1, 400),
+    seed=st.integers(0, 2**31 - 1),
+    scale=st.floats(0.01, 3.0),
+)
+def test_three_impls_give_the_same_loss_and_gradient(V: int, n: int, seed: int, scale: float):
+    g = torch.Generator().manual_seed(seed)
+    xs, ys = torch.randint(V, (n,), generator=g), torch.randint(V, (n,), generator=g)
+    W0 = torch.randn((V, V), generator=g) * scale
+    results = []
+    for loss_of in (
+        lambda W: nll_onehot(W, xs, ys),
+        lambda W: nll_index(W, xs, ys),
+        lambda W: nll_counts(W, bigram_counts(xs, ys, V)),
+    ):
+        W = W0.clone().requires_grad_(True)
+        loss = loss_of(W)
+        loss.backward()
+        results.append((loss.detach(), W.grad))
+    for loss, grad in results[1:]:
+        torch.testing.assert_close(loss, results[0][0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grad, results[0][1], rtol=1e-5, atol=1e-6)
+
+
+def lecture_losses(words: list[str], steps: int, reg: float, lr: float) -> list[float]:
+    """The reference loop from the makemore lecture, verbatim but for V and the step count."""
+    chars = sorted(set("".join(words)))
+    stoi = {s: i + 1 for i, s in enumerate(chars)}
+    stoi["."] = 0
+    xs, ys = [], []
+    for w in words:
+        chs = [".", *w, "."]
+        for ch1, ch2 in zip(chs, chs[1:]):
+            xs.append(stoi[ch1])
+            ys.append(stoi[ch2])
+    xs, ys = torch.tensor(xs), torch.tensor(ys)
+    num, V = xs.nelement(), len(stoi)
+    g = torch.Generator().manual_seed(2147483647)
+    W = torch.randn((V, V), generator=g, requires_grad=True)
+    losses = []
+    for _ in range(steps):
+        xenc = F.one_hot(xs, num_classes=V).float()
+        logits = xenc @ W
+        counts = logits.exp()
+        probs = counts / counts.sum(1, keepdims=True)
+        loss = -probs[torch.arange(num), ys].log().mean() + reg * (W**2).mean()
+        losses.append(loss.item())
+        W.grad = None
+        loss.backward()
+        W.data += -lr * W.grad
+    return losses
+
+
+@pytest.mark.parametrize("impl", ["counts", "index", "onehot"])
+def test_pipeline_reproduces_the_lecture_loop(train_config, words_file: Path, impl: str) -> None:
+    steps = 30
+    reference = lecture_losses(words_file.read_text().split(), steps, reg=0.01, lr=50)
+    cfg = train_config(
+        "data.split=[1.0,0.0,0.0]",
+        "model.reg=0.01",
+        "optim.lr=50",
+        f"model.impl={impl}",
+        f"trainer.max_steps={steps}",
+    )
+    train(cfg)
+    logged = scalars(Path(cfg.paths.output_dir), "loss/total")
+    assert sorted(logged) == list(range(steps))
+    for step in (0, 9, steps - 1):
+        assert logged[step] == pytest.approx(reference[step], abs=1e-4)
+
+
+def test_short_training_lowers_the_loss_and_writes_the_run(train_config) -> None:
+    cfg = train_config("trainer.max_steps=25")
+    metrics = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    losses = scalars(run, "loss/total")
+    assert losses[24] < losses[0] - 0.5
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved == pytest.approx(metrics) and saved["steps"] == 25
+    for key in ("train_nll", "val_nll", "test_nll", "mle_train_nll", "mle_val_nll", "mle_test_nll"):
+        assert isinstance(saved[key], float)
+    # Validation points at 0 (start), every 10 steps, and the end, at the number of updates done.
+    assert sorted(scalars(run, "nll/val")) == [0, 10, 20, 25]
+    assert sorted(scalars(run, "mle/nll_val")) == [0, 10, 20, 25]
+    assert scalars(run, "nll/train")[25] == pytest.approx(saved["train_nll"], rel=1e-6)
+    W, itos = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    vocab = Vocab(itos)
+    assert W.shape == (len(vocab), len(vocab))
+    # The checkpoint holds the final W: its train NLL is the one in metrics.json.
+    words = TextFile(cfg.dataset.path).load()
+    train_words = split_words(words, cfg.data.split, cfg.data.split_seed)[0]
+    counts = bigram_counts(*bigram_pairs(train_words, vocab), len(vocab))
+    assert float(nll_counts(W.double(), counts.double())) == pytest.approx(saved["train_nll"])
+
+
+def test_mini_batches_train_and_are_reproducible(train_config) -> None:
+    first = train(train_config("data.batch_size=32", "trainer.max_steps=15"))
+    again = train(train_config("data.batch_size=32", "trainer.max_steps=15"))
+    assert first == again
+    assert first["train_nll"] < 3.0
+
+
+def test_alpha_zero_with_an_unseen_held_out_bigram_reports_inf(train_config, tmp_path) -> None:
+    path = tmp_path / "rare.txt"
+    # 'q' appears once; the seeded split puts it in val, so train never sees its bigrams.
+    words = ["ab", "ba"] * 20 + ["aq"]
+    path.write_text("\n".join(words) + "\n")
+    assert "aq" in split_words(words, [0.5, 0.5, 0.0], seed=42)[1]
+    metrics = train(train_config(f"dataset.path={path}", "mle.alpha=0", "data.split=[0.5,0.5,0.0]"))
+    assert metrics["test_nll"] is None and metrics["mle_test_nll"] is None
+    mle = [metrics["mle_train_nll"], metrics["mle_val_nll"]]
+    assert all(v is not None for v in mle) and float("inf") in mle
+
+
+class RunsCode:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("this must never run",))
+
+
+def test_checkpoints_that_would_run_code_or_are_not_checkpoints_are_refused(tmp_path: Path):
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"W": torch.zeros(2, 2)}, "payload": RunsCode()}, evil)
+    with pytest.raises(UserError, match="refusing to load .*could run code"):
+        load_checkpoint(evil)
+    text = tmp_path / "text.ckpt"
+    text.write_text("hello")
+    with pytest.raises(UserError, match="is not a PyTorch checkpoint file"):
+        load_checkpoint(text)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(UserError, match="not a bigramlab checkpoint"):
+        load_checkpoint(other)
+    with pytest.raises(UserError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.ckpt")
