@@ -27,7 +27,7 @@ def sha256_of(path: Path) -> str:
 
 
 def fetch(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> Path:
-    """Return `dest`, downloading `url` into it first unless it holds a file with the right checksum.
+    """Return `dest`, downloading `url` into it first unless it holds the file with `sha256`.
 
     The download goes to a temporary file beside `dest` and is renamed over it only once its
     checksum matches, so `dest` is never partial or wrong. An exclusive lock on `dest.lock` makes
