@@ -1,48 +1,183 @@
 """TensorBoard reporting: the counted model (MLE) beside the learned one, at every validation.
 
 Everything is written with TensorBoard's own SummaryWriter at `trainer.global_step`, the number of
-gradient updates so far, so a validation point and the training loss logged at the same step
-describe the same W.
+gradient updates so far, so that a validation point and the training loss logged at the same step
+describe the same W. Tags:
+
+    nll/<split>         learned model, data NLL of the whole split (torchmetrics, no reg term)
+    mle/nll_<split>     counted model P = (N_train + α) / row sums
+    ppl/val, mle/ppl_val            exp of the NLL
+    compare/gap_val     nll/val − mle/nll_val
+    compare/kl_train    Σ_x p̂(x) KL(P̂(·|x) ‖ P_W(·|x)), P̂ the unsmoothed train MLE
+                        = nll/train − NLL_train(MLE, α=0): the part of the NLL training can remove
+    compare/tv_train    Σ_x p̂(x) TV(P_mle(·|x), P_W(·|x));  compare/max_abs_diff  max |P_mle − P_W|
+    compare/heatmap_{mle,learned,diff}, samples (text), weights/W and entropy/* (histograms)
+    hp/{val_nll,mle_val_nll,gap_val,train_nll}   the metrics of the HParams dashboard
 """
 
 from __future__ import annotations
 
-import lightning as L
-from torch.utils.tensorboard import SummaryWriter
+import math
+from pathlib import Path
+from typing import Any
 
-from bigramlab.counting import mle_probs, nll
+import lightning as L
+import torch
+from matplotlib.figure import Figure
+from tensorboard.plugins.text.summary_v2 import text_pb
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+from bigramlab.counting import kl_to_mle, max_abs_diff, mle_probs, nll, row_entropy, tv_distance
 from bigramlab.data import BigramDataModule
-from bigramlab.model import BigramLM
+from bigramlab.figures import heatmap, nll_curves
+from bigramlab.model import SPLITS, BigramLM, sample_words
+
+HP_METRICS = ("hp/val_nll", "hp/mle_val_nll", "hp/gap_val", "hp/train_nll")
+
+
+def custom_scalars_layout() -> dict[str, dict[str, list[Any]]]:
+    """TensorBoard's Custom Scalars tab: per split, learned and MLE NLL on one chart; the gap."""
+    charts: dict[str, list[Any]] = {
+        f"NLL {split}: learned vs MLE": ["Multiline", [f"^nll/{split}$", f"^mle/nll_{split}$"]]
+        for split in SPLITS
+    }
+    charts["gap on val: learned − MLE"] = ["Multiline", ["^compare/gap_val$"]]
+    charts["KL(MLE ‖ learned) on train"] = ["Multiline", ["^compare/kl_train$"]]
+    return {"bigramlab": charts}
+
+
+def markdown_samples(mle_words: list[str], learned_words: list[str]) -> str:
+    """A Markdown table of words from both models, side by side."""
+    rows = ["| # | MLE (counted) | learned |", "|---|---|---|"]
+    for i, (a, b) in enumerate(zip(mle_words, learned_words), start=1):
+        rows.append(f"| {i} | `{a or '(empty)'}` | `{b or '(empty)'}` |")
+    return "\n".join(rows)
 
 
 class ComparisonReport(L.Callback):
-    """At the start and at each validation: `nll/<split>` of the learned model and `mle/nll_<split>`
-    of the counted one, P = (N_train + α) / row sums, for every non-empty split.
+    """Logs the learned model against the counted MLE at the start and at each validation.
+
+    alpha: the MLE's additive smoothing. n_samples: words sampled from each model per validation.
+    figures_every_n_steps: heatmaps at the start, at every multiple of this and at the end (None:
+    at every validation); each costs a fraction of a second to draw. hparams: the run's flattened
+    config for the HParams dashboard. figures_dir: where the final figures are saved as PNG.
     """
 
-    def __init__(self, alpha: float = 1.0) -> None:
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        n_samples: int = 10,
+        sample_seed: int = 0,
+        figures_every_n_steps: int | None = None,
+        hparams: dict[str, Any] | None = None,
+        figures_dir: str | None = None,
+    ) -> None:
         self.alpha = alpha
-        self.mle_nll: dict[str, float] = {}
+        self.n_samples = n_samples
+        self.sample_seed = sample_seed
+        self.figures_every_n_steps = figures_every_n_steps
+        self.hparams = {k: "null" if v is None else v for k, v in dict(hparams or {}).items()}
+        self.figures_dir = Path(figures_dir) if figures_dir else None
+        self.history: dict[str, list[float]] = {}
+        self.history_steps: list[int] = []
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
         datamodule: BigramDataModule = trainer.datamodule
-        log_probs = mle_probs(datamodule.counts["train"], self.alpha).log()
+        self.itos = datamodule.vocab.itos
+        self.train_counts = datamodule.counts["train"].to(pl_module.device)
+        self.mle = mle_probs(self.train_counts, self.alpha)
+        log_mle = self.mle.log()
         # The MLE does not change during training: computed once, logged beside every validation.
         self.mle_nll = {
             split: value
             for split, counts in datamodule.counts.items()
-            if (value := nll(log_probs, counts)) is not None
+            if (value := nll(log_mle, counts)) is not None
         }
+        # Exact NLL of the unsmoothed MLE on train: the floor that nll/train approaches.
+        self.mle0_train_nll = nll(mle_probs(self.train_counts, 0.0).log(), self.train_counts)
+        writer = _writer(trainer)
+        if writer is None or trainer.global_step > 0:  # a resumed run has all this already
+            return
+        writer.add_custom_scalars(custom_scalars_layout())
+        experiment, session_start, _ = hparams_summary(self.hparams, dict.fromkeys(HP_METRICS, 0.0))
+        file_writer = writer._get_file_writer()
+        file_writer.add_summary(experiment)
+        file_writer.add_summary(session_start)
+        writer.add_figure("compare/heatmap_mle", heatmap(self.mle, self.itos, "MLE P"), 0)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+        step = trainer.global_step
+        if trainer.sanity_checking and step > 0:
+            return  # a resumed run: this step was logged before the interruption
         writer = _writer(trainer)
         if writer is None:
             return
-        step = trainer.global_step
-        for split, value in pl_module.split_nll_values.items():
-            writer.add_scalar(f"nll/{split}", float(value), step)
-        for split, value in self.mle_nll.items():
-            writer.add_scalar(f"mle/nll_{split}", value, step)
+        learned_nll = {s: float(v) for s, v in pl_module.split_nll_values.items()}
+        W = pl_module.W.detach().double()
+        P_W = W.softmax(dim=1)
+        scalars = {f"nll/{s}": v for s, v in learned_nll.items()}
+        scalars |= {f"mle/nll_{s}": v for s, v in self.mle_nll.items()}
+        scalars["compare/kl_train"] = float(kl_to_mle(self.train_counts, W.log_softmax(dim=1)))
+        scalars["compare/tv_train"] = float(tv_distance(self.train_counts, self.mle, P_W))
+        scalars["compare/max_abs_diff"] = float(max_abs_diff(self.mle, P_W))
+        if "val" in learned_nll:
+            scalars["ppl/val"] = math.exp(learned_nll["val"])
+            scalars["mle/ppl_val"] = math.exp(self.mle_nll["val"])
+            scalars["compare/gap_val"] = learned_nll["val"] - self.mle_nll["val"]
+            scalars["hp/val_nll"] = learned_nll["val"]
+            scalars["hp/mle_val_nll"] = self.mle_nll["val"]
+            scalars["hp/gap_val"] = scalars["compare/gap_val"]
+        scalars["hp/train_nll"] = learned_nll["train"]
+        for tag, value in scalars.items():
+            writer.add_scalar(tag, value, step)
+
+        writer.add_histogram("weights/W", W, step)
+        writer.add_histogram("entropy/learned", row_entropy(P_W), step)
+        writer.add_histogram("entropy/mle", row_entropy(self.mle), step)
+        # TensorBoard's own text summary keeps the tag as is (add_text would append /text_summary).
+        writer._get_file_writer().add_summary(text_pb("samples", self._samples(P_W)), step)
+
+        self._record(step, learned_nll)
+        final = step >= trainer.max_steps
+        every = self.figures_every_n_steps
+        if every is None or step % every == 0 or final:
+            figures = {
+                "heatmap_learned": heatmap(P_W, self.itos, "learned P_W = softmax(W)"),
+                "heatmap_diff": heatmap(P_W - self.mle, self.itos, "P_W − P_MLE", diverging=True),
+            }
+            if final and self.figures_dir is not None:
+                self._save_figures(figures)
+            for name, figure in figures.items():
+                writer.add_figure(f"compare/{name}", figure, step)
+        writer.flush()
+
+    def _samples(self, P_W: Tensor) -> str:
+        """The same generator seed for both models: where they agree, they draw the same words."""
+        words = [
+            sample_words(P.cpu(), self.itos, self.n_samples, torch.Generator().manual_seed(seed))
+            for P, seed in ((self.mle, self.sample_seed), (P_W, self.sample_seed))
+        ]
+        return markdown_samples(*words)
+
+    def _record(self, step: int, learned_nll: dict[str, float]) -> None:
+        if self.history_steps and self.history_steps[-1] == step:
+            return
+        self.history_steps.append(step)
+        for split, value in learned_nll.items():
+            self.history.setdefault(split, []).append(value)
+
+    def _save_figures(self, figures: dict[str, Figure]) -> None:
+        """The final heatmaps, the MLE's and the NLL curves as PNG files in `figures_dir`."""
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        everything = {
+            "heatmap_mle": heatmap(self.mle, self.itos, "MLE P"),
+            **figures,
+            "nll_curves": nll_curves(self.history_steps, self.history, self.mle_nll),
+        }
+        for name, figure in everything.items():
+            figure.savefig(self.figures_dir / f"{name}.png")
 
 
 def _writer(trainer: L.Trainer) -> SummaryWriter | None:
