@@ -1,0 +1,188 @@
+"""The MLE-versus-learned comparison as TensorBoard holds it: read back from the event files and
+checked against an independent recomputation from the checkpoint and the data."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from bigramlab.data import split_words
+from bigramlab.model import load_checkpoint
+from bigramlab.reporting import custom_scalars_layout, markdown_samples
+from bigramlab.train import train
+from tests.conftest import compose_config, make_words
+
+STEPS, EVERY = 30, 10
+SCALARS = [
+    *(f"nll/{s}" for s in ("train", "val", "test")),
+    *(f"mle/nll_{s}" for s in ("train", "val", "test")),
+    "ppl/val", "mle/ppl_val", "compare/gap_val", "compare/kl_train", "compare/tv_train",
+    "compare/max_abs_diff", "hp/val_nll", "hp/mle_val_nll", "hp/gap_val", "hp/train_nll",
+    "loss/total", "loss/nll", "loss/reg",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], dict]:
+    tmp_path = tmp_path_factory.mktemp("report")
+    words = make_words(400, seed=5)
+    path = tmp_path / "words.txt"
+    path.write_text("\n".join(words) + "\n")
+    overrides = [
+        "dataset=text_file",
+        f"dataset.path={path}",
+        f"trainer.max_steps={STEPS}",
+        f"trainer.val_check_interval={EVERY}",
+        "callbacks.report.figures_every_n_steps=20",
+        "callbacks.progress_bar.refresh_rate=0",
+        "mle.alpha=0.5",
+        "model.reg=0.001",
+    ]
+    cfg = compose_config("train", overrides, tmp_path)
+    train(cfg)
+    return Path(cfg.paths.output_dir), words, cfg
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(
+        str(run_dir / "tensorboard"),
+        size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0},
+    )
+    accumulator.Reload()
+    return accumulator
+
+
+def scalar(acc: EventAccumulator, tag: str) -> dict[int, float]:
+    return {e.step: e.value for e in acc.Scalars(tag)}
+
+
+def independent_counts(words: list[str], itos: str) -> dict[tuple[int, int], int]:
+    stoi = {ch: i for i, ch in enumerate(itos)}
+    pairs = Counter()
+    for w in words:
+        chs = [".", *w, "."]
+        for a, b in zip(chs, chs[1:]):
+            pairs[stoi[a], stoi[b]] += 1
+    return pairs
+
+
+def mle_table(counts: dict[tuple[int, int], int], V: int, alpha: float) -> list[list[float]]:
+    rows = [[alpha] * V for _ in range(V)]
+    for (i, j), n in counts.items():
+        rows[i][j] += n
+    return [[v / sum(row) if sum(row) else 0.0 for v in row] for row in rows]
+
+
+def mean_nll(probs, counts: dict[tuple[int, int], int]) -> float:
+    return -sum(n * math.log(probs[i][j]) for (i, j), n in counts.items()) / sum(counts.values())
+
+
+def test_every_tag_is_there_and_nothing_stray(run) -> None:
+    run_dir, _, _ = run
+    acc = events(run_dir)
+    tags = acc.Tags()
+    assert set(SCALARS) <= set(tags["scalars"]) and "hp_metric" not in tags["scalars"]
+    assert set(tags["images"]) == {f"compare/heatmap_{k}" for k in ("mle", "learned", "diff")}
+    assert set(tags["histograms"]) == {"weights/W", "entropy/learned", "entropy/mle"}
+    assert "samples" in tags["tensors"] and "custom_scalars__config__" in tags["tensors"]
+    validations = [0, 10, 20, 30]
+    for tag in SCALARS:
+        if not tag.startswith("loss/"):
+            assert sorted(scalar(acc, tag)) == validations, tag
+    assert sorted(scalar(acc, "loss/total")) == list(range(STEPS))
+    assert [e.step for e in acc.Images("compare/heatmap_learned")] == [0, 20, 30]
+    assert [e.step for e in acc.Images("compare/heatmap_mle")] == [0]
+
+
+def test_logged_values_match_an_independent_recomputation(run) -> None:
+    run_dir, words, _ = run
+    acc = events(run_dir)
+    W, itos = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    V = len(itos)
+    splits = dict(zip(("train", "val", "test"), split_words(words, [0.8, 0.1, 0.1], 42)))
+    counts = {s: independent_counts(ws, itos) for s, ws in splits.items()}
+    P_W = W.double().softmax(1).tolist()
+    mle = mle_table(counts["train"], V, alpha=0.5)
+    mle0 = mle_table(counts["train"], V, alpha=0.0)
+    final = {tag: scalar(acc, tag)[STEPS] for tag in SCALARS if not tag.startswith("loss/")}
+    for s in ("train", "val", "test"):
+        assert final[f"nll/{s}"] == pytest.approx(mean_nll(P_W, counts[s]), abs=1e-5)
+        assert final[f"mle/nll_{s}"] == pytest.approx(mean_nll(mle, counts[s]), abs=1e-6)
+    assert final["ppl/val"] == pytest.approx(math.exp(final["nll/val"]), rel=1e-6)
+    # TensorBoard stores float32: the gap agrees with the difference of the stored values to 1e-6.
+    gap = final["nll/val"] - final["mle/nll_val"]
+    assert final["compare/gap_val"] == pytest.approx(gap, abs=1e-6)
+    total = sum(counts["train"].values())
+    row_weight = [
+        sum(n for (i, _), n in counts["train"].items() if i == r) / total for r in range(V)
+    ]
+    tv = sum(
+        row_weight[i] * 0.5 * sum(abs(mle[i][j] - P_W[i][j]) for j in range(V)) for i in range(V)
+    )
+    assert final["compare/tv_train"] == pytest.approx(tv, abs=1e-6)
+    max_diff = max(abs(mle[i][j] - P_W[i][j]) for i in range(V) for j in range(V))
+    assert final["compare/max_abs_diff"] == pytest.approx(max_diff, abs=1e-6)
+    # The identity, at every logged step: excess train NLL over the exact MLE = weighted KL >= 0.
+    mle0_train_nll = mean_nll(mle0, counts["train"])
+    kl, train_nll = scalar(acc, "compare/kl_train"), scalar(acc, "nll/train")
+    for step in kl:
+        assert kl[step] == pytest.approx(train_nll[step] - mle0_train_nll, abs=1e-5)
+        assert kl[step] >= 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert final["hp/val_nll"] == pytest.approx(metrics["val_nll"], abs=1e-5)
+    assert final["hp/mle_val_nll"] == pytest.approx(metrics["mle_val_nll"], abs=1e-6)
+
+
+def test_images_are_png_and_figures_are_saved(run) -> None:
+    run_dir, words, _ = run
+    V = len(set("".join(words))) + 1
+    for event in events(run_dir).Images("compare/heatmap_diff"):
+        assert event.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n"
+        assert Image.open(io.BytesIO(event.encoded_image_string)).size[0] > 20 * V
+    names = {p.name for p in (run_dir / "figures").iterdir()}
+    assert names == {f"{n}.png" for n in ("heatmap_mle", "heatmap_learned", "heatmap_diff")} | {
+        "nll_curves.png"
+    }
+    for path in (run_dir / "figures").iterdir():
+        Image.open(path).verify()
+
+
+def test_hparams_session_carries_the_config_and_final_metrics(run) -> None:
+    run_dir, _, _ = run
+    acc = events(run_dir)
+    content = acc.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    metric_tags = {m.name.tag for m in experiment.experiment.metric_infos}
+    assert metric_tags == {"hp/val_nll", "hp/mle_val_nll", "hp/gap_val", "hp/train_nll"}
+    session = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]
+    ).session_start_info
+    values = {k: getattr(v, v.WhichOneof("kind")) for k, v in session.hparams.items()}
+    assert values["lr"] == 50 and values["reg"] == 0.001 and values["alpha"] == 0.5
+    assert values["dataset"] == "text_file" and values["impl"] == "counts"
+    assert values["steps"] == STEPS and values["batch_size"] == "null" and values["seed"] == 0
+    assert set(scalar(acc, "hp/train_nll")) == {0, 10, 20, 30}
+
+
+def test_samples_table_and_layout() -> None:
+    table = markdown_samples(["ab", ""], ["ab", "c"])
+    assert table.splitlines()[2:] == ["| 1 | `ab` | `ab` |", "| 2 | `(empty)` | `c` |"]
+    charts = custom_scalars_layout()["bigramlab"]
+    assert charts["NLL val: learned vs MLE"] == ["Multiline", ["^nll/val$", "^mle/nll_val$"]]
+
+
+def test_samples_logged_at_each_validation_use_one_seed_for_both_models(run) -> None:
+    run_dir, _, _ = run
+    acc = events(run_dir)
+    texts = acc.Tensors("samples")
+    assert [t.step for t in texts] == [0, 10, 20, 30]
+    rows = texts[-1].tensor_proto.string_val[0].decode().splitlines()[2:]
+    assert len(rows) == 10
