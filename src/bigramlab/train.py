@@ -70,7 +70,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # Every curve ends at the last step, whatever the validation interval.
         trainer.validate(model, datamodule=datamodule, verbose=False, weights_only=True)
     # Periodic saves may predate the last step; last.ckpt must hold the final W.
-    trainer.save_checkpoint(Path(trainer.checkpoint_callback.dirpath) / "last.ckpt")
+    trainer.save_checkpoint(
+        Path(trainer.checkpoint_callback.dirpath) / "last.ckpt", weights_only=False
+    )
 
     metrics = final_metrics(model, datamodule, cfg.mle.alpha)
     metrics["steps"] = trainer.global_step
