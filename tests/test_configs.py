@@ -90,3 +90,25 @@ def test_bad_values_are_refused_before_any_work(overrides, message, tmp_path: Pa
     cfg = compose_config("train", overrides, tmp_path)
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
         validate_train(cfg)
+
+
+@pytest.mark.parametrize(
+    "override", ["hparams_search=optuna", "hydra/launcher=slurm", "hydra/launcher=joblib"]
+)
+def test_sweep_configs_compose(override: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [override], tmp_path)
+    if override.startswith("hparams_search"):
+        assert cfg.hydra.sweeper.sampler.seed == 1234
+        assert cfg.hydra.sweeper.params["optim.lr"] == "tag(log, interval(1, 100))"
+    elif override.endswith("slurm"):
+        assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+        assert cfg.hydra.launcher.timeout_min == 30
+
+
+def test_reg_vs_smoothing_pairs_reg_with_alpha(tmp_path: Path) -> None:
+    cfg = compose_config(
+        "train", ["experiment=reg_vs_smoothing", "pair={reg:0.3,alpha:30}"], tmp_path
+    )
+    assert (cfg.model.reg, cfg.mle.alpha) == (0.3, 30)
+    assert cfg.dataset._target_ == "bigramlab.data.Names"
+    assert cfg.hydra.mode.name == "MULTIRUN"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -71,3 +73,41 @@ def validate_train(cfg: DictConfig) -> None:
             f"model.impl={cfg.model.impl!r} is unknown: choose one of {', '.join(IMPLS)}"
         )
     validate_data(cfg)
+
+
+SHORT_KEYS = {"optim.lr": "lr", "model.reg": "reg", "mle.alpha": "alpha", "model.impl": "impl",
+              "data.batch_size": "batch", "trainer.max_steps": "steps"}  # fmt: skip
+
+
+def job_dir_name(num: int, override_dirname: str) -> str:
+    """A multirun job's directory name, readable in TensorBoard's run list: `3_lr=10,reg=0.01`.
+
+    `override_dirname` is Hydra's `key=value,key=value` of the job's overrides. Keys are shortened
+    to their last part (`optim.lr` -> `lr`, `trainer.max_steps` -> `steps`) where that is
+    unambiguous, a dict value `pair={reg:0.1,alpha:1}` is spelled out, and `/` (which would make
+    subdirectories) becomes `_`.
+    """
+    items = []
+    for item in re.split(r",(?![^{]*})", override_dirname) if override_dirname else []:
+        key, _, value = item.partition("=")
+        if value.startswith("{") and value.endswith("}"):
+            items.extend(tuple(kv.split(":", 1)) for kv in value[1:-1].split(","))
+        else:
+            items.append((key, value))
+    short = [SHORT_KEYS.get(key, key.rsplit(".", 1)[-1]) for key, _ in items]
+    keys = [s if short.count(s) == 1 else key for s, (key, _) in zip(short, items)]
+    name = ",".join(f"{k}={v}" for k, (_, v) in zip(keys, items)).replace("/", "_")[:120]
+    return f"{num}_{name}" if name else str(num)
+
+
+def register_resolvers() -> None:
+    """`${bigramlab.job_dir:...}` and `${bigramlab.cwd:}` for the configs; idempotent.
+
+    `bigramlab.cwd` is the working directory the command was started in, like Hydra's
+    `${hydra:runtime.cwd}`, but also available where the sweep directory is resolved, before
+    Hydra's own runtime config exists.
+    """
+    if not OmegaConf.has_resolver("bigramlab.job_dir"):
+        OmegaConf.register_new_resolver("bigramlab.job_dir", job_dir_name)
+    if not OmegaConf.has_resolver("bigramlab.cwd"):
+        OmegaConf.register_new_resolver("bigramlab.cwd", os.getcwd)

@@ -7,6 +7,7 @@ boundary token `.` on both sides, so "emma" gives the bigrams .e em mm ma a. ; t
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -193,6 +194,70 @@ class PairBatches(Dataset):
         return self.xs[index_tensor], self.ys[index_tensor]
 
 
+@dataclass(frozen=True)
+class BigramData:
+    """Everything training needs from a corpus: vocabulary, words, counts (V, V) per split, and the
+    training pairs (xs, ys) when mini-batches or a pair-based loss need them."""
+
+    vocab: Vocab
+    words: dict[str, list[str]]
+    counts: dict[str, Tensor]
+    train_pairs: tuple[Tensor, Tensor] | None
+
+
+def _file_stamp(corpus: EnglishWords | Names | TextFile) -> tuple[int, int] | None:
+    """(mtime, size) of a text file, so that a file edited between two jobs is read again."""
+    if isinstance(corpus, TextFile) and Path(corpus.path).is_file():
+        stat = Path(corpus.path).stat()
+        return stat.st_mtime_ns, stat.st_size
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_bigram_data(
+    corpus: EnglishWords | Names | TextFile,
+    stamp: tuple[int, int] | None,
+    split: tuple[float, ...],
+    split_seed: int,
+    with_pairs: bool,
+) -> BigramData:
+    words = corpus.load()
+    vocab = Vocab.from_words(words)
+    parts = dict(zip(SPLITS, split_words(words, split, split_seed)))
+    if not parts["train"]:
+        raise UserError(
+            f"the train split is empty ({len(words)} words, split {list(split)}): "
+            "use more data or a larger train fraction in data.split"
+        )
+    V = len(vocab)
+    counts = {}
+    train_pairs = None
+    for name, part in parts.items():
+        if not part:
+            counts[name] = torch.zeros(V, V, dtype=torch.int64)
+            continue
+        xs, ys = bigram_pairs(part, vocab)
+        counts[name] = bigram_counts(xs, ys, V)
+        if name == "train" and with_pairs:
+            train_pairs = (xs, ys)
+    return BigramData(vocab, parts, counts, train_pairs)
+
+
+def bigram_data(
+    corpus: EnglishWords | Names | TextFile,
+    split: Sequence[float],
+    split_seed: int,
+    with_pairs: bool,
+) -> BigramData:
+    """Read, split and count a corpus, once per process for each data config.
+
+    The jobs of a sweep in one process (Hydra's basic launcher, Optuna) share the result instead
+    of reading and counting the corpus again; nothing in it is ever modified.
+    """
+    split = tuple(float(f) for f in split)
+    return _cached_bigram_data(corpus, _file_stamp(corpus), split, split_seed, with_pairs)
+
+
 class BigramDataModule(L.LightningDataModule):
     """Bigram data of one corpus, split by word.
 
@@ -226,23 +291,10 @@ class BigramDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.vocab is not None:
             return
-        words = self.corpus.load()
-        self.vocab = Vocab.from_words(words)
-        self.words = dict(zip(SPLITS, split_words(words, self.split, self.split_seed)))
-        if not self.words["train"]:
-            raise UserError(
-                f"the train split is empty ({len(words)} words, split {list(self.split)}): "
-                "use more data or a larger train fraction in data.split"
-            )
-        V = len(self.vocab)
-        for name, part in self.words.items():
-            if not part:
-                self.counts[name] = torch.zeros(V, V, dtype=torch.int64)
-                continue
-            xs, ys = bigram_pairs(part, self.vocab)
-            self.counts[name] = bigram_counts(xs, ys, V)
-            if name == "train" and (self.batch_size is not None or self.batch_format == "pairs"):
-                self.train_pairs = (xs, ys)
+        with_pairs = self.batch_size is not None or self.batch_format == "pairs"
+        data = bigram_data(self.corpus, self.split, self.split_seed, with_pairs)
+        self.vocab, self.words, self.counts = data.vocab, data.words, data.counts
+        self.train_pairs = data.train_pairs
 
     def train_dataloader(self) -> DataLoader:
         if self.batch_size is None:

@@ -6,3 +6,11 @@ class UserError(Exception):
 
     The message names what is wrong (the value, file or line) and what to do about it.
     """
+
+
+class Diverged(UserError):
+    """Training produced a non-finite loss or W; `step` is the update at which it was seen."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step

@@ -10,11 +10,13 @@ Three exact forms of the same data NLL (`impl`), from the lecture's to the cheap
 
 from __future__ import annotations
 
+import math
 import pickle
 import re
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -23,7 +25,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from bigramlab.counting import bigram_counts, nll_sum
-from bigramlab.errors import UserError
+from bigramlab.errors import Diverged, UserError
 
 IMPLS = ("onehot", "index", "counts")
 SPLITS = ("train", "val", "test")
@@ -131,6 +133,38 @@ class BigramLM(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer(self.parameters())
+
+
+class DivergenceGuard(L.Callback):
+    """Stops training at the first step whose loss is not finite or above `max_loss`, or whose
+    updated W is not finite.
+
+    A mean NLL of 1000 nats means the model gives the data probabilities below e^-1000: gradient
+    descent has blown up, even where float32 has not overflowed yet. Lightning runs checkpoint
+    callbacks after all others, so the step that produced a broken W never reaches a checkpoint.
+    """
+
+    def __init__(self, max_loss: float = 1000.0) -> None:
+        self.max_loss = max_loss
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: BigramLM, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = float(outputs["loss"])  # the step's one host sync; Lightning's logging makes it too
+        W_finite = bool(torch.isfinite(pl_module.W).all())
+        if math.isfinite(loss) and loss <= self.max_loss and W_finite:
+            return
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        if not math.isfinite(loss) or loss > self.max_loss:
+            # The loss of step k is that of W before update k + 1.
+            step, what = trainer.global_step - 1, f"the loss is {loss:g}"
+        else:
+            step, what = trainer.global_step, "W is not finite after the update"
+        raise Diverged(
+            f"training diverged at step {step}: {what} with optim.lr={lr:g}, "
+            f"model.reg={pl_module.hparams.reg:g}; lower optim.lr",
+            step=step,
+        )
 
 
 def load_checkpoint(path: str | Path) -> tuple[Tensor, str]:

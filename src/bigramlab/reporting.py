@@ -123,8 +123,8 @@ class ComparisonReport(L.Callback):
         scalars["compare/tv_train"] = float(tv_distance(self.train_counts, self.mle, P_W))
         scalars["compare/max_abs_diff"] = float(max_abs_diff(self.mle, P_W))
         if "val" in learned_nll:
-            scalars["ppl/val"] = math.exp(learned_nll["val"])
-            scalars["mle/ppl_val"] = math.exp(self.mle_nll["val"])
+            scalars["ppl/val"] = _exp(learned_nll["val"])
+            scalars["mle/ppl_val"] = _exp(self.mle_nll["val"])
             scalars["compare/gap_val"] = learned_nll["val"] - self.mle_nll["val"]
             scalars["hp/val_nll"] = learned_nll["val"]
             scalars["hp/mle_val_nll"] = self.mle_nll["val"]
@@ -178,6 +178,11 @@ class ComparisonReport(L.Callback):
         }
         for name, figure in everything.items():
             figure.savefig(self.figures_dir / f"{name}.png")
+
+
+def _exp(x: float) -> float:
+    """exp(x), inf where it overflows (an NLL of an unseen bigram, or of a blown-up model)."""
+    return math.exp(x) if x < 700 else math.inf
 
 
 def _writer(trainer: L.Trainer) -> SummaryWriter | None:

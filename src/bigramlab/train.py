@@ -1,13 +1,15 @@
 """Train the bigram model: `python -m bigramlab.train [overrides]` (config: conf/train.yaml).
 
-config -> data module (corpus, vocabulary, splits, counts) -> BigramLM -> Lightning Trainer with the
-TensorBoard logger and the MLE report -> metrics.json and checkpoints/last.ckpt in the run dir.
+config -> data module (corpus, vocabulary, splits, counts) -> BigramLM -> Lightning Trainer with
+the TensorBoard logger and the comparison report -> metrics.json and checkpoints/last.ckpt.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -16,16 +18,20 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from bigramlab.config import validate_train
+from bigramlab.config import register_resolvers, validate_train
 from bigramlab.counting import mle_probs, nll
-from bigramlab.data import SPLITS, BigramDataModule
-from bigramlab.errors import UserError
-from bigramlab.model import BigramLM
+from bigramlab.data import BigramDataModule
+from bigramlab.errors import Diverged, UserError
+from bigramlab.model import SPLITS, BigramLM
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+METRIC_KEYS = [f"{split}_nll" for split in SPLITS] + [f"mle_{split}_nll" for split in SPLITS]
+log = logging.getLogger(__name__)
+register_resolvers()
 
 
 def final_metrics(model: BigramLM, datamodule: BigramDataModule, alpha: float) -> dict[str, Any]:
@@ -44,6 +50,20 @@ def final_metrics(model: BigramLM, datamodule: BigramDataModule, alpha: float) -
         metrics[f"mle_{split}_nll"] = nll(mle_log_probs, datamodule.counts[split])
     metrics["final_loss"] = metrics["train_nll"] + model.hparams.reg * float((W**2).mean())
     return metrics
+
+
+def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> None:
+    """metrics.json, written to a temporary file and renamed: never half-written."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    tmp = output_dir / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(tmp, output_dir / "metrics.json")
+
+
+def failed_metrics(status: str, reason: str, steps: int | None) -> dict[str, Any]:
+    """metrics.json of a run that did not finish: every metric null, and why."""
+    return {**dict.fromkeys(METRIC_KEYS), "final_loss": None, "steps": steps, "status": status,
+            "reason": reason}  # fmt: skip
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -65,7 +85,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = instantiate(
         cfg.trainer, logger=instantiate(cfg.logger), callbacks=callbacks
     )
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    except Diverged as e:
+        write_metrics(output_dir, failed_metrics("diverged", str(e), e.step))
+        raise
     if trainer.global_step % cfg.trainer.val_check_interval:
         # Every curve ends at the last step, whatever the validation interval.
         trainer.validate(model, datamodule=datamodule, verbose=False, weights_only=True)
@@ -77,8 +101,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics = final_metrics(model, datamodule, cfg.mle.alpha)
     metrics["steps"] = trainer.global_step
     metrics["status"] = "ok"
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_metrics(output_dir, metrics)
     return metrics
 
 
@@ -100,13 +123,25 @@ def _show(value: float | None) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
-    """Hydra entry point; returns the objective (`optimized_metric`) for sweepers."""
+    """Hydra entry point; returns the objective (`optimized_metric`) for sweepers.
+
+    A bad input or a diverging run ends a single run with one `error:` line and exit status 2.
+    Inside a multirun it only ends that job: its metrics.json says why, its objective is inf, and
+    the sweep goes on.
+    """
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         metrics = train(cfg)
     except UserError as e:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            log.error(f"job failed: {e}")
+            log.info(f"objective {cfg.optimized_metric} = inf")
+            if not (output_dir / "metrics.json").exists():
+                write_metrics(output_dir, failed_metrics("failed", str(e), None))
+            return math.inf
         print(f"error: {e}", file=sys.stderr)
-        _remove_unused_run_dir(output_dir)
+        if not isinstance(e, Diverged):
+            _remove_unused_run_dir(output_dir)
         sys.exit(2)
     print(
         f"steps {metrics['steps']}  final loss {metrics['final_loss']:.6f}\n"
@@ -117,8 +152,10 @@ def main(cfg: DictConfig) -> float:
         f"run directory: {output_dir}\n"
         f"  tensorboard --logdir {output_dir}"
     )
-    objective = metrics.get(cfg.optimized_metric)
-    return math.inf if objective is None else float(objective)
+    value = metrics.get(cfg.optimized_metric)
+    objective = math.inf if value is None else float(value)
+    log.info(f"objective {cfg.optimized_metric} = {objective}")
+    return objective
 
 
 if __name__ == "__main__":

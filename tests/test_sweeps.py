@@ -1,0 +1,142 @@
+"""Multiruns as a user starts them: the basic launcher, joblib, submitit_local and Optuna, each job
+in its own directory with its metrics.json and its objective, and the sweep report over them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bigramlab.config import job_dir_name
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["trainer.max_steps=12", "trainer.val_check_interval=6",
+         "callbacks.report.figures_every_n_steps=1000",
+         "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
+
+
+def sweep(tmp_path: Path, words_file: Path, *overrides: str) -> tuple[Path, list[Path]]:
+    """Run `python -m bigramlab.train -m ...` in tmp_path; return the sweep dir and its job dirs."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bigramlab.train", "-m", "dataset=text_file",
+         f"dataset.path={words_file}", *QUICK, *overrides],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    jobs = sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
+    return sweep_dir, jobs
+
+
+def objective(job_dir: Path) -> float:
+    """The value the entry point returned to the sweeper, as its log records it."""
+    found = re.findall(r"objective val_nll = (\S+)", (job_dir / "train.log").read_text())
+    assert len(found) == 1
+    return float(found[0])
+
+
+def short_names(jobs: list[Path]) -> set[str]:
+    """Job directory names without the overrides every job shares (QUICK)."""
+    shared = {"figures_every_n_steps=1000", "steps=12", "val_check_interval=6"}
+    return {",".join(p for p in j.name.split(",") if p not in shared) for j in jobs}
+
+
+def lr_part(job_dir: Path) -> str:
+    return re.search(r"\blr=[^,]+", job_dir.name).group(0)
+
+
+def check_grid(sweep_dir: Path, jobs: list[Path], names: set[str]) -> None:
+    assert short_names(jobs) == names
+    for job in jobs:
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert metrics["status"] == "ok" and metrics["steps"] == 12
+        assert objective(job) == pytest.approx(metrics["val_nll"])
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+        assert list((job / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def report(sweep_dir: Path) -> list[dict[str, str]]:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(sweep_dir)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "ranked by validation NLL" in result.stdout
+    for name in ("report.md", "results.csv", "val_nll_vs_reg.png"):
+        assert (sweep_dir / name).is_file()
+    with open(sweep_dir / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+GRID = {f"{i}_figures_every_n_steps=1000,reg={reg},lr={lr}" for i, (lr, reg) in
+        enumerate([(5, 0), (5, 0.1), (20, 0), (20, 0.1)])}  # fmt: skip
+
+
+def test_grid_with_the_basic_launcher_and_the_report(tmp_path: Path, words_file: Path) -> None:
+    sweep_dir, jobs = sweep(tmp_path, words_file, "optim.lr=5,20", "model.reg=0,0.1")
+    check_grid(sweep_dir, jobs, GRID)
+    rows = report(sweep_dir)
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    vals = [float(r["val_nll"]) for r in rows]
+    assert vals == sorted(vals)
+    assert "| 1 |" in (sweep_dir / "report.md").read_text()
+
+
+def test_grid_with_joblib(tmp_path: Path, words_file: Path) -> None:
+    launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    sweep_dir, jobs = sweep(tmp_path, words_file, *launcher, "optim.lr=5,20", "model.reg=0,0.1")
+    check_grid(sweep_dir, jobs, GRID)
+
+
+def test_grid_with_submitit_local(tmp_path: Path, words_file: Path) -> None:
+    sweep_dir, jobs = sweep(tmp_path, words_file, "hydra/launcher=submitit_local",
+                            "optim.lr=5,20", "model.reg=0,0.1")  # fmt: skip
+    check_grid(sweep_dir, jobs, GRID)
+
+
+def test_optuna_sweep_minimises_val_nll(tmp_path: Path, words_file: Path) -> None:
+    sweep_dir, jobs = sweep(tmp_path, words_file, "hparams_search=optuna",
+                            "hydra.sweeper.n_trials=4")  # fmt: skip
+    assert len(jobs) == 4
+    objectives = [objective(j) for j in jobs]
+    best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(min(objectives))
+    for job in jobs:
+        cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+        assert 1 <= cfg["optim"]["lr"] <= 100 and 1e-4 <= cfg["model"]["reg"] <= 1
+    assert len(report(sweep_dir)) == 4
+
+
+def test_a_diverging_job_is_recorded_and_the_others_finish(tmp_path: Path, words_file: Path):
+    sweep_dir, jobs = sweep(tmp_path, words_file, "optim.lr=10,1e9")
+    by_lr = {lr_part(j): j for j in jobs}
+    assert set(by_lr) == {"lr=10", "lr=1000000000.0"}
+    good = json.loads((by_lr["lr=10"] / "metrics.json").read_text())
+    bad = json.loads((by_lr["lr=1000000000.0"] / "metrics.json").read_text())
+    assert good["status"] == "ok"
+    assert bad["status"] == "diverged" and "lr=1e+09" in bad["reason"] and bad["val_nll"] is None
+    assert objective(by_lr["lr=1000000000.0"]) == float("inf")
+    assert not (by_lr["lr=1000000000.0"] / "checkpoints" / "last.ckpt").exists()
+    rows = report(sweep_dir)
+    assert [r["status"] for r in rows] == ["ok", "diverged"]
+
+
+def test_a_job_with_bad_input_fails_alone(tmp_path: Path, words_file: Path) -> None:
+    _, jobs = sweep(tmp_path, words_file, "optim.lr=-1,10")
+    statuses = {lr_part(j): json.loads((j / "metrics.json").read_text())["status"] for j in jobs}
+    assert statuses == {"lr=-1": "failed", "lr=10": "ok"}
+
+
+def test_job_dir_names() -> None:
+    assert job_dir_name(3, "model.reg=0.01,optim.lr=10") == "3_reg=0.01,lr=10"
+    assert job_dir_name(0, "pair={reg:0.1,alpha:1}") == "0_reg=0.1,alpha=1"
+    assert job_dir_name(1, "data.split_seed=2,x=a/b") == "1_split_seed=2,x=a_b"
+    assert job_dir_name(4, "a.seed=1,b.seed=2") == "4_a.seed=1,b.seed=2"
+    assert job_dir_name(2, "") == "2"
