@@ -6,6 +6,7 @@ import math
 import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -100,8 +101,20 @@ def job_dir_name(num: int, override_dirname: str) -> str:
     return f"{num}_{name}" if name else str(num)
 
 
+def run_dir_of(ckpt_path: str | None, default: str) -> str:
+    """The run directory to write into: a resumed run (`ckpt_path=<run>/checkpoints/x.ckpt`) goes
+    on in the directory of the run it resumes, so its curves continue in the same TensorBoard run;
+    any other run gets `default`."""
+    if ckpt_path:
+        path = Path(ckpt_path).absolute()
+        if path.parent.name == "checkpoints":
+            return str(path.parent.parent)
+    return default
+
+
 def register_resolvers() -> None:
-    """`${bigramlab.job_dir:...}` and `${bigramlab.cwd:}` for the configs; idempotent.
+    """`${bigramlab.job_dir:...}`, `${bigramlab.run_dir:...}` and `${bigramlab.cwd:}` for the
+    configs; idempotent.
 
     `bigramlab.cwd` is the working directory the command was started in, like Hydra's
     `${hydra:runtime.cwd}`, but also available where the sweep directory is resolved, before
@@ -109,5 +122,7 @@ def register_resolvers() -> None:
     """
     if not OmegaConf.has_resolver("bigramlab.job_dir"):
         OmegaConf.register_new_resolver("bigramlab.job_dir", job_dir_name)
+    if not OmegaConf.has_resolver("bigramlab.run_dir"):
+        OmegaConf.register_new_resolver("bigramlab.run_dir", run_dir_of)
     if not OmegaConf.has_resolver("bigramlab.cwd"):
         OmegaConf.register_new_resolver("bigramlab.cwd", os.getcwd)

@@ -11,6 +11,7 @@ Three exact forms of the same data NLL (`impl`), from the lecture's to the cheap
 from __future__ import annotations
 
 import math
+import os
 import pickle
 import re
 import zipfile
@@ -21,6 +22,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import Tensor, nn
 from torchmetrics import Metric
 
@@ -165,6 +167,20 @@ class DivergenceGuard(L.Callback):
             f"model.reg={pl_module.hparams.reg:g}; lower optim.lr",
             step=step,
         )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a temporary file beside its target and renames it into place, so a
+    process killed mid-write leaves the previous checkpoint whole, never a truncated one."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
 
 
 def load_checkpoint(path: str | Path) -> tuple[Tensor, str]:
