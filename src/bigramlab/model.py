@@ -187,9 +187,7 @@ def load_checkpoint(path: str | Path) -> tuple[Tensor, str]:
     """W (V, V) and the vocabulary of a training checkpoint, loaded without running pickled code."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(
-            f"checkpoint {path} does not exist: pass ckpt=<run dir>/checkpoints/last.ckpt"
-        )
+        raise UserError(f"checkpoint {path} does not exist: check the path to the .ckpt file")
     not_a_checkpoint = (
         f"{path} is not a PyTorch checkpoint file: pass a last.ckpt from bigramlab.train"
     )
@@ -220,18 +218,25 @@ def load_checkpoint(path: str | Path) -> tuple[Tensor, str]:
     return W.float(), vocab
 
 
-def sample_words(probs: Tensor, itos: str, n: int, generator: torch.Generator) -> list[str]:
+def sample_words(
+    probs: Tensor, itos: str, n: int, generator: torch.Generator, max_length: int | None = None
+) -> list[str]:
     """n words from a bigram model P (V, V): start at `.`, draw the next token from P[token] until
     `.` comes again. The same generator state gives the same draws for any model of the same V.
+
+    A model that rarely ends words (one trained on a single very long line) can make words of any
+    length; `max_length` cuts them there and marks the cut with `…`.
     """
     words = []
     for _ in range(n):
         out = []
         ix = 0
-        while True:
+        while max_length is None or len(out) < max_length:
             ix = int(torch.multinomial(probs[ix], num_samples=1, generator=generator))
             if ix == 0:
                 break
             out.append(itos[ix])
+        else:
+            out.append("…")
         words.append("".join(out))
     return words

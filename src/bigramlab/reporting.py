@@ -34,6 +34,7 @@ from bigramlab.data import BigramDataModule
 from bigramlab.figures import heatmap, nll_curves
 from bigramlab.model import SPLITS, BigramLM, sample_words
 
+SAMPLE_MAX_LENGTH = 40  # characters of a sampled word shown in the samples table
 HP_METRICS = ("hp/val_nll", "hp/mle_val_nll", "hp/gap_val", "hp/train_nll")
 
 
@@ -156,7 +157,13 @@ class ComparisonReport(L.Callback):
     def _samples(self, P_W: Tensor) -> str:
         """The same generator seed for both models: where they agree, they draw the same words."""
         words = [
-            sample_words(P.cpu(), self.itos, self.n_samples, torch.Generator().manual_seed(seed))
+            sample_words(
+                P.cpu(),
+                self.itos,
+                self.n_samples,
+                torch.Generator().manual_seed(seed),
+                max_length=SAMPLE_MAX_LENGTH,
+            )
             for P, seed in ((self.mle, self.sample_seed), (P_W, self.sample_seed))
         ]
         return markdown_samples(*words)

@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     generator = torch.Generator().manual_seed(cfg.seed)
-    for word in sample_words(W.softmax(dim=1), itos, cfg.n, generator):
+    for word in sample_words(W.softmax(dim=1), itos, cfg.n, generator, cfg.max_length):
         print(word)
 
 

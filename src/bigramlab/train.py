@@ -19,8 +19,10 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from bigramlab.config import register_resolvers, validate_train
@@ -97,9 +99,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         cfg.model, vocab=datamodule.vocab.itos, optimizer=instantiate(cfg.optim)
     )
     callbacks = [instantiate(c) for c in cfg.callbacks.values()]
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=instantiate(cfg.logger), callbacks=callbacks
-    )
+    # A resumed run writes into the same event files' directory; purge_step tells TensorBoard to
+    # drop what the interrupted run logged after its checkpoint, so no step appears twice.
+    resume_step = resume_point(cfg.ckpt_path, datamodule.vocab.itos) if cfg.ckpt_path else None
+    logger = instantiate(cfg.logger, **({"purge_step": resume_step} if resume_step else {}))
+    try:
+        trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+    except InstantiationException as e:
+        if not isinstance(e.__cause__, MisconfigurationException):
+            raise
+        raise UserError(
+            f"{e.__cause__} (trainer.accelerator={cfg.trainer.accelerator}): "
+            "use trainer=cpu, or trainer=default to pick what this machine has"
+        ) from None
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     except Diverged as e:
