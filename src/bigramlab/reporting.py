@@ -109,9 +109,8 @@ class ComparisonReport(L.Callback):
         writer.add_figure("compare/heatmap_mle", heatmap(self.mle, self.itos, "MLE P"), 0)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+        # The sanity check before training is the point at step 0 (Lightning skips it on resume).
         step = trainer.global_step
-        if trainer.sanity_checking and step > 0:
-            return  # a resumed run: this step was logged before the interruption
         writer = _writer(trainer)
         if writer is None:
             return
