@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bigramlab.counting import bigram_counts
 from bigramlab.data import (
@@ -16,6 +18,7 @@ from bigramlab.data import (
     TextFile,
     Vocab,
     bigram_pairs,
+    count_corpus,
     read_lines,
     split_words,
 )
@@ -85,7 +88,7 @@ def test_text_file_skips_blank_lines_handles_crlf_and_lowercases(tmp_path: Path)
     [
         (b"", "has no words"),
         (b"\n\n \r\n", "has no words"),
-        (b"emma\nol\xffivia\n", "line 2 is not valid UTF-8"),
+        (b"emma\nol\xffivia\n", "line 2 is not valid UTF-8 .invalid start byte at byte 2 of"),
         (b"emma\nst. louis\n", "line 2 contains '.'"),
     ],
 )
@@ -172,6 +175,73 @@ def test_datamodule_with_empty_splits_validates_train_only(tmp_path: Path) -> No
     path.write_text("emma\n")
     dm = BigramDataModule(TextFile(str(path)))
     dm.setup()
-    assert [len(dm.words[s]) for s in ("train", "val", "test")] == [1, 0, 0]
+    assert [dm.n_words[s] for s in ("train", "val", "test")] == [1, 0, 0]
     (val_batch,) = list(dm.val_dataloader())
     assert set(val_batch) == {"train"}
+
+
+@st.composite
+def messy_corpus(draw: st.DrawFn) -> str:
+    """Lines of letters (some non-ASCII), with blank lines, spaces, tabs and \\r\\n thrown in."""
+    alphabet = st.sampled_from([*list("abcdeé ж"), "ab", "ba"])
+    lines = draw(st.lists(st.lists(alphabet, max_size=6).map("".join), min_size=1, max_size=60))
+    ends = draw(st.lists(st.sampled_from(["\n", "\r\n", " \n", "\t\n"]), min_size=len(lines),
+                         max_size=len(lines)))  # fmt: skip
+    text = "".join(line + end for line, end in zip(lines, ends))
+    return text if draw(st.booleans()) else text.rstrip("\n")
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=messy_corpus(), chunk=st.sampled_from([8, 64, 1 << 20]), lowercase=st.booleans())
+def test_counting_in_pieces_equals_counting_the_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, chunk: int, lowercase: bool
+) -> None:
+    path = tmp_path / "corpus.txt"
+    path.write_text(text.upper() if lowercase else text, encoding="utf-8")
+    corpus = TextFile(str(path), lowercase=lowercase)
+    try:
+        words = corpus.load()
+    except UserError:
+        with pytest.raises(UserError, match="has no words"):
+            count_corpus(corpus, [0.6, 0.2, 0.2], seed=3)
+        return
+    monkeypatch.setattr("bigramlab.data.CHUNK_BYTES", chunk)
+    vocab, n_words, counts = count_corpus(corpus, [0.6, 0.2, 0.2], seed=3)
+    assert vocab == Vocab.from_words(words)
+    for name, part in zip(("train", "val", "test"), split_words(words, [0.6, 0.2, 0.2], seed=3)):
+        assert n_words[name] == len(part)
+        expected = bigram_counts(*bigram_pairs(part, vocab), len(vocab)) if part else 0
+        assert torch.equal(counts[name], expected + torch.zeros_like(counts[name]))
+
+
+def test_english_words_count_in_pieces_like_the_whole() -> None:
+    corpus = EnglishWords()
+    vocab, n_words, counts = count_corpus(corpus, [0.8, 0.1, 0.1], seed=42)
+    words = corpus.load()
+    train = split_words(words, [0.8, 0.1, 0.1], seed=42)[0]
+    assert n_words["train"] == len(train) and vocab == Vocab.from_words(words)
+    assert torch.equal(counts["train"], bigram_counts(*bigram_pairs(train, vocab), len(vocab)))
+
+
+def test_counting_memory_does_not_grow_with_the_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Peak traced memory of count_corpus on a corpus and on one 16 times larger: the difference
+    is the split assignment (one byte a word), not the text or its bigrams."""
+    import tracemalloc
+
+    monkeypatch.setattr("bigramlab.data.CHUNK_BYTES", 1 << 16)
+    text = ("\n".join(make_words(100_000, seed=1)) + "\n").encode()
+    peaks = {}
+    for times in (1, 16):
+        path = tmp_path / f"x{times}.txt"
+        path.write_bytes(text * times)
+        tracemalloc.start()
+        count_corpus(TextFile(str(path)), [0.8, 0.1, 0.1], seed=0)
+        peaks[times] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    extra_words = 15 * 100_000
+    assert peaks[16] - peaks[1] < 2 * extra_words + (1 << 20)
+    assert peaks[16] < 16 * len(text)  # less than the text itself, let alone its bigrams

@@ -4,6 +4,7 @@ Everything is written with TensorBoard's own SummaryWriter at `trainer.global_st
 gradient updates so far, so that a validation point and the training loss logged at the same step
 describe the same W. Tags:
 
+    loss/total, loss/nll, loss/reg  every training step
     nll/<split>         learned model, data NLL of the whole split (torchmetrics, no reg term)
     mle/nll_<split>     counted model P = (N_train + α) / row sums
     ppl/val, mle/ppl_val            exp of the NLL
@@ -107,6 +108,18 @@ class ComparisonReport(L.Callback):
         file_writer.add_summary(experiment)
         file_writer.add_summary(session_start)
         writer.add_figure("compare/heatmap_mle", heatmap(self.mle, self.itos, "MLE P"), 0)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: BigramLM, outputs: dict[str, Tensor], batch, batch_idx
+    ) -> None:
+        """loss/total, loss/nll, loss/reg of every step, at the step whose W they are the loss of
+        (the update has already happened: global_step counts it)."""
+        writer = _writer(trainer)
+        if writer is None:
+            return
+        step = trainer.global_step - 1
+        for tag, key in (("loss/total", "loss"), ("loss/nll", "nll"), ("loss/reg", "reg")):
+            writer.add_scalar(tag, float(outputs[key]), step)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
         # The sanity check before training is the point at step 0 (Lightning skips it on resume).

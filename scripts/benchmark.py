@@ -1,0 +1,288 @@
+"""Benchmark: the lecture's reference loop against the pipeline's three exact loss forms, the bare
+counts-form floor, corpus counting throughput, and whole-process time and memory of a run.
+
+    python scripts/benchmark.py [--device cpu|cuda] [--repeats 3] [--json F] [--markdown F]
+
+Corpora: names.txt (from the data cache, data/names.txt, if there), the `words` list, and `words`
+written out 10 and 100 times as text files. Every time is a median over --repeats repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import ClassVar
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from bigramlab.data import EnglishWords, TextFile, Vocab, bigram_pairs, count_corpus
+from bigramlab.model import nll_counts
+
+ROOT = Path(__file__).resolve().parents[1]
+# The reference loop holds several (bigrams × 27) float matrices at once (one-hot, logits, counts,
+# probs, and autograd copies): ~2.5 GB on `words`; ×10 would not fit in 24 GB. The same bound keeps
+# the O(corpus) impls (index, onehot) to corpora that fit.
+REF_MAX_BIGRAMS = 5_000_000
+
+
+def median_time(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def reference_step_time(xs: torch.Tensor, ys: torch.Tensor, V: int, steps: int, device: str,
+                        sync: Callable[[], None]) -> float:  # fmt: skip
+    """The lecture's loop, literally: seconds per step (median over `steps` steps)."""
+    xs, ys = xs.to(device), ys.to(device)
+    num = xs.nelement()
+    g = torch.Generator().manual_seed(2147483647)
+    W = torch.randn((V, V), generator=g).to(device).requires_grad_(True)
+
+    def step() -> None:
+        xenc = F.one_hot(xs, num_classes=V).float()
+        logits = xenc @ W
+        counts = logits.exp()
+        probs = counts / counts.sum(1, keepdims=True)
+        loss = -probs[torch.arange(num, device=device), ys].log().mean() + 0.01 * (W**2).mean()
+        W.grad = None
+        loss.backward()
+        W.data += -50 * W.grad
+
+    return median_time(step, steps, sync)
+
+
+def bare_counts_step_time(N: torch.Tensor, steps: int, device: str, sync) -> float:
+    """The practical floor: the counts form in a bare PyTorch loop, seconds per step."""
+    N = N.to(device).float()
+    g = torch.Generator().manual_seed(2147483647)
+    W = torch.randn(N.shape, generator=g).to(device).requires_grad_(True)
+
+    def step() -> None:
+        loss = nll_counts(W, N) + 0.01 * (W**2).mean()
+        W.grad = None
+        loss.backward()
+        W.data += -50 * W.grad
+
+    return median_time(step, steps, sync)
+
+
+class StepTimer(L.Callback):
+    """Wall time of every training step; added to a run as a config override, read back after."""
+
+    times: ClassVar[list[float]] = []
+
+    def _sync(self) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+    def on_train_batch_start(self, *args: object) -> None:
+        self._sync()
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, *args: object) -> None:
+        self._sync()
+        StepTimer.times.append(time.perf_counter() - self.start)
+
+
+def pipeline_step_time(corpus_args: list[str], impl: str, steps: int, device: str,
+                       workdir: Path) -> float:  # fmt: skip
+    """Median step time of the Lightning pipeline (default callbacks and logging) for one impl.
+
+    Validation steps are among the steps timed only at their own steps; the median leaves them out.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from bigramlab.train import train
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True, overrides=[
+            *corpus_args, f"model.impl={impl}", f"trainer.max_steps={steps}",
+            f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
+            "callbacks.progress_bar.refresh_rate=0", f"paths.data_dir={ROOT / 'data'}",
+            f"paths.root_dir={workdir}", f"+callbacks.step_timer._target_={__name__}.StepTimer",
+        ])  # fmt: skip
+    HydraConfig().set_config(cfg)
+    OmegaConf.set_readonly(cfg, False)
+    cfg.paths.output_dir = str(workdir / f"run-{impl}-{time.monotonic_ns()}")
+    StepTimer.times = []
+    train(cfg)
+    return statistics.median(StepTimer.times[1:])  # the first step includes one-off work
+
+
+def wall_and_peak(cmd: list[str], cwd: Path, repeats: int) -> tuple[float, float]:
+    """Median wall time (s) and median peak RSS (MiB) of a whole process."""
+    walls, peaks = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        walls.append(time.perf_counter() - start)
+        peaks.append(usage.ru_maxrss / 1024)
+        assert os.waitstatus_to_exitcode(status) == 0, f"{cmd} failed"
+    return statistics.median(walls), statistics.median(peaks)
+
+
+BARE_SCRIPT = """
+import sys, torch
+from torch.utils.tensorboard import SummaryWriter
+from bigramlab.data import EnglishWords, count_corpus
+from bigramlab.model import nll_counts
+vocab, _, counts = count_corpus(EnglishWords(), [0.8, 0.1, 0.1], 42)
+N = counts["train"].float()
+g = torch.Generator().manual_seed(2147483647)
+W = torch.randn(N.shape, generator=g, requires_grad=True)
+writer = SummaryWriter(sys.argv[1])
+for step in range(1000):
+    nll = nll_counts(W, N)
+    reg = 0.01 * (W**2).mean()
+    loss = nll + reg
+    writer.add_scalar("loss/total", loss.item(), step)
+    writer.add_scalar("loss/nll", nll.item(), step)
+    writer.add_scalar("loss/reg", reg.item(), step)
+    W.grad = None
+    loss.backward()
+    W.data += -50 * W.grad
+writer.close()
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--skip-process", action="store_true", help="skip whole-process runs")
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda but torch sees no CUDA GPU: run with --device cpu")
+    torch.set_num_threads(torch.get_num_threads())
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    results: dict[str, object] = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, torch {torch.__version__}, "
+        f"lightning {L.__version__}",
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "corpora": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        words_text = ("\n".join(EnglishWords().load()) + "\n").encode()
+        corpora: dict[str, list[str]] = {}
+        if (ROOT / "data" / "names.txt").is_file():
+            corpora["names"] = ["dataset=names"]
+        for times in (1, 10, 100):
+            path = tmp / f"words_x{times}.txt"
+            path.write_bytes(words_text * times)
+            corpora["words" if times == 1 else f"words_x{times}"] = [
+                "dataset=text_file", f"dataset.path={path}"]  # fmt: skip
+        for name, corpus_args in corpora.items():
+            path = ROOT / "data" / "names.txt" if name == "names" else Path(corpus_args[1][13:])
+            start = time.perf_counter()
+            vocab, _, counts = count_corpus(TextFile(str(path)), [1.0, 0.0, 0.0], 0)
+            count_seconds = time.perf_counter() - start
+            N = counts["train"]
+            n_bigrams = int(N.sum())
+            row: dict[str, object] = {
+                "bigrams": n_bigrams, "MiB": path.stat().st_size / 2**20,
+                "count_MiB_per_s": path.stat().st_size / 2**20 / count_seconds,
+            }  # fmt: skip
+            if n_bigrams <= REF_MAX_BIGRAMS:
+                words = TextFile(str(path)).load()
+                xs, ys = bigram_pairs(words, Vocab.from_words(words))
+                ref_steps = 10 if n_bigrams < 1e6 else 3
+                row["reference_s"] = reference_step_time(xs, ys, len(vocab), ref_steps,
+                                                         args.device, sync)  # fmt: skip
+                del xs, ys, words
+            row["bare_counts_s"] = bare_counts_step_time(N, 200, args.device, sync)
+            for impl, steps in (("counts", 300), ("index", 20), ("onehot", 5)):
+                if impl != "counts" and n_bigrams > REF_MAX_BIGRAMS:
+                    continue  # O(corpus) a step, and O(corpus) memory for the pairs
+                if impl == "onehot" and n_bigrams > 3_000_000 and args.device == "cpu":
+                    steps = 3
+                row[f"pipeline_{impl}_s"] = pipeline_step_time(
+                    corpus_args, impl, steps, args.device, tmp
+                )
+            results["corpora"][name] = row
+            print(name, json.dumps(row), flush=True)
+        if not args.skip_process:
+            train_cmd = [
+                sys.executable,
+                "-m",
+                "bigramlab.train",
+                f"hydra.run.dir={tmp}/proc",
+                "callbacks.progress_bar.refresh_rate=0",
+                f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
+            ]
+            bare_cmd = [sys.executable, "-c", BARE_SCRIPT, str(tmp / "bare")]
+            no_figs = [*train_cmd, "callbacks.report.figures_every_n_steps=1000"]
+            results["process"] = {
+                "train_default": wall_and_peak(train_cmd, tmp, args.repeats),
+                "train_figures_at_start_and_end": wall_and_peak(no_figs, tmp, args.repeats),
+                "bare_script": wall_and_peak(bare_cmd, tmp, args.repeats),
+            }  # fmt: skip
+            print("process", json.dumps(results["process"]), flush=True)
+    report(results, args.json, args.markdown)
+
+
+def report(results: dict, json_path: Path | None, markdown_path: Path | None) -> None:
+    lines = [
+        f"Machine: {results['machine']}; device: {results['device']}; {results['date']}.", "",
+        "Per-step time (median), full batch, reg 0.01, lr 50:", "",
+        "| corpus | bigrams | reference loop | pipeline onehot | pipeline index | pipeline counts "
+        "(default) | bare counts loop | reference / pipeline | counting |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+
+    def ms(x: object) -> str:
+        return "not run" if x is None else f"{1000 * x:.3g} ms"
+
+    for name, r in results["corpora"].items():
+        ratio = (r["reference_s"] / r["pipeline_counts_s"]) if "reference_s" in r else None
+        lines.append(
+            f"| {name} | {r['bigrams']:,} | {ms(r.get('reference_s'))} | "
+            f"{ms(r.get('pipeline_onehot_s'))} | {ms(r.get('pipeline_index_s'))} | "
+            f"{ms(r.get('pipeline_counts_s'))} | {ms(r.get('bare_counts_s'))} | "
+            f"{'—' if ratio is None else f'{ratio:,.0f}×'} | {r['count_MiB_per_s']:.0f} MiB/s |"
+        )
+    corpora = results["corpora"]
+    if "words" in corpora and "words_x100" in corpora:
+        flat = corpora["words_x100"]["pipeline_counts_s"] / corpora["words"]["pipeline_counts_s"]
+        lines += ["", f"Full-batch counts step, words ×100 over words ×1: {flat:.2f}×."]
+    if "process" in results:
+        lines += ["", "Whole process, 1000 steps on `words` (median wall time, peak RSS):", ""]
+        for key, (wall, peak) in results["process"].items():
+            lines.append(f"- {key}: {wall:.2f} s, {peak:.0f} MiB")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+    if markdown_path:
+        markdown_path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
