@@ -131,16 +131,26 @@ def pipeline_step_time(corpus_args: list[str], impl: str, steps: int, device: st
     return statistics.median(StepTimer.times[1:])  # the first step includes one-off work
 
 
+# Measures one command from a small, fresh interpreter: a child forked from this (large) process
+# would count this process's pages in its peak RSS.
+LAUNCHER = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
+"""
+
+
 def wall_and_peak(cmd: list[str], cwd: Path, repeats: int) -> tuple[float, float]:
     """Median wall time (s) and median peak RSS (MiB) of a whole process."""
     walls, peaks = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        walls.append(time.perf_counter() - start)
-        peaks.append(usage.ru_maxrss / 1024)
-        assert os.waitstatus_to_exitcode(status) == 0, f"{cmd} failed"
+        out = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], cwd=cwd, check=True,
+                             capture_output=True, text=True).stdout.split()  # fmt: skip
+        assert out[2] == "0", f"{cmd} failed"
+        walls.append(float(out[0]))
+        peaks.append(float(out[1]))
     return statistics.median(walls), statistics.median(peaks)
 
 
