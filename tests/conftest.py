@@ -25,6 +25,20 @@ def make_words(n: int, seed: int = 0, alphabet: str = "abcdefghij") -> list[str]
     return ["".join(rng.choices(alphabet, k=rng.randint(1, 8))) for _ in range(n)]
 
 
+def lecture_pairs(words: list[str]) -> tuple[list[int], list[int]]:
+    """xs, ys as the lecture builds them: a loop over words and their characters."""
+    chars = sorted(set("".join(words)))
+    stoi = {s: i + 1 for i, s in enumerate(chars)}
+    stoi["."] = 0
+    xs, ys = [], []
+    for w in words:
+        chs = [".", *w, "."]
+        for a, b in zip(chs, chs[1:]):
+            xs.append(stoi[a])
+            ys.append(stoi[b])
+    return xs, ys
+
+
 @pytest.fixture
 def words_file(tmp_path: Path) -> Path:
     path = tmp_path / "words.txt"

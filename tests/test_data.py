@@ -23,21 +23,7 @@ from bigramlab.data import (
     split_words,
 )
 from bigramlab.errors import UserError
-from tests.conftest import make_words
-
-
-def lecture_pairs(words: list[str]) -> tuple[list[int], list[int]]:
-    """The lecture's loop over words, for comparison."""
-    chars = sorted(set("".join(words)))
-    stoi = {s: i + 1 for i, s in enumerate(chars)}
-    stoi["."] = 0
-    xs, ys = [], []
-    for w in words:
-        chs = [".", *w, "."]
-        for a, b in zip(chs, chs[1:]):
-            xs.append(stoi[a])
-            ys.append(stoi[b])
-    return xs, ys
+from tests.conftest import lecture_pairs, make_words
 
 
 def test_vocab_is_boundary_then_sorted_characters() -> None:

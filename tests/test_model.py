@@ -17,6 +17,7 @@ from bigramlab.data import TextFile, Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
 from bigramlab.model import BigramLM, load_checkpoint, nll_counts, nll_index, nll_onehot
 from bigramlab.train import train
+from tests.conftest import lecture_pairs
 
 
 def scalars(run_dir: Path, tag: str) -> dict[int, float]:
@@ -61,17 +62,9 @@ def test_three_impls_give_the_same_loss_and_gradient(V: int, n: int, seed: int, 
 
 def lecture_losses(words: list[str], steps: int, reg: float, lr: float) -> list[float]:
     """The reference loop from the makemore lecture, verbatim but for V and the step count."""
-    chars = sorted(set("".join(words)))
-    stoi = {s: i + 1 for i, s in enumerate(chars)}
-    stoi["."] = 0
-    xs, ys = [], []
-    for w in words:
-        chs = [".", *w, "."]
-        for ch1, ch2 in zip(chs, chs[1:]):
-            xs.append(stoi[ch1])
-            ys.append(stoi[ch2])
+    xs, ys = lecture_pairs(words)
     xs, ys = torch.tensor(xs), torch.tensor(ys)
-    num, V = xs.nelement(), len(stoi)
+    num, V = xs.nelement(), len(set("".join(words))) + 1
     g = torch.Generator().manual_seed(2147483647)
     W = torch.randn((V, V), generator=g, requires_grad=True)
     losses = []
