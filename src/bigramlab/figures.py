@@ -5,10 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
 CELL_TEXT_MAX_V = 30
+
+
+def render(figure: Figure) -> np.ndarray:
+    """The figure as an image, (H, W, 3) uint8: drawn once, for TensorBoard and a PNG file alike."""
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def heatmap(matrix: Tensor, itos: str, title: str, diverging: bool = False) -> Figure:

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from matplotlib.figure import Figure
+from matplotlib.image import imsave
 from tensorboard.plugins.text.summary_v2 import text_pb
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
@@ -32,7 +33,7 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from bigramlab.counting import kl_to_mle, max_abs_diff, mle_probs, nll, row_entropy, tv_distance
 from bigramlab.data import BigramDataModule
-from bigramlab.figures import heatmap, nll_curves
+from bigramlab.figures import heatmap, nll_curves, render
 from bigramlab.model import SPLITS, BigramLM, sample_words
 
 SAMPLE_MAX_LENGTH = 40  # characters of a sampled word shown in the samples table
@@ -83,6 +84,7 @@ class ComparisonReport(L.Callback):
         self.hparams = {k: "null" if v is None else v for k, v in dict(hparams or {}).items()}
         self.figures_dir = Path(figures_dir) if figures_dir else None
         self.history: dict[str, list[float]] = {}
+        self.mle_image: np.ndarray | None = None
         self.history_steps: list[int] = []
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
@@ -107,7 +109,7 @@ class ComparisonReport(L.Callback):
         file_writer = writer._get_file_writer()
         file_writer.add_summary(experiment)
         file_writer.add_summary(session_start)
-        writer.add_figure("compare/heatmap_mle", heatmap(self.mle, self.itos, "MLE P"), 0)
+        writer.add_image("compare/heatmap_mle", self._mle_image(), 0, dataformats="HWC")
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: BigramLM, outputs: dict[str, Tensor], batch, batch_idx
@@ -156,14 +158,16 @@ class ComparisonReport(L.Callback):
         final = step >= trainer.max_steps
         every = self.figures_every_n_steps
         if every is None or step % every == 0 or final:
-            figures = {
-                "heatmap_learned": heatmap(P_W, self.itos, "learned P_W = softmax(W)"),
-                "heatmap_diff": heatmap(P_W - self.mle, self.itos, "P_W − P_MLE", diverging=True),
+            images = {
+                "heatmap_learned": render(heatmap(P_W, self.itos, "learned P_W = softmax(W)")),
+                "heatmap_diff": render(
+                    heatmap(P_W - self.mle, self.itos, "P_W − P_MLE", diverging=True)
+                ),
             }
+            for name, image in images.items():
+                writer.add_image(f"compare/{name}", image, step, dataformats="HWC")
             if final and self.figures_dir is not None:
-                self._save_figures(figures)
-            for name, figure in figures.items():
-                writer.add_figure(f"compare/{name}", figure, step)
+                self._save_figures(images)
         writer.flush()
 
     def _samples(self, P_W: Tensor) -> str:
@@ -187,16 +191,22 @@ class ComparisonReport(L.Callback):
         for split, value in learned_nll.items():
             self.history.setdefault(split, []).append(value)
 
-    def _save_figures(self, figures: dict[str, Figure]) -> None:
+    def _mle_image(self) -> np.ndarray:
+        """The MLE's heatmap, drawn once: it does not change during training."""
+        if self.mle_image is None:
+            self.mle_image = render(heatmap(self.mle, self.itos, "MLE P"))
+        return self.mle_image
+
+    def _save_figures(self, images: dict[str, np.ndarray]) -> None:
         """The final heatmaps, the MLE's and the NLL curves as PNG files in `figures_dir`."""
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         everything = {
-            "heatmap_mle": heatmap(self.mle, self.itos, "MLE P"),
-            **figures,
-            "nll_curves": nll_curves(self.history_steps, self.history, self.mle_nll),
+            "heatmap_mle": self._mle_image(),
+            **images,
+            "nll_curves": render(nll_curves(self.history_steps, self.history, self.mle_nll)),
         }
-        for name, figure in everything.items():
-            figure.savefig(self.figures_dir / f"{name}.png")
+        for name, image in everything.items():
+            imsave(self.figures_dir / f"{name}.png", image)
 
 
 def _exp(x: float) -> float:
