@@ -36,6 +36,15 @@ CHUNK_BYTES = 1 << 23  # corpora are counted in pieces of 8 MiB: memory stays O(
 # Frozen dataclasses: a corpus is its config, hashable, and `load()` reads it.
 
 
+@functools.cache
+def _english_words() -> tuple[str, ...]:
+    """Read once per process: counting reads a corpus twice, and sweeps train on it again."""
+    from english_words import get_english_words_set
+
+    # A set has no stable order across processes; sort so splits are reproducible.
+    return tuple(sorted(get_english_words_set(["web2"], lower=True, alpha=True)))
+
+
 @dataclass(frozen=True)
 class EnglishWords:
     """The web2 word list of the `english-words` package: lowercase, alphabetic, ~234k words."""
@@ -43,10 +52,7 @@ class EnglishWords:
     name: str = "words"
 
     def load(self) -> list[str]:
-        from english_words import get_english_words_set
-
-        # A set has no stable order across processes; sort so splits are reproducible.
-        return sorted(get_english_words_set(["web2"], lower=True, alpha=True))
+        return list(_english_words())
 
     def byte_chunks(self) -> Iterator[bytes]:
         yield ("\n".join(self.load()) + "\n").encode()

@@ -186,8 +186,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path) -> tuple[Tensor, str]:
-    """W (V, V) and the vocabulary of a training checkpoint, loaded without running pickled code."""
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint, loaded without running pickled code and checked to hold W (V, V)
+    and its vocabulary."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist: check the path to the .ckpt file")
@@ -218,7 +219,13 @@ def load_checkpoint(path: str | Path) -> tuple[Tensor, str]:
         ) from None
     if W.shape != (len(vocab), len(vocab)):
         raise UserError(f"{path} is damaged: W has shape {tuple(W.shape)} for {len(vocab)} tokens")
-    return W.float(), vocab
+    return ckpt
+
+
+def load_checkpoint(path: str | Path) -> tuple[Tensor, str]:
+    """W (V, V) and the vocabulary of a training checkpoint."""
+    ckpt = read_checkpoint(path)
+    return ckpt["state_dict"]["W"].float(), ckpt["hyper_parameters"]["vocab"]
 
 
 def sample_words(

@@ -99,8 +99,6 @@ class ComparisonReport(L.Callback):
             for split, counts in datamodule.counts.items()
             if (value := nll(log_mle, counts)) is not None
         }
-        # Exact NLL of the unsmoothed MLE on train: the floor that nll/train approaches.
-        self.mle0_train_nll = nll(mle_probs(self.train_counts, 0.0).log(), self.train_counts)
         writer = _writer(trainer)
         if writer is None or trainer.global_step > 0:  # a resumed run has all this already
             return

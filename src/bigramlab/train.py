@@ -18,7 +18,6 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
@@ -30,7 +29,7 @@ from bigramlab.config import register_resolvers, validate_train
 from bigramlab.counting import mle_probs, nll
 from bigramlab.data import BigramDataModule
 from bigramlab.errors import Diverged, UserError
-from bigramlab.model import SPLITS, BigramLM, load_checkpoint
+from bigramlab.model import SPLITS, BigramLM, read_checkpoint
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 METRIC_KEYS = [f"{split}_nll" for split in SPLITS] + [f"mle_{split}_nll" for split in SPLITS]
@@ -75,13 +74,13 @@ def failed_metrics(status: str, reason: str, steps: int | None) -> dict[str, Any
 
 def resume_point(ckpt_path: str, itos: str) -> int:
     """The step a checkpoint resumes from, checked to be a training checkpoint of this data."""
-    _, ckpt_itos = load_checkpoint(ckpt_path)
+    checkpoint = read_checkpoint(ckpt_path)
+    ckpt_itos = checkpoint["hyper_parameters"]["vocab"]
     if ckpt_itos != itos:
         raise UserError(
             f"{ckpt_path} was trained on another vocabulary ({ckpt_itos!r}, this data has "
             f"{itos!r}): resume with the data set it was trained on"
         )
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     if "loops" not in checkpoint:
         raise UserError(f"{ckpt_path} holds weights only: resume from a last.ckpt of a run")
     return int(checkpoint["global_step"])
