@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from bigramlab.data import EnglishWords, TextFile, Vocab, bigram_pairs, count_corpus
-from bigramlab.model import nll_counts
+from bigramlab.model import nll_sum_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 # The reference loop holds several (bigrams × 27) float matrices at once (one-hot, logits, counts,
@@ -76,7 +76,7 @@ def bare_counts_step_time(N: torch.Tensor, steps: int, device: str, sync) -> flo
     W = torch.randn(N.shape, generator=g).to(device).requires_grad_(True)
 
     def step() -> None:
-        loss = nll_counts(W, N) + 0.01 * (W**2).mean()
+        loss = nll_sum_counts(W, N) / N.sum() + 0.01 * (W**2).mean()
         W.grad = None
         loss.backward()
         W.data += -50 * W.grad
@@ -158,14 +158,14 @@ BARE_SCRIPT = """
 import sys, torch
 from torch.utils.tensorboard import SummaryWriter
 from bigramlab.data import EnglishWords, count_corpus
-from bigramlab.model import nll_counts
+from bigramlab.model import nll_sum_counts
 vocab, _, counts = count_corpus(EnglishWords(), [0.8, 0.1, 0.1], 42)
 N = counts["train"].float()
 g = torch.Generator().manual_seed(2147483647)
 W = torch.randn(N.shape, generator=g, requires_grad=True)
 writer = SummaryWriter(sys.argv[1])
 for step in range(1000):
-    nll = nll_counts(W, N)
+    nll = nll_sum_counts(W, N) / N.sum()
     reg = 0.01 * (W**2).mean()
     loss = nll + reg
     writer.add_scalar("loss/total", loss.item(), step)

@@ -15,7 +15,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from bigramlab.counting import bigram_counts
 from bigramlab.data import TextFile, Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
-from bigramlab.model import BigramLM, load_checkpoint, nll_counts, nll_index, nll_onehot
+from bigramlab.model import (
+    BigramLM,
+    load_checkpoint,
+    nll_sum_counts,
+    nll_sum_index,
+    nll_sum_onehot,
+)
 from bigramlab.train import train
 from tests.conftest import lecture_pairs
 
@@ -47,9 +53,9 @@ def test_three_impls_give_the_same_loss_and_gradient(V: int, n: int, seed: int, 
     W0 = torch.randn((V, V), generator=g) * scale
     results = []
     for loss_of in (
-        lambda W: nll_onehot(W, xs, ys),
-        lambda W: nll_index(W, xs, ys),
-        lambda W: nll_counts(W, bigram_counts(xs, ys, V)),
+        lambda W: nll_sum_onehot(W, xs, ys) / n,
+        lambda W: nll_sum_index(W, xs, ys) / n,
+        lambda W: nll_sum_counts(W, bigram_counts(xs, ys, V)) / n,
     ):
         W = W0.clone().requires_grad_(True)
         loss = loss_of(W)
@@ -120,7 +126,8 @@ def test_short_training_lowers_the_loss_and_writes_the_run(train_config) -> None
     words = TextFile(cfg.dataset.path).load()
     train_words = split_words(words, cfg.data.split, cfg.data.split_seed)[0]
     counts = bigram_counts(*bigram_pairs(train_words, vocab), len(vocab))
-    assert float(nll_counts(W.double(), counts.double())) == pytest.approx(saved["train_nll"])
+    train_nll = nll_sum_counts(W.double(), counts.double()) / counts.sum()
+    assert float(train_nll) == pytest.approx(saved["train_nll"])
 
 
 def test_mini_batches_train_and_are_reproducible(train_config) -> None:

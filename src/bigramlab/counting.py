@@ -16,7 +16,14 @@ from torch import Tensor
 
 def bigram_counts(xs: Tensor, ys: Tensor, vocab_size: int) -> Tensor:
     """N[i, j] = #{k : xs[k] = i and ys[k] = j}.  xs, ys: (n,) int64 -> N: (V, V) int64."""
-    flat = torch.bincount(xs * vocab_size + ys, minlength=vocab_size * vocab_size)
+    flat_index = xs * vocab_size + ys
+    if flat_index.is_cuda:
+        # torch.bincount on a GPU reads the largest index back to the host to size its output: a
+        # sync every step. The size is known, so scatter-add into it instead.
+        flat = torch.zeros(vocab_size * vocab_size, dtype=torch.int64, device=xs.device)
+        flat.index_add_(0, flat_index, torch.ones_like(flat_index))
+    else:
+        flat = torch.bincount(flat_index, minlength=vocab_size * vocab_size)
     return flat.view(vocab_size, vocab_size)
 
 

@@ -16,6 +16,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning as L
 import numpy as np
@@ -26,9 +27,9 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset,
 from bigramlab.counting import bigram_counts
 from bigramlab.download import fetch
 from bigramlab.errors import UserError
-from bigramlab.model import SPLITS
 
 BOUNDARY = "."
+SPLITS = ("train", "val", "test")
 CHUNK_BYTES = 1 << 23  # corpora are counted in pieces of 8 MiB: memory stays O(V²), not O(corpus)
 
 
@@ -338,29 +339,55 @@ def count_corpus(
 # --- Lightning data module ------------------------------------------------------------------------
 
 
-class RepeatBatch(IterableDataset):
-    """The whole training set as one batch, forever: full-batch gradient descent."""
+class CountsBatch(NamedTuple):
+    """A batch as its bigram counts: `counts` (V, V), this process's share; `total` (int), the
+    number of bigrams in the whole batch, over all processes (what the mean NLL divides by)."""
 
-    def __init__(self, batch: Tensor | tuple[Tensor, Tensor]) -> None:
+    counts: Tensor
+    total: int
+
+
+class PairsBatch(NamedTuple):
+    """A batch as bigram pairs: `xs`, `ys` (n,), this process's share; `total` as in CountsBatch."""
+
+    xs: Tensor
+    ys: Tensor
+    total: int
+
+
+def shard_counts(counts: Tensor, rank: int, world_size: int) -> Tensor:
+    """Process `rank`'s share of bigram counts (..., V, V): the bigrams whose first token x has
+    x % world_size == rank, zeros elsewhere. The shares sum to `counts`; they are unequal."""
+    rows = torch.arange(counts.shape[-2]) % world_size == rank
+    return counts * rows[:, None].to(counts.dtype)
+
+
+class RepeatBatch(IterableDataset):
+    """The same batch forever: full-batch gradient descent."""
+
+    def __init__(self, batch: CountsBatch | PairsBatch) -> None:
         self.batch = batch
 
-    def __iter__(self) -> Iterator[Tensor | tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[CountsBatch | PairsBatch]:
         while True:
             yield self.batch
 
 
 class PairBatches(Dataset):
-    """Bigram pairs indexed by a whole batch of indices at once (no per-sample collate)."""
+    """Mini-batches of bigram pairs, indexed by a whole batch of indices at once (no per-sample
+    collate). Each of `world_size` processes takes its contiguous part of every batch, so that the
+    processes together see exactly the batches one process would see."""
 
-    def __init__(self, xs: Tensor, ys: Tensor) -> None:
+    def __init__(self, xs: Tensor, ys: Tensor, rank: int = 0, world_size: int = 1) -> None:
         self.xs, self.ys = xs, ys
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         return len(self.xs)
 
-    def __getitem__(self, index: list[int]) -> tuple[Tensor, Tensor]:
-        index_tensor = torch.as_tensor(index)
-        return self.xs[index_tensor], self.ys[index_tensor]
+    def __getitem__(self, index: list[int]) -> PairsBatch:
+        part = torch.as_tensor(index).tensor_split(self.world_size)[self.rank]
+        return PairsBatch(self.xs[part], self.ys[part], len(index))
 
 
 @dataclass(frozen=True)
@@ -433,9 +460,9 @@ class BigramDataModule(L.LightningDataModule):
     """Bigram data of one corpus, split by word.
 
     Training batches: with `batch_size=None` (full batch) every step sees the whole training split,
-    as its (V, V) counts when `batch_format="counts"`, else as the pairs (xs, ys); with a number,
-    shuffled mini-batches of pairs (xs, ys): (B,) each.
-    Validation batch: {split: (V, V) counts} for every non-empty split, so metrics are exact.
+    as a CountsBatch when `batch_format="counts"`, else as a PairsBatch; with a number, shuffled
+    mini-batches (PairsBatch) of B pairs. Validation batch: {split: (V, V) counts} for every
+    non-empty split, so metrics are exact. Under DDP each process gets its share of every batch.
     """
 
     def __init__(
@@ -467,17 +494,38 @@ class BigramDataModule(L.LightningDataModule):
         self.vocab, self.n_words, self.counts = data.vocab, data.n_words, data.counts
         self.train_pairs = data.train_pairs
 
+    def _process(self) -> tuple[int, int, torch.device]:
+        """(rank, world size, device) of this process in the trainer; (0, 1, cpu) without one."""
+        if self.trainer is None:
+            return 0, 1, torch.device("cpu")
+        return self.trainer.global_rank, self.trainer.world_size, self.trainer.strategy.root_device
+
     def train_dataloader(self) -> DataLoader:
+        """Full batch: this process's share, moved to its device once (not again every step).
+        Mini-batches: every process shuffles with the same seed and takes its part of each batch;
+        Lightning's DistributedSampler is not used (`use_distributed_sampler: false`), as it pads
+        unequal shards with repeated pairs and would not see the one-process batches."""
+        rank, world_size, device = self._process()
         if self.batch_size is None:
-            full = self.counts["train"] if self.batch_format == "counts" else self.train_pairs
-            return DataLoader(RepeatBatch(full), batch_size=None)
+            counts = self.counts["train"]
+            total = int(counts.sum())
+            if self.batch_format == "counts":
+                batch = CountsBatch(shard_counts(counts, rank, world_size).to(device), total)
+            else:
+                xs, ys = (t.tensor_split(world_size)[rank].to(device) for t in self.train_pairs)
+                batch = PairsBatch(xs, ys, total)
+            return DataLoader(RepeatBatch(batch), batch_size=None)
         xs, ys = self.train_pairs
         shuffle = torch.Generator().manual_seed(self.shuffle_seed)
         sampler = BatchSampler(
             RandomSampler(range(len(xs)), generator=shuffle), self.batch_size, drop_last=False
         )
-        return DataLoader(PairBatches(xs, ys), sampler=sampler, batch_size=None)
+        return DataLoader(PairBatches(xs, ys, rank, world_size), sampler=sampler, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
-        counts = {name: c for name, c in self.counts.items() if c.sum() > 0}
-        return DataLoader([counts], batch_size=None)
+        """One batch {split: (V, V) counts, this process's share} of every non-empty split."""
+        rank, world_size, _ = self._process()
+        shares = {
+            name: shard_counts(c, rank, world_size) for name, c in self.counts.items() if c.any()
+        }
+        return DataLoader([shares], batch_size=None)

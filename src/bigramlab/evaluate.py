@@ -18,9 +18,9 @@ from torch import Tensor
 
 from bigramlab.config import validate_data
 from bigramlab.counting import bigram_counts, nll
-from bigramlab.data import Vocab, bigram_pairs, split_words
+from bigramlab.data import SPLITS, Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
-from bigramlab.model import SPLITS, load_checkpoint
+from bigramlab.model import load_checkpoint
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 

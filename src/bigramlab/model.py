@@ -1,17 +1,16 @@
 """The learned bigram model: W (V, V), logits = one_hot(x) @ W, P(·|x) = softmax(logits).
 
 Loss = −mean log P(y|x) + reg · mean(W²), minimised by plain gradient descent W ← W − lr · ∇W.
-Three exact forms of the same data NLL (`impl`), from the lecture's to the cheapest:
+Three exact forms of the data NLL (`impl`), from the lecture's to the cheapest, each summed over
+the bigrams of a batch:
     onehot  one_hot(x) @ W, exp, normalise, −log p[y]   O(n·V²) a step, n = bigrams in the batch
     index   rows of W by index, cross_entropy              O(n·V)
-    counts  −Σ N ⊙ log_softmax(W) / ΣN, N the batch's     O(V²) given N, O(n) to count a mini-batch
-            bigram counts (the sufficient statistics)
+    counts  −Σ N ⊙ log_softmax(W), N the batch's bigram    O(V²) given N, O(n) to count a mini-batch
+            counts (the sufficient statistics)
 """
 
 from __future__ import annotations
 
-import math
-import os
 import pickle
 import re
 import zipfile
@@ -22,34 +21,33 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import Tensor, nn
 from torchmetrics import Metric
 
 from bigramlab.counting import bigram_counts, nll_sum
-from bigramlab.errors import Diverged, UserError
+from bigramlab.data import SPLITS, CountsBatch, PairsBatch
+from bigramlab.errors import UserError
 
 IMPLS = ("onehot", "index", "counts")
-SPLITS = ("train", "val", "test")
 
 
-def nll_onehot(W: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
-    """The lecture's code, literally.  W: (V, V), xs, ys: (n,) -> mean NLL."""
+def nll_sum_onehot(W: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
+    """The lecture's code, literally, summed instead of averaged.  W: (V, V), xs, ys: (n,) -> ()."""
     xenc = F.one_hot(xs, num_classes=W.shape[0]).float()
     logits = xenc @ W
     counts = logits.exp()
     probs = counts / counts.sum(1, keepdims=True)
-    return -probs[torch.arange(len(ys), device=ys.device), ys].log().mean()
+    return -probs[torch.arange(len(ys), device=ys.device), ys].log().sum()
 
 
-def nll_index(W: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
+def nll_sum_index(W: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
     """one_hot(x) @ W is row x of W: pick rows by index, then cross-entropy."""
-    return F.cross_entropy(F.embedding(xs, W), ys)
+    return F.cross_entropy(F.embedding(xs, W), ys, reduction="sum")
 
 
-def nll_counts(W: Tensor, counts: Tensor) -> Tensor:
-    """−Σ_ij N[i, j] · log_softmax(W)[i, j] / Σ N: the mean NLL from the counts alone."""
-    return -(counts * W.log_softmax(dim=1)).sum() / counts.sum()
+def nll_sum_counts(W: Tensor, counts: Tensor) -> Tensor:
+    """−Σ_ij N[i, j] · log_softmax(W)[i, j]: the summed NLL from the counts N (V, V) alone."""
+    return -(counts * W.log_softmax(dim=1)).sum()
 
 
 class NLL(Metric):
@@ -97,30 +95,45 @@ class BigramLM(L.LightningModule):
         """Logits for the next token: x (n,) -> (n, V)."""
         return F.one_hot(x, num_classes=self.W.shape[0]).float() @ self.W
 
-    def data_nll(self, batch: Tensor | tuple[Tensor, Tensor]) -> Tensor:
-        """Mean NLL of a batch: (V, V) counts, or pairs (xs, ys) of shape (n,) each."""
-        if isinstance(batch, Tensor):
-            return nll_counts(self.W, batch)
-        xs, ys = batch
-        if self.hparams.impl == "counts":
-            return nll_counts(self.W, bigram_counts(xs, ys, len(self.W)))
-        if self.hparams.impl == "index":
-            return nll_index(self.W, xs, ys)
-        return nll_onehot(self.W, xs, ys)
+    def data_nll(self, batch: CountsBatch | PairsBatch) -> Tensor:
+        """This process's part of the batch's mean NLL: Σ −log P(y|x) over its bigrams · world
+        size / bigrams in the whole batch.
 
-    def training_step(
-        self, batch: Tensor | tuple[Tensor, Tensor], batch_idx: int
-    ) -> dict[str, Tensor]:
-        """loss = NLL + reg · mean(W²). The parts go back with the loss for the reporting callback,
-        which writes them to TensorBoard: self.log would cost more than the step itself."""
+        DDP averages the processes' gradients, so the average of these parts' gradients is exactly
+        the gradient of the whole batch's mean NLL, however unequal the processes' shares are. In
+        one process it is the mean NLL of the batch.
+        """
+        world_size = self.trainer.world_size if self._trainer is not None else 1
+        if isinstance(batch, CountsBatch):
+            nll_sum = nll_sum_counts(self.W, batch.counts)
+        elif self.hparams.impl == "counts":
+            nll_sum = nll_sum_counts(self.W, bigram_counts(batch.xs, batch.ys, len(self.W)))
+        elif self.hparams.impl == "index":
+            nll_sum = nll_sum_index(self.W, batch.xs, batch.ys)
+        else:
+            nll_sum = nll_sum_onehot(self.W, batch.xs, batch.ys)
+        # (sum · world size) / total, in this order: in one process exactly sum / n, the mean.
+        return nll_sum * world_size / batch.total
+
+    def training_step(self, batch: CountsBatch | PairsBatch, batch_idx: int) -> dict[str, Tensor]:
+        """loss = NLL + reg · mean(W²), this process's part of it (see data_nll).
+
+        Returned beside it for the callbacks, detached and over all processes: `total` (the loss),
+        `nll` and `reg`. They stay on the device: the callbacks read them in batches, so that no
+        step waits for the device.
+        """
         data_nll = self.data_nll(batch)
         reg_loss = self.hparams.reg * (self.W**2).mean()
         loss = data_nll + reg_loss
-        self.log("loss", loss, prog_bar=True, logger=False)
-        return {"loss": loss, "nll": data_nll.detach(), "reg": reg_loss.detach()}
+        # The parts average to the whole batch's NLL: one all-reduce (none in one process).
+        nll = self.trainer.strategy.reduce(data_nll.detach().clone(), reduce_op="mean")
+        total = nll + reg_loss.detach()
+        self.log("loss", total, prog_bar=True, logger=False)
+        return {"loss": loss, "total": total, "nll": nll, "reg": reg_loss.detach()}
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        """batch: {split: (V, V) counts}; accumulates the exact data NLL (no reg term) per split."""
+        """batch: {split: (V, V) counts, this process's share}; accumulates the exact data NLL (no
+        reg term) per split. The metrics sum over processes when computed."""
         log_probs = self.W.log_softmax(dim=1)
         for split, counts in batch.items():
             self.split_nll[f"{split}_nll"].update(log_probs, counts)
@@ -134,56 +147,13 @@ class BigramLM(L.LightningModule):
             if metric.update_count:  # an empty split is never in the batch
                 self.split_nll_values[split] = metric.compute()
             metric.reset()
-        self.log_dict({f"nll/{s}": v for s, v in self.split_nll_values.items()}, logger=False)
+        # For monitors (EarlyStopping, ModelCheckpoint). compute() has already summed over the
+        # processes, so every one holds the same value; sync_dist only averages equal numbers.
+        values = {f"nll/{s}": v for s, v in self.split_nll_values.items()}
+        self.log_dict(values, logger=False, sync_dist=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer(self.parameters())
-
-
-class DivergenceGuard(L.Callback):
-    """Stops training at the first step whose loss is not finite or above `max_loss`, or whose
-    updated W is not finite.
-
-    A mean NLL of 1000 nats means the model gives the data probabilities below e^-1000: gradient
-    descent has blown up, even where float32 has not overflowed yet. Lightning runs checkpoint
-    callbacks after all others, so the step that produced a broken W never reaches a checkpoint.
-    """
-
-    def __init__(self, max_loss: float = 1000.0) -> None:
-        self.max_loss = max_loss
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: BigramLM, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        loss = float(outputs["loss"])  # the step's one host sync; Lightning's logging makes it too
-        W_finite = bool(torch.isfinite(pl_module.W).all())
-        if math.isfinite(loss) and loss <= self.max_loss and W_finite:
-            return
-        lr = trainer.optimizers[0].param_groups[0]["lr"]
-        if not math.isfinite(loss) or loss > self.max_loss:
-            # The loss of step k is that of W before update k + 1.
-            step, what = trainer.global_step - 1, f"the loss is {loss:g}"
-        else:
-            step, what = trainer.global_step, "W is not finite after the update"
-        raise Diverged(
-            f"training diverged at step {step}: {what} with optim.lr={lr:g}, "
-            f"model.reg={pl_module.hparams.reg:g}; lower optim.lr",
-            step=step,
-        )
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a temporary file beside its target and renames it into place, so a
-    process killed mid-write leaves the previous checkpoint whole, never a truncated one."""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
-    ) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -32,9 +32,9 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from bigramlab.counting import kl_to_mle, max_abs_diff, mle_probs, nll, row_entropy, tv_distance
-from bigramlab.data import BigramDataModule
+from bigramlab.data import SPLITS, BigramDataModule
 from bigramlab.figures import heatmap, nll_curves, render
-from bigramlab.model import SPLITS, BigramLM, sample_words
+from bigramlab.model import BigramLM, sample_words
 
 SAMPLE_MAX_LENGTH = 40  # characters of a sampled word shown in the samples table
 HP_METRICS = ("hp/val_nll", "hp/mle_val_nll", "hp/gap_val", "hp/train_nll")
@@ -86,6 +86,7 @@ class ComparisonReport(L.Callback):
         self.history: dict[str, list[float]] = {}
         self.mle_image: np.ndarray | None = None
         self.history_steps: list[int] = []
+        self.pending_losses: list[tuple[int, Tensor]] = []
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
         datamodule: BigramDataModule = trainer.datamodule
@@ -113,13 +114,33 @@ class ComparisonReport(L.Callback):
         self, trainer: L.Trainer, pl_module: BigramLM, outputs: dict[str, Tensor], batch, batch_idx
     ) -> None:
         """loss/total, loss/nll, loss/reg of every step, at the step whose W they are the loss of
-        (the update has already happened: global_step counts it)."""
-        writer = _writer(trainer)
-        if writer is None:
+        (the update has already happened: global_step counts it). They wait on the device and are
+        written every `trainer.log_every_n_steps` steps: reading them back is a host sync."""
+        if not trainer.is_global_zero:
             return
-        step = trainer.global_step - 1
-        for tag, key in (("loss/total", "loss"), ("loss/nll", "nll"), ("loss/reg", "reg")):
-            writer.add_scalar(tag, float(outputs[key]), step)
+        losses = torch.stack([outputs["total"], outputs["nll"], outputs["reg"]])
+        self.pending_losses.append((trainer.global_step - 1, losses))
+        if trainer.global_step % trainer.log_every_n_steps == 0:
+            self._write_losses(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+        self._write_losses(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: BigramLM, exception: BaseException):
+        # A run that fails (diverges) in this process keeps the losses that led there.
+        self._write_losses(trainer)
+
+    def _write_losses(self, trainer: L.Trainer) -> None:
+        writer = _writer(trainer)
+        if writer is None or not self.pending_losses:
+            return
+        values = torch.stack([v for _, v in self.pending_losses]).tolist()  # one host sync
+        for (step, _), (total, nll_value, reg) in zip(self.pending_losses, values):
+            writer.add_scalar("loss/total", total, step)
+            writer.add_scalar("loss/nll", nll_value, step)
+            writer.add_scalar("loss/reg", reg, step)
+        self.pending_losses.clear()
+        writer.flush()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
         # The sanity check before training is the point at step 0 (Lightning skips it on resume).
@@ -127,6 +148,7 @@ class ComparisonReport(L.Callback):
         writer = _writer(trainer)
         if writer is None:
             return
+        self._write_losses(trainer)
         learned_nll = {s: float(v) for s, v in pl_module.split_nll_values.items()}
         W = pl_module.W.detach().double()
         P_W = W.softmax(dim=1)

@@ -23,13 +23,17 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
+from torch import Tensor
+from torch.multiprocessing import ProcessRaisedException
 
+from bigramlab.callbacks import FinalStep
 from bigramlab.config import register_resolvers, validate_train
 from bigramlab.counting import mle_probs, nll
-from bigramlab.data import BigramDataModule
-from bigramlab.errors import Diverged, UserError
-from bigramlab.model import SPLITS, BigramLM, read_checkpoint
+from bigramlab.data import SPLITS, BigramDataModule
+from bigramlab.errors import Diverged, UserError, from_worker_traceback
+from bigramlab.model import BigramLM, read_checkpoint
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 METRIC_KEYS = [f"{split}_nll" for split in SPLITS] + [f"mle_{split}_nll" for split in SPLITS]
@@ -40,21 +44,22 @@ register_resolvers()
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
-def final_metrics(model: BigramLM, datamodule: BigramDataModule, alpha: float) -> dict[str, Any]:
-    """Data NLL (no reg term) of the learned and the counted model on every split, in float64.
+def final_metrics(W: Tensor, reg: float, counts: dict[str, Tensor], alpha: float) -> dict[str, Any]:
+    """Data NLL (no reg term) of the learned model W (V, V) and of the counted one on every split,
+    in float64; `None` for an empty split. `counts`: {split: (V, V)}.
 
-    `None` for an empty split. `final_loss` is the training objective at the final W over the
-    whole train split: train NLL + reg · mean(W²).
+    `final_loss` is the training objective at W over the whole train split:
+    train NLL + reg · mean(W²).
     """
-    W = model.W.detach().cpu().double()
+    W = W.detach().cpu().double()
     log_probs = W.log_softmax(dim=1)
-    mle_log_probs = mle_probs(datamodule.counts["train"], alpha).log()
+    mle_log_probs = mle_probs(counts["train"], alpha).log()
     metrics: dict[str, Any] = {}
     for split in SPLITS:
-        metrics[f"{split}_nll"] = nll(log_probs, datamodule.counts[split])
+        metrics[f"{split}_nll"] = nll(log_probs, counts[split])
     for split in SPLITS:
-        metrics[f"mle_{split}_nll"] = nll(mle_log_probs, datamodule.counts[split])
-    metrics["final_loss"] = metrics["train_nll"] + model.hparams.reg * float((W**2).mean())
+        metrics[f"mle_{split}_nll"] = nll(mle_log_probs, counts[split])
+    metrics["final_loss"] = metrics["train_nll"] + reg * float((W**2).mean())
     return metrics
 
 
@@ -89,6 +94,7 @@ def resume_point(ckpt_path: str, itos: str) -> int:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit one model as `cfg` says; write metrics.json into the run directory and return it."""
     validate_train(cfg)
+    check_launcher(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     output_dir = Path(cfg.paths.output_dir)
 
@@ -106,6 +112,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # drop what the interrupted run logged after its checkpoint, so no step appears twice.
     resume_step = resume_point(cfg.ckpt_path, datamodule.vocab.itos) if cfg.ckpt_path else None
     logger = instantiate(cfg.logger, **({"purge_step": resume_step} if resume_step else {}))
+    last_ckpt = output_dir / "checkpoints" / "last.ckpt"
+    callbacks.append(FinalStep(last_ckpt))
     try:
         trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
     except InstantiationException as e:
@@ -116,23 +124,46 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             "use trainer=cpu, or trainer=default to pick what this machine has"
         ) from None
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+        fit(trainer, model, datamodule, cfg.ckpt_path)
     except Diverged as e:
-        write_metrics(output_dir, failed_metrics("diverged", str(e), e.step))
+        if trainer.is_global_zero:
+            write_metrics(output_dir, failed_metrics("diverged", str(e), e.step))
         raise
-    if trainer.global_step % cfg.trainer.val_check_interval:
-        # Every curve ends at the last step, whatever the validation interval.
-        trainer.validate(model, datamodule=datamodule, verbose=False, weights_only=True)
-    # Periodic saves may predate the last step; last.ckpt must hold the final W.
-    trainer.save_checkpoint(
-        Path(trainer.checkpoint_callback.dirpath) / "last.ckpt", weights_only=False
-    )
 
-    metrics = final_metrics(model, datamodule, cfg.mle.alpha)
-    metrics["steps"] = trainer.global_step
+    # The run's result is its last checkpoint, which FinalStep wrote in the process(es) that
+    # trained: under ddp_fork/ddp_spawn this process's trainer and callbacks never saw the steps.
+    checkpoint = read_checkpoint(last_ckpt)
+    metrics = final_metrics(
+        checkpoint["state_dict"]["W"], model.hparams.reg, datamodule.counts, cfg.mle.alpha
+    )
+    metrics["steps"] = int(checkpoint["global_step"])
     metrics["status"] = "ok"
-    write_metrics(output_dir, metrics)
+    if trainer.is_global_zero:
+        write_metrics(output_dir, metrics)
     return metrics
+
+
+def fit(
+    trainer: L.Trainer, model: BigramLM, datamodule: BigramDataModule, ckpt_path: str | None
+) -> None:
+    """trainer.fit, with a UserError (Diverged) of a ddp_fork/ddp_spawn worker raised here again."""
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except ProcessRaisedException as e:
+        error = from_worker_traceback(e.msg)
+        if error is None:
+            raise
+        raise error from None
+
+
+def check_launcher(cfg: DictConfig) -> None:
+    """Refuse Lightning's `ddp` inside a multirun: it runs the command line again for every rank,
+    and with -m each rank would run the whole sweep (Lightning #11300)."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.trainer.get("strategy") == "ddp":
+        raise UserError(
+            "trainer.strategy=ddp runs the command again in every process, which a multirun (-m) "
+            "cannot take: add trainer.strategy=ddp_spawn (or use trainer=ddp_cpu on CPUs)"
+        )
 
 
 def _remove_unused_run_dir(output_dir: Path) -> None:
@@ -169,10 +200,15 @@ def main(cfg: DictConfig) -> float:
             if not (output_dir / "metrics.json").exists():
                 write_metrics(output_dir, failed_metrics("failed", str(e), None))
             return math.inf
-        print(f"error: {e}", file=sys.stderr)
+        if rank_zero_only.rank == 0:  # under `ddp` every rank runs this; one says it
+            print(f"error: {e}", file=sys.stderr)
         if not isinstance(e, Diverged):
             _remove_unused_run_dir(output_dir)
         sys.exit(2)
+    value = metrics.get(cfg.optimized_metric)
+    objective = math.inf if value is None else float(value)
+    if rank_zero_only.rank != 0:
+        return objective
     print(
         f"steps {metrics['steps']}  final loss {metrics['final_loss']:.6f}\n"
         f"  learned NLL  train {_show(metrics['train_nll'])}  val {_show(metrics['val_nll'])}"
@@ -182,8 +218,6 @@ def main(cfg: DictConfig) -> float:
         f"run directory: {output_dir}\n"
         f"  tensorboard --logdir {output_dir}"
     )
-    value = metrics.get(cfg.optimized_metric)
-    objective = math.inf if value is None else float(value)
     log.info(f"objective {cfg.optimized_metric} = {objective}")
     return objective
 
