@@ -49,7 +49,7 @@ class DivergenceGuard(L.Callback):
     A mean NLL of 1000 nats means the model gives the data probabilities below e^-1000: gradient
     descent has blown up, even where float32 has not overflowed yet. The losses are read from the
     device every `trainer.log_every_n_steps` steps, not every step (a host sync each time), and
-    before every checkpoint: a checkpoint of a broken W is never written.
+    before every validation and checkpoint: a broken W is never reported or saved.
     """
 
     def __init__(self, max_loss: float = 1000.0) -> None:
@@ -69,6 +69,9 @@ class DivergenceGuard(L.Callback):
         self.pending.append((trainer.global_step, torch.stack([loss, W_finite])))
         if trainer.global_step % trainer.log_every_n_steps == 0:
             self.check(trainer, pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+        self.check(trainer, pl_module)
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: BigramLM, checkpoint: dict[str, Any]

@@ -1,0 +1,174 @@
+"""Data-parallel training gives the model of one process: same W, same metrics, one run directory.
+
+`trainer=ddp_cpu` runs 2 CPU processes (gloo) forked from the test's own; `trainer=ddp` (Lightning's
+`ddp`, which starts each rank as a new command) is run from the command line on CPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import OmegaConf, open_dict
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from bigramlab.data import BigramDataModule, PairBatches, TextFile, shard_counts
+from bigramlab.errors import Diverged, UserError, from_worker_traceback
+from bigramlab.train import train
+from tests.conftest import make_words
+
+ATOL = 1e-5
+
+
+def run_train(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Tensor]:
+    """Train with the small words file into `out`; (metrics.json, final W)."""
+    cfg = train_config(*overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    train(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    W = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["W"]
+    return metrics, W
+
+
+def assert_same_run(one: tuple[dict, torch.Tensor], ddp: tuple[dict, torch.Tensor]) -> None:
+    torch.testing.assert_close(ddp[1], one[1], rtol=0, atol=ATOL)
+    for key in ("train_nll", "val_nll", "test_nll", "final_loss"):
+        assert ddp[0][key] == pytest.approx(one[0][key], abs=ATOL)
+    assert ddp[0]["steps"] == one[0]["steps"]
+
+
+def test_count_shares_are_unequal_and_sum_to_the_counts(words_file: Path) -> None:
+    dm = BigramDataModule(TextFile(str(words_file)))
+    dm.setup()
+    counts = dm.counts["train"]
+    shares = [shard_counts(counts, rank, 2) for rank in range(2)]
+    assert torch.equal(shares[0] + shares[1], counts)
+    assert int(shares[0].sum()) != int(shares[1].sum())
+
+
+def test_pair_shares_of_a_batch_are_the_batch() -> None:
+    xs, ys = torch.arange(100), torch.arange(100, 200)
+    index = [5, 3, 99, 0, 42, 7, 8]  # odd: the processes' parts differ in size
+    parts = [PairBatches(xs, ys, rank, 2)[index] for rank in range(2)]
+    assert [len(p.xs) for p in parts] == [4, 3]
+    assert torch.cat([p.xs for p in parts]).tolist() == index
+    assert torch.cat([p.ys for p in parts]).tolist() == [i + 100 for i in index]
+    assert all(p.total == len(index) for p in parts)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param([], id="full-batch-counts"),
+        # 2400-odd pairs in batches of 37: shares of 19 and 18, and a short last batch each epoch.
+        pytest.param(["data.batch_size=37", "trainer.max_steps=80"], id="mini-batch-counts"),
+        pytest.param(["data.batch_size=37", "model.impl=index"], id="mini-batch-index"),
+        pytest.param(["model.impl=onehot"], id="full-batch-onehot"),
+    ],
+)
+def test_ddp_cpu_gives_the_single_process_model(train_config, tmp_path: Path, overrides) -> None:
+    one = run_train(train_config, tmp_path / "one", *overrides)
+    ddp = run_train(train_config, tmp_path / "ddp", "trainer=ddp_cpu", *overrides)
+    assert_same_run(one, ddp)
+    # One TensorBoard run whose curves are the single process's: rank 0 alone writes them.
+    assert len(list((tmp_path / "ddp" / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert not list(tmp_path.glob("**/version_*"))
+    curves = []
+    for run in ("one", "ddp"):
+        acc = EventAccumulator(str(tmp_path / run / "tensorboard"))
+        acc.Reload()
+        curves.append({tag: [(e.step, e.value) for e in acc.Scalars(tag)]
+                       for tag in ("loss/total", "nll/val", "compare/kl_train")})  # fmt: skip
+    for tag, points in curves[0].items():
+        assert [s for s, _ in curves[1][tag]] == [s for s, _ in points], tag
+        for (_, a), (_, b) in zip(points, curves[1][tag]):
+            assert b == pytest.approx(a, abs=ATOL), tag
+
+
+def test_ddp_cpu_divergence_is_reported_with_its_step(train_config, tmp_path: Path) -> None:
+    cfg = train_config("trainer=ddp_cpu", "optim.lr=1e9")
+    with pytest.raises(Diverged, match=r"training diverged at step \d+") as raised:
+        train(cfg)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["steps"] == raised.value.step
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_worker_errors_are_rebuilt_from_their_traceback() -> None:
+    text = (
+        "\n\n-- Process 0 terminated with the following error:\nTraceback (most recent call "
+        'last):\n  File "x.py", line 1, in f\nbigramlab.errors.Diverged: training diverged at '
+        "step 12: the loss is nan with optim.lr=1e+09, model.reg=0.01; lower optim.lr\n"
+    )
+    error = from_worker_traceback(text)
+    assert isinstance(error, Diverged) and error.step == 12
+    assert str(error).startswith("training diverged at step 12: the loss is nan")
+    assert type(from_worker_traceback("...\nbigramlab.errors.UserError: bad")) is UserError
+    assert from_worker_traceback("...\nValueError: something else") is None
+
+
+def test_ddp_inside_a_multirun_is_refused_with_the_fix(train_config) -> None:
+    cfg = train_config("trainer=ddp", "trainer.accelerator=cpu")
+    OmegaConf.set_readonly(cfg.hydra, False)
+    cfg.hydra.mode = RunMode.MULTIRUN
+    HydraConfig().set_config(cfg)
+    with pytest.raises(UserError, match="trainer.strategy=ddp_spawn"):
+        train(cfg)
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bigramlab.train", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+QUICK = ["trainer.max_steps=30", "trainer.val_check_interval=10",
+         "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_lightning_ddp_from_the_command_line_gives_the_single_process_model(tmp_path: Path):
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(make_words(500, seed=3)) + "\n")
+    data = ["dataset=text_file", f"dataset.path={words}", "data.batch_size=51", *QUICK]
+    runs = {}
+    for name, trainer in (("one", []), ("ddp", ["trainer=ddp", "trainer.accelerator=cpu",
+                                                "trainer.devices=2"])):  # fmt: skip
+        result = cli(*data, *trainer, f"hydra.run.dir={name}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.count("run directory:") == 1  # printed by rank 0 only
+        runs[name] = (
+            json.loads((tmp_path / name / "metrics.json").read_text()),
+            torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)[
+                "state_dict"
+            ]["W"],
+        )
+    assert_same_run(runs["one"], runs["ddp"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "one", "words.txt"]
+    assert len(list((tmp_path / "ddp" / "tensorboard").glob("events.out.tfevents.*"))) == 1
+
+
+@pytest.mark.slow
+def test_ddp_cpu_inside_a_two_job_multirun(tmp_path: Path) -> None:
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(make_words(500, seed=4)) + "\n")
+    data = ["dataset=text_file", f"dataset.path={words}", *QUICK]
+    sweep = cli("-m", *data, "trainer=ddp_cpu", "optim.lr=10,50", cwd=tmp_path)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+    assert [j.name.split(",")[0] for j in jobs] == ["0_lr=10", "1_lr=50"]  # one per job, no more
+    for job, lr in zip(jobs, (10, 50)):
+        assert len(list(job.glob("**/metrics.json"))) == 1
+        assert len(list(job.glob("**/events.out.tfevents.*"))) == 1
+        ddp = json.loads((job / "metrics.json").read_text())
+        single = cli(*data, f"optim.lr={lr}", f"hydra.run.dir=one_{lr}", cwd=tmp_path)
+        assert single.returncode == 0, single.stderr[-3000:]
+        one = json.loads((tmp_path / f"one_{lr}" / "metrics.json").read_text())
+        assert ddp["status"] == "ok" and ddp["val_nll"] == pytest.approx(one["val_nll"], abs=ATOL)

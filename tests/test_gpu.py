@@ -1,0 +1,88 @@
+"""On a CUDA GPU: the same models as on the CPU, and no host sync in the training step.
+
+Marked `gpu`; skipped, with the reason shown, where torch sees no CUDA device. scripts/gpu_check.sh
+runs them (`pytest -m gpu`) with a 1000-step names run and the benchmark on the GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from bigramlab.train import train
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(
+        not torch.cuda.is_available(),
+        reason="needs a CUDA GPU: run scripts/gpu_check.sh on a machine with one",
+    ),
+]
+
+
+def run_train(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Tensor]:
+    cfg = train_config(*overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    train(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    W = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["W"]
+    return metrics, W
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param([], id="full-batch-counts"),
+        pytest.param(["data.batch_size=37"], id="mini-batch-counts"),
+        pytest.param(["data.batch_size=37", "model.impl=index"], id="mini-batch-index"),
+        pytest.param(["model.impl=onehot"], id="full-batch-onehot"),
+    ],
+)
+def test_gpu_gives_the_cpu_model(train_config, tmp_path: Path, overrides: list[str]) -> None:
+    cpu = run_train(train_config, tmp_path / "cpu", *overrides)
+    gpu = run_train(train_config, tmp_path / "gpu", "trainer=gpu", *overrides)
+    # Float32 sums run in another order on the GPU: equal to rounding, not bit for bit.
+    torch.testing.assert_close(gpu[1], cpu[1], rtol=0, atol=1e-4)
+    for key in ("train_nll", "val_nll", "final_loss"):
+        assert gpu[0][key] == pytest.approx(cpu[0][key], abs=1e-5)
+
+
+def host_syncs(train_config, out: Path, steps: int, *overrides: str) -> int:
+    """Synchronizing CUDA calls during a whole run of `steps` steps (torch's sync debug mode)."""
+    cfg = train_config(
+        "trainer=gpu",
+        f"trainer.max_steps={steps}",
+        # Nothing periodic within the run: validation, logging, checks and checkpoints at the end.
+        "trainer.val_check_interval=100000",
+        "trainer.log_every_n_steps=100000",
+        "callbacks.checkpoint.every_n_train_steps=100000",
+        *overrides,
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            train(cfg)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [pytest.param([], id="full-batch-counts"), pytest.param(["data.batch_size=37"], id="mini")],
+)
+def test_training_steps_do_not_wait_for_the_gpu(train_config, tmp_path: Path, overrides) -> None:
+    short = host_syncs(train_config, tmp_path / "short", 20, *overrides)
+    long = host_syncs(train_config, tmp_path / "long", 80, *overrides)
+    # A sync in every step would add 60; the run's fixed work (setup, the final validation,
+    # report and checkpoint) syncs the same number of times in both.
+    assert long - short < 10, f"{short} syncs in 20 steps, {long} in 80"
