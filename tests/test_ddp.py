@@ -29,6 +29,8 @@ ATOL = 1e-5
 def run_train(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Tensor]:
     """Train with the small words file into `out`; (metrics.json, final W)."""
     cfg = train_config(*overrides)
+    if "trainer=ddp_cpu" in overrides:
+        assert (cfg.trainer.strategy, cfg.trainer.devices) == ("ddp_fork", 2)
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
     train(cfg)
@@ -155,11 +157,13 @@ def test_lightning_ddp_from_the_command_line_gives_the_single_process_model(tmp_
 
 
 @pytest.mark.slow
-def test_ddp_cpu_inside_a_two_job_multirun(tmp_path: Path) -> None:
+@pytest.mark.parametrize("strategy", ["ddp_fork", "ddp_spawn"])
+def test_ddp_cpu_inside_a_two_job_multirun(tmp_path: Path, strategy: str) -> None:
     words = tmp_path / "words.txt"
     words.write_text("\n".join(make_words(500, seed=4)) + "\n")
     data = ["dataset=text_file", f"dataset.path={words}", *QUICK]
-    sweep = cli("-m", *data, "trainer=ddp_cpu", "optim.lr=10,50", cwd=tmp_path)
+    ddp = ["trainer=ddp_cpu", f"trainer.strategy={strategy}"]
+    sweep = cli("-m", *data, *ddp, "optim.lr=10,50", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())

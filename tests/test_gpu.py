@@ -25,8 +25,13 @@ pytestmark = [
 ]
 
 
+# The fixture's trainer.accelerator=cpu outranks the choice of trainer=gpu: name it again.
+GPU = ["trainer=gpu", "trainer.accelerator=gpu"]
+
+
 def run_train(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Tensor]:
     cfg = train_config(*overrides)
+    assert cfg.trainer.accelerator == ("gpu" if "trainer=gpu" in overrides else "cpu")
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
     train(cfg)
@@ -46,7 +51,7 @@ def run_train(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Ten
 )
 def test_gpu_gives_the_cpu_model(train_config, tmp_path: Path, overrides: list[str]) -> None:
     cpu = run_train(train_config, tmp_path / "cpu", *overrides)
-    gpu = run_train(train_config, tmp_path / "gpu", "trainer=gpu", *overrides)
+    gpu = run_train(train_config, tmp_path / "gpu", *GPU, *overrides)
     # Float32 sums run in another order on the GPU: equal to rounding, not bit for bit.
     torch.testing.assert_close(gpu[1], cpu[1], rtol=0, atol=1e-4)
     for key in ("train_nll", "val_nll", "final_loss"):
@@ -56,7 +61,7 @@ def test_gpu_gives_the_cpu_model(train_config, tmp_path: Path, overrides: list[s
 def host_syncs(train_config, out: Path, steps: int, *overrides: str) -> int:
     """Synchronizing CUDA calls during a whole run of `steps` steps (torch's sync debug mode)."""
     cfg = train_config(
-        "trainer=gpu",
+        *GPU,
         f"trainer.max_steps={steps}",
         # Nothing periodic within the run: validation, logging, checks and checkpoints at the end.
         "trainer.val_check_interval=100000",
@@ -64,6 +69,7 @@ def host_syncs(train_config, out: Path, steps: int, *overrides: str) -> int:
         "callbacks.checkpoint.every_n_train_steps=100000",
         *overrides,
     )
+    assert cfg.trainer.accelerator == "gpu"
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
     torch.cuda.set_sync_debug_mode("warn")
@@ -85,4 +91,5 @@ def test_training_steps_do_not_wait_for_the_gpu(train_config, tmp_path: Path, ov
     long = host_syncs(train_config, tmp_path / "long", 80, *overrides)
     # A sync in every step would add 60; the run's fixed work (setup, the final validation,
     # report and checkpoint) syncs the same number of times in both.
+    assert short > 0  # the final validation reads its metrics back: the run was on the GPU
     assert long - short < 10, f"{short} syncs in 20 steps, {long} in 80"

@@ -91,15 +91,17 @@ class ComparisonReport(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
         datamodule: BigramDataModule = trainer.datamodule
         self.itos = datamodule.vocab.itos
-        self.train_counts = datamodule.counts["train"].to(pl_module.device)
-        self.mle = mle_probs(self.train_counts, self.alpha)
-        log_mle = self.mle.log()
-        # The MLE does not change during training: computed once, logged beside every validation.
+        mle = mle_probs(datamodule.counts["train"], self.alpha)
+        # The MLE does not change during training: its NLLs are computed once (on the host, where
+        # the data module's counts are), and logged beside every validation.
         self.mle_nll = {
             split: value
             for split, counts in datamodule.counts.items()
-            if (value := nll(log_mle, counts)) is not None
+            if (value := nll(mle.log(), counts)) is not None
         }
+        # Compared with the learned model's P_W where W is.
+        self.mle = mle.to(pl_module.device)
+        self.train_counts = datamodule.counts["train"].to(pl_module.device)
         writer = _writer(trainer)
         if writer is None or trainer.global_step > 0:  # a resumed run has all this already
             return
