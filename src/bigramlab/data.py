@@ -222,44 +222,97 @@ def split_words(
 
 # --- counting a corpus in pieces ------------------------------------------------------------------
 # Full-batch training with the counts form needs only N per split: the corpus is read in pieces,
-# never held whole. A first, cheap pass counts the words (the split of a word depends on how many
-# there are); the second counts bigrams. Pieces that are clean ASCII (lines are already words)
-# are counted from their bytes as byte pairs; others are decoded line by line and counted as
-# pairs of code points. Either way the word boundary is one symbol: a line end in bytes, `.` in
-# decoded text (a word never contains `.`).
+# never held whole. Pieces of clean ASCII (its lines are its words: no blank line, nothing strip()
+# would remove, no `.`) are counted as byte pairs, the line end standing for the word boundary;
+# other pieces are decoded line by line and counted as pairs of code points.
+#
+# Two passes. The first counts each clean piece's byte pairs whatever the split: two bincounts over
+# the bytes seen as 16-bit integers (pairs at even, then at odd offsets), with no per-byte
+# arithmetic; the same table says whether the piece is clean and how many words it holds. The
+# split of a word depends on how many words there are, so the second pass, with the split known,
+# counts only the pairs of the words outside the train split (a fifth, by default): train's counts
+# are the whole's minus theirs.
 
-# What str.strip() removes, the boundary, and non-ASCII bytes: a clean ASCII piece has none.
-_NOT_CLEAN = bytes([9, 11, 12, 13, 28, 29, 30, 31, 32, ord(BOUNDARY), *range(128, 256)])
+# What str.strip() removes and the boundary: a clean ASCII piece has none of them.
+_NOT_CLEAN = [9, 11, 12, 13, 28, 29, 30, 31, 32, ord(BOUNDARY)]
 _NEWLINE = 10
+_ASCII = 128
 
 
 def _source(corpus: EnglishWords | Names | TextFile) -> str:
     return corpus.path if isinstance(corpus, TextFile) else corpus.name
 
 
-def _pieces(
-    corpus: EnglishWords | Names | TextFile, clean: list[bool] | None = None
-) -> Iterator[tuple[bytes | list[str], int, bool]]:
-    """(piece, its number of words, whether it is clean) for each piece of the corpus: its raw
-    bytes where they are clean ASCII (its lines are its words: nothing to strip, no blank line),
-    else its decoded words. `clean`: what an earlier pass found, to skip looking again."""
-    lowercase = getattr(corpus, "lowercase", False)
-    line = 1
-    for index, chunk in enumerate(corpus.byte_chunks()):
-        if lowercase and chunk.isascii():
-            chunk = chunk.lower()
-        if clean is not None and clean[index]:
-            yield chunk, -1, True  # the caller knows the count from the earlier pass
-            continue
-        newlines = np.frombuffer(chunk, dtype=np.uint8) == _NEWLINE
-        n_lines = int(np.count_nonzero(newlines))
-        blank_line = newlines[:1].any() or (newlines[1:] & newlines[:-1]).any()
-        if len(chunk.translate(None, _NOT_CLEAN)) == len(chunk) and not blank_line:
-            yield chunk, n_lines + (not chunk.endswith(b"\n")), True
-        else:
-            words = decode_words(chunk, _source(corpus), line, lowercase)
-            yield words, len(words), False
-        line += n_lines
+def _framed(chunk: bytes) -> bytearray:
+    """A piece with a line end before it and, where missing, after it: every word then owns the
+    pairs from the line end before it to the one after it."""
+    framed = bytearray(b"\n")
+    framed += chunk
+    if not chunk.endswith(b"\n"):
+        framed += b"\n"
+    return framed
+
+
+def _byte_pair_counts(framed: bytearray) -> Tensor:
+    """N (128, 128) of the pairs of adjacent bytes of an ASCII byte string.
+
+    Read as little-endian 16-bit integers from offset 0 and from offset 1, the string gives every
+    pair (a, b) once, as a + 256·b; ASCII keeps these below 2**15, so they are valid int16.
+    """
+    n_pairs = len(framed) - 1
+    table = torch.zeros(_ASCII * 256, dtype=torch.int64)
+    for start in (0, 1):
+        if count := (n_pairs - start + 1) // 2:
+            half = torch.frombuffer(framed, dtype=torch.int16, offset=start, count=count)
+            table += torch.bincount(half, minlength=_ASCII * 256)
+    return table.view(_ASCII, 256)[:, :_ASCII].T  # [next, first] -> [first, next]
+
+
+def _clean_pairs(chunk: bytes) -> tuple[Tensor, int] | None:
+    """(N (128, 128), number of words) of a clean ASCII piece; None for any other piece."""
+    if not chunk.isascii():
+        return None
+    pairs = _byte_pair_counts(_framed(chunk))
+    # Every byte but the framing line ends is the first of one pair and the second of another.
+    if pairs[_NOT_CLEAN].any() or pairs[:, _NOT_CLEAN].any() or pairs[_NEWLINE, _NEWLINE]:
+        return None
+    return pairs, int(pairs[_NEWLINE].sum())
+
+
+def _word_pair_counts(symbols: np.ndarray, bounds: np.ndarray, words: np.ndarray) -> Tensor:
+    """N (128, 128) of the pairs of some words of a framed clean piece (its bytes `symbols`, its
+    line ends at `bounds`): `words` are their indices. Word j's pairs start at bounds[j], ...,
+    bounds[j + 1] - 1."""
+    starts = bounds[words]
+    lengths = bounds[words + 1] - starts
+    offsets = np.cumsum(lengths) - lengths
+    first = np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
+    codes = torch.from_numpy(symbols[first].astype(np.int16))
+    codes *= _ASCII
+    codes += torch.from_numpy(symbols[first + 1])
+    return torch.bincount(codes, minlength=_ASCII * _ASCII).view(_ASCII, _ASCII)
+
+
+def _line_ends(chunk: bytes, clean_words: int | None) -> int:
+    """Line ends in a piece (for the line numbers of error messages). A clean piece has one per
+    word, less one where its last line has none: known without reading it again."""
+    if clean_words is None:
+        return chunk.count(b"\n")
+    return clean_words - (not chunk.endswith(b"\n"))
+
+
+def _decoded_pairs(
+    words: list[str], word_parts: np.ndarray, pairs: dict[tuple[int, int, int], int]
+) -> None:
+    """Add the code-point pairs of decoded words to `pairs`: (part, code point, next) -> count."""
+    text = BOUNDARY + BOUNDARY.join(words) + BOUNDARY
+    symbols = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    bounds = np.flatnonzero(symbols == ord(BOUNDARY))
+    part = np.repeat(word_parts, np.diff(bounds))
+    triples = np.stack([part, symbols[:-1], symbols[1:]], axis=1)
+    keys, counts = np.unique(triples, axis=0, return_counts=True)
+    for key, count in zip(map(tuple, keys.tolist()), counts.tolist()):
+        pairs[key] = pairs.get(key, 0) + count
 
 
 def count_corpus(
@@ -270,60 +323,63 @@ def count_corpus(
     Equal to encoding the whole corpus at once (bigram_pairs of split_words) with memory that does
     not grow with the corpus: O(V²) for the counts, one piece, and one byte per word.
     """
-    sizes, clean = [], []
-    for _, k, is_clean in _pieces(corpus):
-        sizes.append(k)
-        clean.append(is_clean)
+    lowercase = getattr(corpus, "lowercase", False)
+    parts = len(fractions)
+
+    def pieces() -> Iterator[bytes]:
+        for chunk in corpus.byte_chunks():
+            yield chunk.lower() if lowercase and chunk.isascii() else chunk
+
+    # Pass 1: words per piece; the byte pairs of the clean pieces.
+    byte_pairs = torch.zeros(parts, _ASCII, _ASCII, dtype=torch.int64)  # [part, byte, next byte]
+    sizes: list[int] = []
+    clean: list[bool] = []
+    line = 1
+    for chunk in pieces():
+        found = _clean_pairs(chunk)
+        if found is not None:
+            byte_pairs[0] += found[0]
+            sizes.append(found[1])
+        else:
+            sizes.append(len(decode_words(chunk, _source(corpus), line, lowercase)))
+        clean.append(found is not None)
+        line += _line_ends(chunk, sizes[-1] if found is not None else None)
     n_words = sum(sizes)
     if n_words == 0:
         raise UserError(f"{_source(corpus)} has no words (it is empty or only blank lines)")
-    assignment = split_assignment(n_words, fractions, seed)
-    parts = len(fractions)
-    byte_pairs = np.zeros(parts * 256 * 256, dtype=np.int64)  # [part, byte, next byte]
-    codepoint_pairs: dict[tuple[int, int, int], int] = {}  # (part, code point, next) -> count
-    first = 0
-    for (piece, _, _), k in zip(_pieces(corpus, clean), sizes):
-        if k == 0:
-            continue
-        if isinstance(piece, bytes):
-            body = piece if piece.endswith(b"\n") else piece + b"\n"
-            symbols = np.frombuffer(b"\n" + body, dtype=np.uint8)
-            boundary = _NEWLINE
-        else:
-            text = BOUNDARY + BOUNDARY.join(piece) + BOUNDARY
-            symbols = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-            boundary = ord(BOUNDARY)
-        # Word j of the piece owns its len + 1 bigrams, from its opening boundary to its closing;
-        # each pair is coded (part, symbol, next symbol) in one integer, built in place.
-        bounds = np.flatnonzero(symbols == boundary)
-        word_parts = assignment[first : first + k].astype(np.uint32)
-        first += k
-        if isinstance(piece, bytes):
-            code = np.repeat(word_parts << 16, np.diff(bounds))
-            previous = symbols[:-1].astype(np.uint32)
-            previous <<= 8
-            code |= previous
-            code |= symbols[1:]
-            byte_pairs += np.bincount(code, minlength=byte_pairs.size)
-        else:
-            part = np.repeat(word_parts, np.diff(bounds))
-            triples = np.stack([part, symbols[:-1], symbols[1:]], axis=1)
-            keys, counts = np.unique(triples, axis=0, return_counts=True)
-            for key, count in zip(map(tuple, keys.tolist()), counts.tolist()):
-                codepoint_pairs[key] = codepoint_pairs.get(key, 0) + count
 
-    byte_pairs = byte_pairs.reshape(parts, 256, 256)
-    used_bytes = np.flatnonzero(byte_pairs.sum(axis=(0, 2)) + byte_pairs.sum(axis=(0, 1)))
-    chars = {chr(b) for b in used_bytes if b != _NEWLINE}
+    # Pass 2: with the split known, move the pairs of words outside train to their part.
+    assignment = split_assignment(n_words, fractions, seed)
+    codepoint_pairs: dict[tuple[int, int, int], int] = {}  # (part, code point, next) -> count
+    first, line = 0, 1
+    for chunk, k, is_clean in zip(pieces(), sizes, clean):
+        word_parts = assignment[first : first + k]
+        first += k
+        if is_clean:
+            symbols = np.frombuffer(_framed(chunk), dtype=np.uint8)
+            bounds = np.flatnonzero(symbols == _NEWLINE)
+            for part in range(1, parts):
+                words = np.flatnonzero(word_parts == part)
+                if len(words):
+                    moved = _word_pair_counts(symbols, bounds, words)
+                    byte_pairs[part] += moved
+                    byte_pairs[0] -= moved
+        elif k:  # a piece of blank lines alone has no words
+            words = decode_words(chunk, _source(corpus), line, lowercase)
+            _decoded_pairs(words, word_parts.astype(np.uint32), codepoint_pairs)
+        line += _line_ends(chunk, k if is_clean else None)
+
+    used_bytes = torch.nonzero(byte_pairs.sum(dim=(0, 2)) + byte_pairs.sum(dim=(0, 1)))[:, 0]
+    chars = {chr(b) for b in used_bytes.tolist() if b != _NEWLINE}
     chars |= {chr(c) for _, x, y in codepoint_pairs for c in (x, y) if c != ord(BOUNDARY)}
     vocab = Vocab(BOUNDARY + "".join(sorted(chars)))
     stoi = vocab.stoi
     V = len(vocab)
     counts = torch.zeros(parts, V, V, dtype=torch.int64)
     byte_ids = torch.tensor(
-        [0 if b == _NEWLINE else stoi[chr(b)] for b in used_bytes], dtype=torch.long
+        [0 if b == _NEWLINE else stoi[chr(b)] for b in used_bytes.tolist()], dtype=torch.long
     )
-    used = torch.from_numpy(byte_pairs[:, used_bytes][:, :, used_bytes].copy())
+    used = byte_pairs[:, used_bytes][:, :, used_bytes]
     counts[:, byte_ids[:, None], byte_ids[None, :]] += used
     for (p, x, y), count in codepoint_pairs.items():
         counts[p, stoi[chr(x)], stoi[chr(y)]] += count
