@@ -160,9 +160,10 @@ from torch.utils.tensorboard import SummaryWriter
 from bigramlab.data import EnglishWords, count_corpus
 from bigramlab.model import nll_sum_counts
 vocab, _, counts = count_corpus(EnglishWords(), [0.8, 0.1, 0.1], 42)
-N = counts["train"].float()
+device = sys.argv[2]
+N = counts["train"].float().to(device)
 g = torch.Generator().manual_seed(2147483647)
-W = torch.randn(N.shape, generator=g, requires_grad=True)
+W = torch.randn(N.shape, generator=g).to(device).requires_grad_(True)
 writer = SummaryWriter(sys.argv[1])
 for step in range(1000):
     nll = nll_sum_counts(W, N) / N.sum()
@@ -248,7 +249,7 @@ def main() -> None:
                 "callbacks.progress_bar.refresh_rate=0",
                 f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
             ]
-            bare_cmd = [sys.executable, "-c", BARE_SCRIPT, str(tmp / "bare")]
+            bare_cmd = [sys.executable, "-c", BARE_SCRIPT, str(tmp / "bare"), args.device]
             no_figs = [*train_cmd, "callbacks.report.figures_every_n_steps=1000"]
             results["process"] = {
                 "train_default": wall_and_peak(train_cmd, tmp, args.repeats),
