@@ -8,15 +8,18 @@ import json
 import math
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from bigramlab.data import split_words
-from bigramlab.model import load_checkpoint
-from bigramlab.reporting import custom_scalars_layout, markdown_samples
+from bigramlab.counting import mle_probs, nll
+from bigramlab.data import BigramDataModule, TextFile, split_words
+from bigramlab.model import BigramLM, load_checkpoint
+from bigramlab.reporting import ComparisonReport, custom_scalars_layout, markdown_samples
 from bigramlab.train import train
 from tests.conftest import compose_config, make_words
 
@@ -186,3 +189,22 @@ def test_samples_logged_at_each_validation_use_one_seed_for_both_models(run) -> 
     assert [t.step for t in texts] == [0, 10, 20, 30]
     rows = texts[-1].tensor_proto.string_val[0].decode().splitlines()[2:]
     assert len(rows) == 10
+
+
+def test_report_and_batches_keep_host_and_device_tensors_apart(words_file: Path) -> None:
+    """Set-up mixes no host tensor (the data module's counts) with one on the model's device. On
+    the meta device any such mix raises, as it does between a GPU and the host."""
+    meta = torch.device("meta")
+    dm = BigramDataModule(TextFile(str(words_file)))
+    dm.setup()
+    dm.trainer = SimpleNamespace(
+        global_rank=0, world_size=1, strategy=SimpleNamespace(root_device=meta)
+    )
+    assert next(iter(dm.train_dataloader())).counts.device == meta  # moved once, not every step
+    model = BigramLM(vocab=dm.vocab.itos).to(meta)
+    trainer = SimpleNamespace(datamodule=dm, is_global_zero=False, loggers=[], global_step=0)
+    report = ComparisonReport(alpha=1.0)
+    report.on_fit_start(trainer, model)
+    assert report.mle.device == meta and report.train_counts.device == meta
+    expected = nll(mle_probs(dm.counts["train"], 1.0).log(), dm.counts["val"])
+    assert report.mle_nll["val"] == pytest.approx(expected)

@@ -181,15 +181,9 @@ class ComparisonReport(L.Callback):
         every = self.figures_every_n_steps
         if every is None or step % every == 0 or final:
             # Cell values on the final figures only (also saved as PNG): they cost 2/3 of a figure.
-            images = {
-                "heatmap_learned": render(
-                    heatmap(P_W, self.itos, "learned P_W = softmax(W)", annotate=final)
-                ),
-                "heatmap_diff": render(
-                    heatmap(P_W - self.mle, self.itos, "P_W − P_MLE", diverging=True,
-                            annotate=final)  # fmt: skip
-                ),
-            }
+            learned = heatmap(P_W, self.itos, "learned P_W = softmax(W)", annotate=final)
+            diff = heatmap(P_W - self.mle, self.itos, "P_W − P_MLE", diverging=True, annotate=final)
+            images = {"heatmap_learned": render(learned), "heatmap_diff": render(diff)}
             for name, image in images.items():
                 writer.add_image(f"compare/{name}", image, step, dataformats="HWC")
             if final and self.figures_dir is not None:

@@ -119,9 +119,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     except InstantiationException as e:
         if not isinstance(e.__cause__, MisconfigurationException):
             raise
+        instead = (
+            "trainer=ddp_cpu for processes on CPUs"
+            if str(cfg.trainer.get("strategy", "")).startswith("ddp")
+            else "trainer=cpu, or trainer=default to pick what this machine has"
+        )
         raise UserError(
-            f"{e.__cause__} (trainer.accelerator={cfg.trainer.accelerator}): "
-            "use trainer=cpu, or trainer=default to pick what this machine has"
+            f"{e.__cause__} (trainer.accelerator={cfg.trainer.accelerator}): use {instead}"
         ) from None
     try:
         fit(trainer, model, datamodule, cfg.ckpt_path)
