@@ -91,6 +91,8 @@ def test_default_run_trains_on_english_words(tmp_path: Path) -> None:
         (["dataset=text_file"], "dataset.path is required"),
         (["dataset=text_file", "dataset.path=missing.txt"], "missing.txt does not exist"),
         (["model.impl=fast"], "model.impl='fast' is unknown"),
+        (["trainer=ddp_cpu", "trainer.devices=0"], "trainer.devices=0"),
+        (["trainer=ddp_cpu", "trainer.strategy=foo"], "invalid strategy name"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_run_directory(

@@ -117,16 +117,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     try:
         trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
     except InstantiationException as e:
-        if not isinstance(e.__cause__, MisconfigurationException):
+        # Lightning's own checks of the trainer's values: the user's to fix.
+        if not isinstance(e.__cause__, MisconfigurationException | ValueError | TypeError):
             raise
-        instead = (
-            "trainer=ddp_cpu for processes on CPUs"
-            if str(cfg.trainer.get("strategy", "")).startswith("ddp")
-            else "trainer=cpu, or trainer=default to pick what this machine has"
-        )
-        raise UserError(
-            f"{e.__cause__} (trainer.accelerator={cfg.trainer.accelerator}): use {instead}"
-        ) from None
+        raise UserError(f"{e.__cause__} ({_trainer_choice(cfg)}): {_trainer_fix(cfg)}") from None
     try:
         fit(trainer, model, datamodule, cfg.ckpt_path)
     except Diverged as e:
@@ -145,6 +139,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         write_metrics(output_dir, metrics)
     return metrics
+
+
+def _trainer_choice(cfg: DictConfig) -> str:
+    keys = ("accelerator", "devices", "strategy")
+    return ", ".join(f"trainer.{k}={cfg.trainer[k]}" for k in keys if k in cfg.trainer)
+
+
+def _trainer_fix(cfg: DictConfig) -> str:
+    if cfg.trainer.accelerator in ("gpu", "cuda"):
+        if str(cfg.trainer.get("strategy", "")).startswith("ddp"):
+            return "without a GPU, use trainer=ddp_cpu for processes on CPUs"
+        return "without a GPU, use trainer=cpu, or trainer=default to pick what this machine has"
+    return "set trainer.devices to a whole number >= 1 and trainer.strategy to e.g. ddp_fork"
 
 
 def fit(
