@@ -101,6 +101,8 @@ def test_ddp_cpu_divergence_is_reported_with_its_step(train_config, tmp_path: Pa
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == "diverged" and metrics["steps"] == raised.value.step
     assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+    # Rank 0's event file alone: the main process, which never trained, opened no writer.
+    assert len(list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
 def test_worker_errors_are_rebuilt_from_their_traceback() -> None:

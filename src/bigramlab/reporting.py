@@ -133,8 +133,10 @@ class ComparisonReport(L.Callback):
         self._write_losses(trainer)
 
     def _write_losses(self, trainer: L.Trainer) -> None:
+        if not self.pending_losses:  # before _writer: in a process that never trained (the main
+            return  # one of ddp_fork), opening the writer would start a second event file
         writer = _writer(trainer)
-        if writer is None or not self.pending_losses:
+        if writer is None:
             return
         values = torch.stack([v for _, v in self.pending_losses]).tolist()  # one host sync
         for (step, _), (total, nll_value, reg) in zip(self.pending_losses, values):
