@@ -258,6 +258,7 @@ def _byte_pair_counts(framed: bytearray) -> Tensor:
 
     Read as little-endian 16-bit integers from offset 0 and from offset 1, the string gives every
     pair (a, b) once, as a + 256·b; ASCII keeps these below 2**15, so they are valid int16.
+    (torch.frombuffer reads in the machine's byte order: little-endian wherever PyTorch runs.)
     """
     n_pairs = len(framed) - 1
     table = torch.zeros(_ASCII * 256, dtype=torch.int64)
