@@ -231,3 +231,14 @@ def test_counting_memory_does_not_grow_with_the_corpus(
     extra_words = 15 * 100_000
     assert peaks[16] - peaks[1] < 2 * extra_words + (1 << 20)
     assert peaks[16] < 16 * len(text)  # less than the text itself, let alone its bigrams
+
+
+def test_counts_without_the_byte_pair_view_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the int16 view of bytes does not hold (a big-endian machine) every piece is decoded
+    instead: the same counts."""
+    corpus = EnglishWords()
+    fast = count_corpus(corpus, [0.8, 0.1, 0.1], seed=1)
+    monkeypatch.setattr("bigramlab.data.sys.byteorder", "big")
+    decoded = count_corpus(corpus, [0.8, 0.1, 0.1], seed=1)
+    assert decoded[0] == fast[0] and decoded[1] == fast[1]
+    assert all(torch.equal(decoded[2][s], fast[2][s]) for s in fast[2])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,7 +259,7 @@ def _byte_pair_counts(framed: bytearray) -> Tensor:
 
     Read as little-endian 16-bit integers from offset 0 and from offset 1, the string gives every
     pair (a, b) once, as a + 256·b; ASCII keeps these below 2**15, so they are valid int16.
-    (torch.frombuffer reads in the machine's byte order: little-endian wherever PyTorch runs.)
+    torch.frombuffer reads in the machine's byte order: callers check that it is little-endian.
     """
     n_pairs = len(framed) - 1
     table = torch.zeros(_ASCII * 256, dtype=torch.int64)
@@ -270,8 +271,9 @@ def _byte_pair_counts(framed: bytearray) -> Tensor:
 
 
 def _clean_pairs(chunk: bytes) -> tuple[Tensor, int] | None:
-    """(N (128, 128), number of words) of a clean ASCII piece; None for any other piece."""
-    if not chunk.isascii():
+    """(N (128, 128), number of words) of a clean ASCII piece; None for any other piece (and on a
+    big-endian machine, where the byte-pair view does not hold: every piece is decoded there)."""
+    if not chunk.isascii() or sys.byteorder != "little":
         return None
     pairs = _byte_pair_counts(_framed(chunk))
     # Every byte but the framing line ends is the first of one pair and the second of another.
