@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from bigramlab.train import train
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -76,6 +80,17 @@ def train_config(tmp_path: Path, words_file: Path):
         return compose_config("train", [*base, *overrides], tmp_path)
 
     return make
+
+
+def train_and_load(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Tensor]:
+    """Train the config `train_config` composes into `out`: (its metrics.json, its final W)."""
+    cfg = train_config(*overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    train(cfg)
+    metrics = json.loads((out / "metrics.json").read_text())
+    W = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["W"]
+    return metrics, W
 
 
 @pytest.fixture

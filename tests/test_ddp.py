@@ -15,28 +15,22 @@ import pytest
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bigramlab.data import BigramDataModule, PairBatches, TextFile, shard_counts
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.train import train
-from tests.conftest import make_words
+from tests.conftest import make_words, train_and_load
 
 ATOL = 1e-5
 
 
 def run_train(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Tensor]:
-    """Train with the small words file into `out`; (metrics.json, final W)."""
-    cfg = train_config(*overrides)
     if "trainer=ddp_cpu" in overrides:
+        cfg = train_config(*overrides)
         assert (cfg.trainer.strategy, cfg.trainer.devices) == ("ddp_fork", 2)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
-    train(cfg)
-    metrics = json.loads((out / "metrics.json").read_text())
-    W = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["W"]
-    return metrics, W
+    return train_and_load(train_config, out, *overrides)
 
 
 def assert_same_run(one: tuple[dict, torch.Tensor], ddp: tuple[dict, torch.Tensor]) -> None:

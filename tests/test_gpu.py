@@ -6,7 +6,6 @@ runs them (`pytest -m gpu`) with a 1000-step names run and the benchmark on the 
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from omegaconf import open_dict
 
 from bigramlab.train import train
+from tests.conftest import train_and_load
 
 pytestmark = [
     pytest.mark.gpu,
@@ -32,12 +32,7 @@ GPU = ["trainer=gpu", "trainer.accelerator=gpu"]
 def run_train(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Tensor]:
     cfg = train_config(*overrides)
     assert cfg.trainer.accelerator == ("gpu" if "trainer=gpu" in overrides else "cpu")
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
-    train(cfg)
-    metrics = json.loads((out / "metrics.json").read_text())
-    W = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["W"]
-    return metrics, W
+    return train_and_load(train_config, out, *overrides)
 
 
 @pytest.mark.parametrize(
