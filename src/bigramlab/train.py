@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 from torch.multiprocessing import ProcessRaisedException
 
@@ -112,7 +112,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # drop what the interrupted run logged after its checkpoint, so no step appears twice.
     resume_step = resume_point(cfg.ckpt_path, datamodule.vocab.itos) if cfg.ckpt_path else None
     logger = instantiate(cfg.logger, **({"purge_step": resume_step} if resume_step else {}))
-    last_ckpt = output_dir / "checkpoints" / "last.ckpt"
+    checkpoint_dir = OmegaConf.select(cfg, "callbacks.checkpoint.dirpath")
+    last_ckpt = Path(checkpoint_dir or output_dir / "checkpoints") / "last.ckpt"
     callbacks.append(FinalStep(last_ckpt))
     try:
         trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
