@@ -119,6 +119,8 @@ def test_short_training_lowers_the_loss_and_writes_the_run(train_config) -> None
     assert sorted(scalars(run, "nll/val")) == [0, 10, 20, 25]
     assert sorted(scalars(run, "mle/nll_val")) == [0, 10, 20, 25]
     assert scalars(run, "nll/train")[25] == pytest.approx(saved["train_nll"], rel=1e-6)
+    # One checkpoint, also for a run shorter than the checkpoint interval (100 steps).
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]
     W, itos = load_checkpoint(run / "checkpoints" / "last.ckpt")
     vocab = Vocab(itos)
     assert W.shape == (len(vocab), len(vocab))
