@@ -171,3 +171,54 @@ def test_checkpoints_that_would_run_code_or_are_not_checkpoints_are_refused(tmp_
         load_checkpoint(other)
     with pytest.raises(UserError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.ckpt")
+
+
+HOST_READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")
+
+
+def host_reads(train_config, monkeypatch: pytest.MonkeyPatch, steps: int, *overrides: str) -> int:
+    """Tensor values read back to the host (`.item()`, `float(t)`, `if t:` ...) in a whole run: on
+    a GPU each is a sync that waits for the device."""
+    count = 0
+
+    def counting(name: str):
+        method = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            nonlocal count
+            count += 1
+            return method(self, *args, **kwargs)
+
+        return read
+
+    cfg = train_config(
+        f"trainer.max_steps={steps}",
+        # Nothing periodic within the run: validation, logging and checkpoints only at the ends.
+        "trainer.val_check_interval=100000",
+        "trainer.log_every_n_steps=100000",
+        "callbacks.checkpoint.every_n_train_steps=100000",
+        "callbacks.report.n_samples=0",  # sampled words' lengths depend on W
+        "callbacks.progress_bar.refresh_rate=100000",
+        *overrides,
+    )
+    with monkeypatch.context() as patched:
+        for name in HOST_READS:
+            patched.setattr(torch.Tensor, name, counting(name))
+        train(cfg)
+    return count
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    # ~1300 train pairs in batches of 8: 80 steps stay within the first epoch (a new epoch's shuffle
+    # and the progress bar's end of epoch read a few values, once an epoch).
+    [pytest.param([], id="full-batch"), pytest.param(["data.batch_size=8"], id="mini-batch")],
+)
+def test_training_steps_read_nothing_back_from_the_device(
+    train_config, monkeypatch: pytest.MonkeyPatch, overrides: list[str]
+) -> None:
+    host_reads(train_config, monkeypatch, 5, *overrides)  # one-off work of a first run
+    short = host_reads(train_config, monkeypatch, 20, *overrides)
+    long = host_reads(train_config, monkeypatch, 80, *overrides)
+    # Sixty more steps, not one more read: the losses wait on the device until a log step.
+    assert long == short

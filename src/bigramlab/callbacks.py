@@ -2,6 +2,7 @@
 
     FinalStep           the last step is always validated and saved as checkpoints/last.ckpt
     DivergenceGuard     a blown-up run stops, naming its step, before any checkpoint of it
+    LossProgressBar     the progress bar shows the loss without waiting for the device every step
     AtomicCheckpointIO  a checkpoint is written whole or not at all
 
 They run wherever training runs: in this process, or in each process that Lightning's ddp_fork and
@@ -17,6 +18,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import TQDMProgressBar
 from torch import Tensor
 
 from bigramlab.errors import Diverged
@@ -102,6 +104,39 @@ class DivergenceGuard(L.Callback):
                 f"model.reg={pl_module.hparams.reg:g}; lower optim.lr",
                 step=step,
             )
+
+
+class LossProgressBar(TQDMProgressBar):
+    """Lightning's progress bar with the training loss, read from the device only when the bar is
+    redrawn (every `refresh_rate` steps).
+
+    `self.log("loss", ..., prog_bar=True)` would read it back after every step: Lightning turns
+    the progress bar's values into numbers after each batch, logged in it or not, which on a GPU
+    is a host sync per step.
+    """
+
+    def __init__(self, refresh_rate: int = 1, leave: bool = False) -> None:
+        super().__init__(refresh_rate=refresh_rate, leave=leave)
+        self.loss: float | None = None
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: BigramLM,
+        outputs: dict[str, Tensor],
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        bar, n = self.train_progress_bar, batch_idx + 1
+        if self.is_enabled and bar is not None and (n % self.refresh_rate == 0 or n == bar.total):
+            self.loss = float(outputs["total"])  # the bar is redrawn now (see super)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: BigramLM) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        if self.loss is not None:
+            items["loss"] = self.loss
+        return items
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

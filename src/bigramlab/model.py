@@ -128,7 +128,7 @@ class BigramLM(L.LightningModule):
         # The parts average to the whole batch's NLL: one all-reduce (none in one process).
         nll = self.trainer.strategy.reduce(data_nll.detach().clone(), reduce_op="mean")
         total = nll + reg_loss.detach()
-        self.log("loss", total, prog_bar=True, logger=False)
+        # Not self.log(prog_bar=True): see bigramlab.callbacks.LossProgressBar.
         return {"loss": loss, "total": total, "nll": nll, "reg": reg_loss.detach()}
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
