@@ -82,9 +82,8 @@ def train_config(tmp_path: Path, words_file: Path):
     return make
 
 
-def train_and_load(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Tensor]:
-    """Train the config `train_config` composes into `out`: (its metrics.json, its final W)."""
-    cfg = train_config(*overrides)
+def train_and_load(cfg: DictConfig, out: Path) -> tuple[dict, torch.Tensor]:
+    """Train a composed train config into `out`: (its metrics.json, its final W)."""
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
     train(cfg)

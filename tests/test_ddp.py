@@ -27,10 +27,10 @@ ATOL = 1e-5
 
 
 def run_train(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Tensor]:
+    cfg = train_config(*overrides)
     if "trainer=ddp_cpu" in overrides:
-        cfg = train_config(*overrides)
         assert (cfg.trainer.strategy, cfg.trainer.devices) == ("ddp_fork", 2)
-    return train_and_load(train_config, out, *overrides)
+    return train_and_load(cfg, out)
 
 
 def assert_same_run(one: tuple[dict, torch.Tensor], ddp: tuple[dict, torch.Tensor]) -> None:

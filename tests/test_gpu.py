@@ -32,7 +32,7 @@ GPU = ["trainer=gpu", "trainer.accelerator=gpu"]
 def run_train(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Tensor]:
     cfg = train_config(*overrides)
     assert cfg.trainer.accelerator == ("gpu" if "trainer=gpu" in overrides else "cpu")
-    return train_and_load(train_config, out, *overrides)
+    return train_and_load(cfg, out)
 
 
 @pytest.mark.parametrize(

@@ -103,7 +103,7 @@ class BigramLM(L.LightningModule):
         the gradient of the whole batch's mean NLL, however unequal the processes' shares are. In
         one process it is the mean NLL of the batch.
         """
-        world_size = self.trainer.world_size if self._trainer is not None else 1
+        world_size = self.trainer.world_size
         if isinstance(batch, CountsBatch):
             nll_sum = nll_sum_counts(self.W, batch.counts)
         elif self.hparams.impl == "counts":
