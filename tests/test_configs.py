@@ -83,6 +83,10 @@ def test_sample_and_evaluate_configs_compose(name: str, tmp_path: Path) -> None:
         (["data.split=[0.8,0.3,-0.1]"], "must be fractions in [0, 1] that sum to 1"),
         (["data.split=[0.0,0.5,0.5]"], "leaves nothing to train on"),
         (["model.impl=fast"], "model.impl='fast' is unknown"),
+        (
+            ["callbacks.report.figures_every_n_steps=-5"],
+            "callbacks.report.figures_every_n_steps=-5 is out of range",
+        ),
         (["dataset=text_file"], "dataset.path is required"),
     ],
 )

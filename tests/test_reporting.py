@@ -158,6 +158,20 @@ def test_images_are_png_and_figures_are_saved(run) -> None:
         Image.open(path).verify()
 
 
+def test_by_default_the_learned_heatmaps_are_drawn_at_the_end_only(tmp_path: Path) -> None:
+    path = tmp_path / "words.txt"
+    path.write_text("\n".join(make_words(50, seed=6)) + "\n")
+    overrides = ["dataset=text_file", f"dataset.path={path}", "trainer.max_steps=12",
+                 "trainer.val_check_interval=4"]  # fmt: skip
+    cfg = compose_config("train", overrides, tmp_path)
+    train(cfg)
+    acc = events(Path(cfg.paths.output_dir))
+    assert [e.step for e in acc.Images("compare/heatmap_mle")] == [0]
+    for name in ("learned", "diff"):
+        assert [e.step for e in acc.Images(f"compare/heatmap_{name}")] == [12]
+    assert sorted(scalar(acc, "compare/kl_train")) == [0, 4, 8, 12]
+
+
 def test_hparams_session_carries_the_config_and_final_metrics(run) -> None:
     run_dir, _, _ = run
     acc = events(run_dir)

@@ -69,6 +69,13 @@ def validate_train(cfg: DictConfig) -> None:
             lambda x: x >= 1 and x == int(x),
             "a whole number >= 1, or null for full batch",
         )
+    if OmegaConf.select(cfg, "callbacks.report.figures_every_n_steps") is not None:
+        _number(
+            cfg,
+            "callbacks.report.figures_every_n_steps",
+            lambda x: x >= 0 and x == int(x),
+            "a whole number of steps >= 0 (0: heatmaps at the end only), or null",
+        )
     if cfg.model.impl not in IMPLS:
         raise UserError(
             f"model.impl={cfg.model.impl!r} is unknown: choose one of {', '.join(IMPLS)}"
