@@ -142,16 +142,12 @@ print(time.perf_counter() - start, usage.ru_maxrss / 1024, os.waitstatus_to_exit
 """
 
 
-def wall_and_peak(cmd: list[str], cwd: Path, repeats: int) -> tuple[float, float]:
-    """Median wall time (s) and median peak RSS (MiB) of a whole process."""
-    walls, peaks = [], []
-    for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], cwd=cwd, check=True,
-                             capture_output=True, text=True).stdout.split()  # fmt: skip
-        assert out[2] == "0", f"{cmd} failed"
-        walls.append(float(out[0]))
-        peaks.append(float(out[1]))
-    return statistics.median(walls), statistics.median(peaks)
+def wall_and_peak(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall time (s) and peak RSS (MiB) of one whole process."""
+    out = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], cwd=cwd, check=True,
+                         capture_output=True, text=True).stdout.split()  # fmt: skip
+    assert out[2] == "0", f"{cmd} failed"
+    return float(out[0]), float(out[1])
 
 
 BARE_SCRIPT = """
@@ -246,16 +242,22 @@ def main() -> None:
                 "-m",
                 "bigramlab.train",
                 f"hydra.run.dir={tmp}/proc",
-                "callbacks.progress_bar.refresh_rate=0",
                 f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
             ]
             bare_cmd = [sys.executable, "-c", BARE_SCRIPT, str(tmp / "bare"), args.device]
-            no_figs = [*train_cmd, "callbacks.report.figures_every_n_steps=1000"]
-            results["process"] = {
-                "train_default": wall_and_peak(train_cmd, tmp, args.repeats),
-                "train_figures_at_start_and_end": wall_and_peak(no_figs, tmp, args.repeats),
-                "bare_script": wall_and_peak(bare_cmd, tmp, args.repeats),
+            every_250 = [*train_cmd, "callbacks.report.figures_every_n_steps=250"]
+            # Back to back, repeat by repeat, so that a slow spell of the machine hits all three.
+            runs: dict[str, list[tuple[float, float]]] = {
+                "train_default": [], "train_heatmaps_every_250_steps": [], "bare_script": []
             }  # fmt: skip
+            for _ in range(args.repeats):
+                for key, cmd in zip(runs, (train_cmd, every_250, bare_cmd)):
+                    runs[key].append(wall_and_peak(cmd, tmp))
+            results["process"] = {
+                key: (statistics.median(w for w, _ in v), statistics.median(p for _, p in v))
+                for key, v in runs.items()
+            }
+            results["process_runs_s"] = {key: [w for w, _ in v] for key, v in runs.items()}
             print("process", json.dumps(results["process"]), flush=True)
     report(results, args.json, args.markdown)
 
@@ -287,7 +289,10 @@ def report(results: dict, json_path: Path | None, markdown_path: Path | None) ->
     if "process" in results:
         lines += ["", "Whole process, 1000 steps on `words` (median wall time, peak RSS):", ""]
         for key, (wall, peak) in results["process"].items():
-            lines.append(f"- {key}: {wall:.2f} s, {peak:.0f} MiB")
+            runs = ", ".join(f"{w:.2f}" for w in results["process_runs_s"][key])
+            lines.append(f"- {key}: {wall:.2f} s (runs: {runs}), {peak:.0f} MiB")
+        default, bare = results["process"]["train_default"][0], results["process"]["bare_script"][0]
+        lines.append(f"- default run / bare script: {default / bare:.2f}×")
     text = "\n".join(lines) + "\n"
     print(text)
     if json_path:
