@@ -1,0 +1,57 @@
+"""The heatmaps' text: every cell value and every character drawn, centred, for any vocabulary."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.collections import PathCollection
+from PIL import Image
+
+from bigramlab.figures import CELL_TEXT_MAX_V, heatmap, nll_curves, render
+
+
+def text_collections(fig) -> list[PathCollection]:
+    return [c for c in fig.axes[0].collections if isinstance(c, PathCollection)]
+
+
+@pytest.mark.parametrize("itos", [".abc", ".\x00\n\t é😀xyz"])
+def test_every_cell_value_and_character_is_drawn(itos: str) -> None:
+    V = len(itos)
+    P = torch.rand(V, V, generator=torch.Generator().manual_seed(0)).softmax(1)
+    fig = heatmap(P, itos, "learned P_W")
+    columns, rows, cells = text_collections(fig)
+    assert len(columns.get_paths()) == len(rows.get_paths()) == V
+    # a space has no outline; every other character has one (a missing glyph draws a box)
+    assert [len(p) > 0 for p in rows.get_paths()] == [c != " " for c in itos]
+    assert len(cells.get_paths()) == V * V
+    for path in cells.get_paths():  # each value centred on its cell (outlines in points)
+        xs = path.vertices[path.codes != path.CLOSEPOLY][:, 0]
+        assert abs(xs.min() + xs.max()) < 1e-6
+    png = render(fig)
+    assert Image.open(io.BytesIO(png)).size[0] > 20 * V
+
+
+def test_cell_values_read_like_the_matrix() -> None:
+    P = torch.tensor([[0.25, 0.75], [1.0, 0.0]])
+    diff = heatmap(P - 0.5, ".a", "P_W − P_MLE", diverging=True)
+    *_, cells = text_collections(diff)
+    widths = [np.ptp(p.vertices[:, 0]) for p in cells.get_paths()]
+    # "-25", "25", "50", "-50" (percent): the negative ones are wider by the minus sign
+    assert widths[0] > widths[1] and widths[3] > widths[2]
+
+
+def test_large_vocabularies_have_no_cell_values() -> None:
+    V = CELL_TEXT_MAX_V + 1
+    itos = "".join(chr(65 + i) for i in range(V))
+    fig = heatmap(torch.full((V, V), 1 / V), itos, "MLE P")
+    assert len(text_collections(fig)) == 2  # the characters only
+    Image.open(io.BytesIO(render(fig))).verify()
+
+
+def test_nll_curves_render() -> None:
+    fig = nll_curves([0, 10, 20], {"train": [3.0, 2.6, 2.5], "val": [3.1, 2.7, 2.6]},
+                     {"train": 2.45, "val": 2.55})  # fmt: skip
+    Image.open(io.BytesIO(render(fig))).verify()
