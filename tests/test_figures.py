@@ -10,7 +10,7 @@ import torch
 from matplotlib.collections import PathCollection
 from PIL import Image
 
-from bigramlab.figures import CELL_TEXT_MAX_V, heatmap, nll_curves, render
+from bigramlab.figures import CELL_TEXT_MAX_V, heatmap, nll_curves, render, text_paths
 
 
 def text_collections(fig) -> list[PathCollection]:
@@ -24,8 +24,8 @@ def test_every_cell_value_and_character_is_drawn(itos: str) -> None:
     fig = heatmap(P, itos, "learned P_W")
     columns, rows, cells = text_collections(fig)
     assert len(columns.get_paths()) == len(rows.get_paths()) == V
-    # a space has no outline; every other character has one (a missing glyph draws a box)
-    assert [len(p) > 0 for p in rows.get_paths()] == [c != " " for c in itos]
+    # every character has an outline: a space is drawn as ␣, a missing glyph as a box
+    assert all(len(p) > 0 for p in rows.get_paths())
     assert len(cells.get_paths()) == V * V
     for path in cells.get_paths():  # each value centred on its cell (outlines in points)
         xs = path.vertices[path.codes != path.CLOSEPOLY][:, 0]
@@ -54,4 +54,11 @@ def test_large_vocabularies_have_no_cell_values() -> None:
 def test_nll_curves_render() -> None:
     fig = nll_curves([0, 10, 20], {"train": [3.0, 2.6, 2.5], "val": [3.1, 2.7, 2.6]},
                      {"train": 2.45, "val": 2.55})  # fmt: skip
+    Image.open(io.BytesIO(render(fig))).verify()
+
+
+def test_blank_labels_are_drawn_as_nothing() -> None:
+    fig = heatmap(torch.full((2, 2), 0.5), ".a", "MLE P", annotate=False)
+    labels = text_paths([" ", "a", ""], np.zeros((3, 2)), fig.axes[0], 10)
+    assert [len(p) > 0 for p in labels.get_paths()] == [False, True, False]
     Image.open(io.BytesIO(render(fig))).verify()

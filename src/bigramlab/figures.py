@@ -63,7 +63,7 @@ def heatmap(
     # matplotlib makes five artists a tick, about a quarter of the figure's cost at V = 27.
     ax.set_xticks([])
     ax.set_yticks([])
-    names = [repr(ch)[1:-1] for ch in itos]
+    names = ["␣" if ch == " " else repr(ch)[1:-1] for ch in itos]  # escapes: \n, \t, \x00
     positions = np.arange(V)
     ax.add_collection(text_paths(names, np.column_stack([positions, np.full(V, V - 0.5)]), ax, 10,
                                  align="top", shift=(0, -4)))  # fmt: skip
@@ -118,6 +118,8 @@ def text_paths(
             continue
         path = TextPath((0, 0), label, prop=font)
         xs = ink(path)[:, 0]
+        if len(xs) == 0:  # a glyph with no outline, e.g. a zero-width character
+            xs = np.zeros(1)
         dx = -xs.max() if align == "right" else -(xs.min() + xs.max()) / 2
         outlines[label] = path.transformed(Affine2D().translate(dx + shift[0], dy + shift[1]))
     return PathCollection(
