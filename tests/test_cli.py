@@ -117,3 +117,12 @@ def test_bad_checkpoint_is_refused(tmp_path: Path) -> None:
     bad.write_text("not a checkpoint")
     result = run("bigramlab.sample", f"ckpt={bad}", cwd=tmp_path)
     assert result.returncode == 2 and "is not a PyTorch checkpoint file" in result.stderr
+
+
+def test_no_checkpoint_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    result = run("bigramlab.evaluate", cwd=tmp_path)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "error: no checkpoint given: add ckpt=<run dir>/checkpoints/last.ckpt"
+    )

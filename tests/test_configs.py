@@ -8,7 +8,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from bigramlab.config import validate_train
+from bigramlab.config import checkpoint_path, validate_train
 from bigramlab.errors import UserError
 from tests.conftest import CONFIG_DIR, compose_config
 
@@ -116,3 +116,11 @@ def test_reg_vs_smoothing_pairs_reg_with_alpha(tmp_path: Path) -> None:
     assert (cfg.model.reg, cfg.mle.alpha) == (0.3, 30)
     assert cfg.dataset._target_ == "bigramlab.data.Names"
     assert cfg.hydra.mode.name == "MULTIRUN"
+
+
+@pytest.mark.parametrize("name", ["sample", "evaluate"])
+def test_a_missing_checkpoint_says_how_to_give_one(name: str, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"no checkpoint given: add ckpt=<run dir>/checkpoints"):
+        checkpoint_path(compose_config(name, [], tmp_path))
+    given = compose_config(name, ["ckpt=runs/x/checkpoints/last.ckpt"], tmp_path)
+    assert checkpoint_path(given) == "runs/x/checkpoints/last.ckpt"

@@ -83,6 +83,13 @@ def validate_train(cfg: DictConfig) -> None:
     validate_data(cfg)
 
 
+def checkpoint_path(cfg: DictConfig) -> str:
+    """`ckpt` of the sample and evaluate configs, or a UserError saying how to give it."""
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise UserError("no checkpoint given: add ckpt=<run dir>/checkpoints/last.ckpt")
+    return str(cfg.ckpt)
+
+
 SHORT_KEYS = {"optim.lr": "lr", "model.reg": "reg", "mle.alpha": "alpha", "model.impl": "impl",
               "data.batch_size": "batch", "trainer.max_steps": "steps"}  # fmt: skip
 

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
 
-from bigramlab.config import validate_data
+from bigramlab.config import checkpoint_path, validate_data
 from bigramlab.counting import bigram_counts, nll
 from bigramlab.data import SPLITS, Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
@@ -57,7 +57,7 @@ def _ppl(value: float | None) -> str:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     try:
-        W, itos = load_checkpoint(cfg.ckpt)
+        W, itos = load_checkpoint(checkpoint_path(cfg))
         vocab = Vocab(itos)
         log_probs = W.double().log_softmax(dim=1)
         print(f"checkpoint {cfg.ckpt} ({len(vocab)} tokens)")

@@ -12,6 +12,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from bigramlab.config import checkpoint_path
 from bigramlab.errors import UserError
 from bigramlab.model import load_checkpoint, sample_words
 
@@ -23,7 +24,7 @@ def main(cfg: DictConfig) -> None:
     try:
         if not isinstance(cfg.n, int) or cfg.n < 0:
             raise UserError(f"n={cfg.n!r} must be a whole number of words >= 0, e.g. n=20")
-        W, itos = load_checkpoint(cfg.ckpt)
+        W, itos = load_checkpoint(checkpoint_path(cfg))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
