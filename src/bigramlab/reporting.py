@@ -65,9 +65,9 @@ class ComparisonReport(L.Callback):
 
     alpha: the MLE's additive smoothing. n_samples: words sampled from each model per validation.
     figures_every_n_steps: heatmaps of the learned model at the end of training, and with N > 0 also
-    at step 0 and every multiple of N (None: at every validation); each takes ~0.15 s to draw. The
-    MLE's heatmap is drawn once, at the start. hparams: the run's flattened
-    config for the HParams dashboard. figures_dir: where the final figures are saved as PNG.
+    at step 0 and every multiple of N (None: at every validation); each takes ~0.1 s to draw. The
+    MLE's heatmap is drawn once, at the start. hparams: the run's flattened config for the HParams
+    dashboard. figures_dir: where the final figures are saved as PNG.
     """
 
     def __init__(
