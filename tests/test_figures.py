@@ -10,7 +10,14 @@ import torch
 from matplotlib.collections import PathCollection
 from PIL import Image
 
-from bigramlab.figures import CELL_TEXT_MAX_V, heatmap, nll_curves, render, text_paths
+from bigramlab.figures import (
+    CELL_TEXT_MAX_V,
+    GRID_MAX_INCHES,
+    heatmap,
+    nll_curves,
+    outlines,
+    render,
+)
 
 
 def text_collections(fig) -> list[PathCollection]:
@@ -22,7 +29,7 @@ def test_every_cell_value_and_character_is_drawn(itos: str) -> None:
     V = len(itos)
     P = torch.rand(V, V, generator=torch.Generator().manual_seed(0)).softmax(1)
     fig = heatmap(P, itos, "learned P_W")
-    columns, rows, cells = text_collections(fig)
+    rows, columns, cells = text_collections(fig)
     assert len(columns.get_paths()) == len(rows.get_paths()) == V
     # every character has an outline: a space is drawn as ␣, a missing glyph as a box
     assert all(len(p) > 0 for p in rows.get_paths())
@@ -58,7 +65,21 @@ def test_nll_curves_render() -> None:
 
 
 def test_blank_labels_are_drawn_as_nothing() -> None:
-    fig = heatmap(torch.full((2, 2), 0.5), ".a", "MLE P", annotate=False)
-    labels = text_paths([" ", "a", ""], np.zeros((3, 2)), fig.axes[0], 10)
-    assert [len(p) > 0 for p in labels.get_paths()] == [False, True, False]
+    assert [len(p) > 0 for p in outlines([" ", "a", ""], 10)] == [False, True, False]
+
+
+def test_large_vocabularies_get_a_bounded_grid_and_upright_or_no_names() -> None:
+    V = 100  # with names like \x80 wider than a column: upright
+    itos = "".join(chr(33 + i) for i in range(V))
+    fig = heatmap(torch.full((V, V), 1 / V), itos, "MLE P")
+    _, columns = text_collections(fig)
+    width_of = [np.ptp(p.vertices[:, 0]) for p in columns.get_paths()]
+    height_of = [np.ptp(p.vertices[:, 1]) for p in columns.get_paths()]
+    assert height_of[-1] > width_of[-1]  # "\x84" reads upwards
+    assert fig.get_size_inches()[0] < GRID_MAX_INCHES + 3
+    V = 1000  # a corpus of Chinese: no names, and V on the axis
+    itos = "".join(chr(0x4E00 + i) for i in range(V))
+    fig = heatmap(torch.full((V, V), 1 / V), itos, "MLE P")
+    assert text_collections(fig) == [] and "V = 1000" in fig.axes[0].get_xlabel()
+    assert max(fig.get_size_inches()) < GRID_MAX_INCHES + 3
     Image.open(io.BytesIO(render(fig))).verify()

@@ -17,7 +17,9 @@ from matplotlib.transforms import Affine2D
 from torch import Tensor
 
 CELL_TEXT_MAX_V = 30
-CELL_INCHES = 0.3  # one cell of the grid
+CELL_INCHES = 0.3  # one cell of the grid, up to...
+GRID_MAX_INCHES = 16.0  # ...a grid of 1280 pixels: a large vocabulary gets smaller cells
+NAME_MIN_POINTS = 4.0  # characters smaller than this are not drawn on the axes
 DPI = 80
 
 
@@ -36,13 +38,31 @@ def heatmap(
 
     Probabilities are shown in percent; with `annotate` and V ≤ 30 every cell carries its value,
     like the lecture's count grid. `diverging` centres a red-blue colour map on 0, for differences.
+    The grid is at most 16 inches wide: past V ≈ 230 (a corpus of many scripts, or of Chinese) the
+    characters are too small to draw and the axes say V instead.
     """
     values = matrix.detach().double().cpu().numpy() * 100
     V = values.shape[0]
+    grid = min(max(CELL_INCHES * V, 3.0), GRID_MAX_INCHES)  # 3: room for the title at small V
+    cell_points = grid * 72 / V
+    name_points = min(10.0, 0.8 * cell_points)
+    # The characters are drawn like the cell values, as glyph outlines, not as V tick labels on
+    # each axis: matplotlib makes five artists a tick, about a quarter of the figure's cost.
+    row_names: list[Path] = []
+    column_names: list[Path] = []
+    row_band = column_band = 0.0  # points the names take beside and below the grid
+    if name_points >= NAME_MIN_POINTS:
+        names = ["␣" if ch == " " else repr(ch)[1:-1] for ch in itos]  # escapes: \n, \t, \x00
+        row_names = outlines(names, name_points, align="right", shift=(-4, 0))
+        row_band = -min((p.vertices[:, 0].min() for p in row_names if len(p)), default=0)
+        upright = row_band - 4 > cell_points  # names wider than a column read up to the grid
+        column_names = outlines(names, name_points, align="right" if upright else "top",
+                                rotation=90 if upright else 0, shift=(0, -4))  # fmt: skip
+        column_band = row_band if upright else 1.3 * name_points + 4
     # Margins fixed in inches rather than a layout engine, which measures every label again at
-    # each draw (half the cost of the figure with tick labels).
-    left, right, bottom, top, bar = 0.75, 1.15, 0.6, 0.4, 0.18
-    grid = max(CELL_INCHES * V, 3.0)  # room for the title when V is small
+    # each draw (half the cost of the figure with tick labels); 20 points for an axis label.
+    left, bottom = (row_band + 24) / 72, (column_band + 24) / 72
+    right, top, bar = 1.15, 0.4, 0.18
     width, height = left + grid + right, bottom + grid + top
     fig = Figure(figsize=(width, height), dpi=DPI)
     ax = fig.add_axes((left / width, bottom / height, grid / width, grid / height))
@@ -59,21 +79,19 @@ def heatmap(
         image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit)
     else:
         image = ax.imshow(values, cmap="Blues", vmin=0)
-    # The characters are drawn like the cell values below, not as V tick labels on each axis:
-    # matplotlib makes five artists a tick, about a quarter of the figure's cost at V = 27.
     ax.set_xticks([])
     ax.set_yticks([])
-    names = ["␣" if ch == " " else repr(ch)[1:-1] for ch in itos]  # escapes: \n, \t, \x00
     positions = np.arange(V)
-    ax.add_collection(text_paths(names, np.column_stack([positions, np.full(V, V - 0.5)]), ax, 10,
-                                 align="top", shift=(0, -4)))  # fmt: skip
-    row_names = text_paths(names, np.column_stack([np.full(V, -0.5), positions]), ax, 10,
-                           align="right", shift=(-4, 0))  # fmt: skip
-    ax.add_collection(row_names)
-    # Clear of the widest row name (\x00 is four characters): its outline's left end, in points.
-    widest = -min((p.vertices[:, 0].min() for p in row_names.get_paths() if len(p)), default=0)
-    ax.set_xlabel("next character", labelpad=18)
-    ax.set_ylabel("character", labelpad=widest + 2)
+    if row_names:
+        ax.add_collection(glyphs(row_names, np.column_stack([np.full(V, -0.5), positions]), ax))
+        ax.add_collection(
+            glyphs(column_names, np.column_stack([positions, np.full(V, V - 0.5)]), ax)
+        )
+        ax.set_xlabel("next character", labelpad=column_band + 2)
+        ax.set_ylabel("character", labelpad=row_band + 2)
+    else:
+        ax.set_xlabel(f"next character (V = {V}, in the vocabulary's order)")
+        ax.set_ylabel("character")
     ax.set_title(title)
     if annotate and V <= CELL_TEXT_MAX_V:
         # Small differences need a decimal to be readable; probabilities in percent do not.
@@ -81,28 +99,26 @@ def heatmap(
         threshold = 0.6 * max(abs(image.norm.vmin), abs(image.norm.vmax))
         dark = (np.abs(values) > threshold).ravel()
         rows, cols = np.divmod(np.arange(V * V), V)
-        labels = [f"{v:{fmt}}" for v in values.ravel()]
-        ax.add_collection(text_paths(labels, np.column_stack([cols, rows]), ax, 6,
-                                     colours=np.where(dark, "white", "black")))  # fmt: skip
+        cell_values = outlines([f"{v:{fmt}}" for v in values.ravel()], 6)
+        ax.add_collection(glyphs(cell_values, np.column_stack([cols, rows]), ax,
+                                 colours=np.where(dark, "white", "black")))  # fmt: skip
     fig.colorbar(image, cax=colorbar_ax, label="percent")
     return fig
 
 
-def text_paths(
+def outlines(
     labels: list[str],
-    offsets: np.ndarray,
-    ax: Axes,
     size: float,
     align: str = "center",
+    rotation: float = 0,
     shift: tuple[float, float] = (0, 0),
-    colours: np.ndarray | str = "black",
-) -> PathCollection:
-    """Labels as one collection of glyph outlines at `offsets` (data coordinates, (n, 2)).
+) -> list[Path]:
+    """The glyph outlines of each label, in points about the point the label is placed at.
 
-    One collection is drawn in one call; as n text artists each costs ~0.5 ms to lay out and draw
-    (0.4 s for the 27 × 27 cell values). Every label is centred on the middle of a digit's height
-    (so all share a baseline), horizontally centred or (`align="right"`) ending at its offset, or
-    (`align="top"`) centred below it; `shift` moves them by points.
+    Every label is centred on the middle of a digit's height (so all share a baseline),
+    horizontally centred or (`align="right"`) ending at that point, or (`align="top"`) centred
+    below it; then turned by `rotation` degrees about the point and moved by `shift` points. Each
+    distinct label is laid out once.
     """
     font = FontProperties(size=size)
 
@@ -111,22 +127,35 @@ def text_paths(
 
     digit = ink(TextPath((0, 0), "0", prop=font))[:, 1]
     dy = -(digit.min() + digit.max()) / 2 if align != "top" else -digit.max()
-    outlines: dict[str, Path] = {}
+    placed: dict[str, Path] = {}
     for label in set(labels):
-        if not label.strip():  # a space (a character of some corpora): TextPath fails on blanks
-            outlines[label] = Path(np.zeros((0, 2)))
+        if not label.strip():  # TextPath fails on blanks: they are drawn as nothing
+            placed[label] = Path(np.zeros((0, 2)))
             continue
         path = TextPath((0, 0), label, prop=font)
         xs = ink(path)[:, 0]
         if len(xs) == 0:  # a glyph with no outline, e.g. a zero-width character
             xs = np.zeros(1)
         dx = -xs.max() if align == "right" else -(xs.min() + xs.max()) / 2
-        outlines[label] = path.transformed(Affine2D().translate(dx + shift[0], dy + shift[1]))
+        placed[label] = path.transformed(
+            Affine2D().translate(dx, dy).rotate_deg(rotation).translate(*shift)
+        )
+    return [placed[label] for label in labels]
+
+
+def glyphs(
+    paths: list[Path], offsets: np.ndarray, ax: Axes, colours: np.ndarray | str = "black"
+) -> PathCollection:
+    """Outlines (in points, from `outlines`) drawn at `offsets` ((n, 2), data coordinates).
+
+    One collection is drawn in one call; as n text artists each costs ~0.5 ms to lay out and draw
+    (0.4 s for the 27 × 27 cell values).
+    """
     return PathCollection(
-        [outlines[label] for label in labels],
+        paths,
         offsets=offsets,
         offset_transform=ax.transData,
-        transform=Affine2D().scale(1 / 72) + ax.figure.dpi_scale_trans,  # outlines are in points
+        transform=Affine2D().scale(1 / 72) + ax.figure.dpi_scale_trans,
         facecolors=colours,
         edgecolors="none",
         clip_on=False,
