@@ -222,3 +222,10 @@ def test_training_steps_read_nothing_back_from_the_device(
     long = host_reads(train_config, monkeypatch, 80, *overrides)
     # Sixty more steps, not one more read: the losses wait on the device until a log step.
     assert long == short
+
+
+def test_progress_bar_shows_the_loss_and_no_bar_per_validation(train_config, capfd) -> None:
+    train(train_config("callbacks.progress_bar.refresh_rate=5"))
+    shown = capfd.readouterr().out  # Lightning's bars write to stdout
+    assert "Epoch 0: 100%" in shown and "loss=" in shown
+    assert "Validation" not in shown and "Sanity Checking" not in shown

@@ -19,6 +19,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from torch import Tensor
 
 from bigramlab.errors import Diverged
@@ -131,6 +132,14 @@ class LossProgressBar(TQDMProgressBar):
         if self.is_enabled and bar is not None and (n % self.refresh_rate == 0 or n == bar.total):
             self.loss = float(outputs["total"])  # the bar is redrawn now (see super)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def init_sanity_tqdm(self) -> Tqdm:
+        return Tqdm(disable=True)
+
+    def init_validation_tqdm(self) -> Tqdm:
+        # A validation is one batch (each split's counts) of a few milliseconds: a bar of its own
+        # at every validation would only add lines to a log.
+        return Tqdm(disable=True)
 
     def get_metrics(self, trainer: L.Trainer, pl_module: BigramLM) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)
