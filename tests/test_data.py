@@ -211,15 +211,17 @@ def test_english_words_count_in_pieces_like_the_whole() -> None:
     assert torch.equal(counts["train"], bigram_counts(*bigram_pairs(train, vocab), len(vocab)))
 
 
+@pytest.mark.parametrize("accent", ["", "é"], ids=["ascii", "decoded"])
 def test_counting_memory_does_not_grow_with_the_corpus(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accent: str
 ) -> None:
     """Peak traced memory of count_corpus on a corpus and on one 16 times larger: the difference
-    is the split assignment (one byte a word), not the text or its bigrams."""
+    is the split assignment (one byte a word), not the text or its bigrams. With an accent in
+    every word each piece is decoded instead of counted from its bytes."""
     import tracemalloc
 
     monkeypatch.setattr("bigramlab.data.CHUNK_BYTES", 1 << 16)
-    text = ("\n".join(make_words(100_000, seed=1)) + "\n").encode()
+    text = ("\n".join(w + accent for w in make_words(100_000, seed=1)) + "\n").encode()
     peaks = {}
     for times in (1, 16):
         path = tmp_path / f"x{times}.txt"
