@@ -237,7 +237,8 @@ _NEWLINE = 10
 _ASCII = 128
 
 
-def _source(corpus: EnglishWords | Names | TextFile) -> str:
+def corpus_name(corpus: EnglishWords | Names | TextFile) -> str:
+    """How messages name a corpus: its file, or its data set's name."""
     return corpus.path if isinstance(corpus, TextFile) else corpus.name
 
 
@@ -361,12 +362,12 @@ def count_corpus(
             byte_pairs[0] += found[0]
             sizes.append(found[1])
         else:
-            sizes.append(len(decode_words(chunk, _source(corpus), line, lowercase)))
+            sizes.append(len(decode_words(chunk, corpus_name(corpus), line, lowercase)))
         clean.append(found is not None)
         line += _line_ends(chunk, sizes[-1] if found is not None else None)
     n_words = sum(sizes)
     if n_words == 0:
-        raise UserError(f"{_source(corpus)} has no words (it is empty or only blank lines)")
+        raise UserError(f"{corpus_name(corpus)} has no words (it is empty or only blank lines)")
 
     # Pass 2: with the split known, move the pairs of words outside train to their part.
     assignment = split_assignment(n_words, fractions, seed)
@@ -385,7 +386,7 @@ def count_corpus(
                     byte_pairs[part] += moved
                     byte_pairs[0] -= moved
         elif k:  # a piece of blank lines alone has no words
-            words = decode_words(chunk, _source(corpus), line, lowercase)
+            words = decode_words(chunk, corpus_name(corpus), line, lowercase)
             _decoded_pairs(words, word_parts.astype(np.uint32), codepoint_pairs)
         line += _line_ends(chunk, k if is_clean else None)
 

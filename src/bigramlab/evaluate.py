@@ -12,13 +12,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
 
 from bigramlab.config import checkpoint_path, validate_data
-from bigramlab.counting import bigram_counts, nll
-from bigramlab.data import SPLITS, Vocab, bigram_pairs, split_words
+from bigramlab.counting import nll
+from bigramlab.data import (
+    SPLITS,
+    EnglishWords,
+    Names,
+    TextFile,
+    Vocab,
+    bigram_pairs,
+    corpus_name,
+    count_corpus,
+)
 from bigramlab.errors import UserError
 from bigramlab.model import load_checkpoint
 
@@ -37,16 +47,27 @@ def word_nlls(
 
 
 def split_nlls(
-    log_probs: Tensor, vocab: Vocab, words: Sequence[str], split: Sequence[float], split_seed: int
-) -> list[tuple[str, int, int, float | None]]:
-    """(split, words, bigrams, mean NLL or None if empty) for train, val and test."""
+    log_probs: Tensor, vocab: Vocab, corpus: EnglishWords | Names | TextFile,
+    split: Sequence[float], split_seed: int,
+) -> list[tuple[str, int, int, float | None]]:  # fmt: skip
+    """(split, words, bigrams, mean NLL or None if empty) for train, val and test.
+
+    The corpus is counted in pieces, as for training (memory O(V²), not O(corpus)); its counts,
+    over its own vocabulary, are moved to the checkpoint's, which must hold every character.
+    """
+    corpus_vocab, n_words, counts = count_corpus(corpus, split, split_seed)
+    for ch in corpus_vocab.itos:
+        if ch not in vocab.stoi:
+            raise UserError(
+                f"character {ch!r} (in {corpus_name(corpus)}) is not in the vocabulary "
+                f"{vocab.itos!r}: use data (or a checkpoint) whose vocabulary has it"
+            )
+    ids = torch.tensor([vocab.stoi[ch] for ch in corpus_vocab.itos])
     rows = []
-    for name, part in zip(SPLITS, split_words(words, split, split_seed)):
-        if not part:
-            rows.append((name, 0, 0, None))
-            continue
-        counts = bigram_counts(*bigram_pairs(part, vocab), len(vocab))
-        rows.append((name, len(part), int(counts.sum()), nll(log_probs, counts)))
+    for name in SPLITS:
+        N = torch.zeros(len(vocab), len(vocab), dtype=counts[name].dtype)
+        N[ids[:, None], ids[None, :]] = counts[name]
+        rows.append((name, n_words[name], int(N.sum()), nll(log_probs, N)))
     return rows
 
 
@@ -69,8 +90,8 @@ def main(cfg: DictConfig) -> None:
                 print(f"{word:<20} {n:>8} {value:>10.6f} {_ppl(value):>10}")
             return
         validate_data(cfg)
-        words = instantiate(cfg.dataset).load()
-        rows = split_nlls(log_probs, vocab, words, cfg.data.split, cfg.data.split_seed)
+        rows = split_nlls(log_probs, vocab, instantiate(cfg.dataset), cfg.data.split,
+                          cfg.data.split_seed)  # fmt: skip
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,40 @@
+"""evaluate's splits: the corpus counted in pieces gives each split's NLL as its words do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bigramlab.counting import bigram_counts, nll
+from bigramlab.data import TextFile, Vocab, bigram_pairs, split_words
+from bigramlab.errors import UserError
+from bigramlab.evaluate import split_nlls
+from tests.conftest import make_words
+
+SPLIT = [0.7, 0.2, 0.1]
+
+
+@pytest.mark.parametrize("accent", ["", "é"], ids=["ascii", "decoded"])
+def test_split_nlls_equal_those_of_the_split_words(tmp_path: Path, accent: str) -> None:
+    words = [w + accent for w in make_words(300, seed=2)]
+    path = tmp_path / "words.txt"
+    path.write_text("\n".join(words) + "\n", encoding="utf-8")
+    # The checkpoint's vocabulary may hold more characters than the data, in another order.
+    vocab = Vocab("." + "".join(sorted(set("".join(words)) | set("xyz"), reverse=True)))
+    V = len(vocab.itos)
+    log_probs = torch.randn(V, V, generator=torch.Generator().manual_seed(0)).log_softmax(dim=1)
+    rows = split_nlls(log_probs, vocab, TextFile(str(path)), SPLIT, 5)
+    assert [row[0] for row in rows] == ["train", "val", "test"]
+    for (_, n_words, n_bigrams, value), part in zip(rows, split_words(words, SPLIT, 5)):
+        counts = bigram_counts(*bigram_pairs(part, vocab), V)
+        assert (n_words, n_bigrams) == (len(part), int(counts.sum()))
+        assert value == pytest.approx(nll(log_probs, counts), rel=1e-12)
+
+
+def test_a_character_the_checkpoint_lacks_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "words.txt"
+    path.write_text("abc\nabd\n")
+    with pytest.raises(UserError, match=r"character 'd' \(in .*words.txt\) is not in the vocab"):
+        split_nlls(torch.zeros(4, 4), Vocab(".abc"), TextFile(str(path)), SPLIT, 0)
