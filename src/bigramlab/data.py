@@ -387,7 +387,7 @@ def count_corpus(
                     byte_pairs[0] -= moved
         elif k:  # a piece of blank lines alone has no words
             words = decode_words(chunk, corpus_name(corpus), line, lowercase)
-            _decoded_pairs(words, word_parts.astype(np.uint32), codepoint_pairs)
+            _decoded_pairs(words, word_parts, codepoint_pairs)
         line += _line_ends(chunk, k if is_clean else None)
 
     used_bytes = torch.nonzero(byte_pairs.sum(dim=(0, 2)) + byte_pairs.sum(dim=(0, 1)))[:, 0]

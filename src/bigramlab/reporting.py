@@ -94,12 +94,13 @@ class ComparisonReport(L.Callback):
         datamodule: BigramDataModule = trainer.datamodule
         self.itos = datamodule.vocab.itos
         mle = mle_probs(datamodule.counts["train"], self.alpha)
+        log_mle = mle.log()
         # The MLE does not change during training: its NLLs are computed once (on the host, where
         # the data module's counts are), and logged beside every validation.
         self.mle_nll = {
             split: value
             for split, counts in datamodule.counts.items()
-            if (value := nll(mle.log(), counts)) is not None
+            if (value := nll(log_mle, counts)) is not None
         }
         # Compared with the learned model's P_W where W is.
         self.mle = mle.to(pl_module.device)
