@@ -26,8 +26,8 @@ from typing import ClassVar
 import lightning as L
 import torch
 import torch.nn.functional as F
-
 from bigramlab.data import EnglishWords, TextFile, Vocab, bigram_pairs, count_corpus
+
 from bigramlab.model import nll_sum_counts
 
 ROOT = Path(__file__).resolve().parents[1]

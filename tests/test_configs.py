@@ -38,7 +38,7 @@ def test_train_config_holds_the_documented_keys_and_defaults(tmp_path: Path) -> 
     assert cfg.mle.alpha == 1.0 and list(cfg.data.split) == [0.8, 0.1, 0.1]
     assert cfg.data.batch_size is None and cfg.trainer.max_steps == 1000
     assert cfg.trainer.accelerator == "auto" and cfg.model.impl == "counts"
-    assert cfg.dataset._target_ == "bigramlab.data.EnglishWords"
+    assert cfg.dataset._target_ == "bigramlab.corpora.EnglishWords"
 
 
 def test_group_targets_instantiate(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_group_targets_instantiate(tmp_path: Path) -> None:
 
 def test_experiment_makemore_is_a_short_diff(tmp_path: Path) -> None:
     cfg = compose_config("train", ["experiment=makemore"], tmp_path)
-    assert cfg.dataset._target_ == "bigramlab.data.Names"
+    assert cfg.dataset._target_ == "bigramlab.corpora.Names"
     assert list(cfg.data.split) == [1.0, 0.0, 0.0]
     assert (cfg.model.reg, cfg.optim.lr, cfg.trainer.max_steps) == (0.01, 50, 1000)
 
@@ -77,15 +77,15 @@ def test_sample_and_evaluate_configs_compose(name: str, tmp_path: Path) -> None:
         (["optim.lr=abc"], "optim.lr='abc' is not a number"),
         (["model.reg=-1"], "model.reg=-1 is out of range"),
         (["mle.alpha=-0.5"], "mle.alpha=-0.5 is out of range"),
-        (["trainer.max_steps=0"], "trainer.max_steps=0 is out of range"),
-        (["data.batch_size=0"], "data.batch_size=0 is out of range"),
+        (["trainer.max_steps=0"], "trainer.max_steps=0 is not a whole number >= 1"),
+        (["data.batch_size=0"], "data.batch_size=0 is not a whole number >= 1"),
         (["data.split=[0.8,0.1]"], "must be three fractions"),
         (["data.split=[0.8,0.3,-0.1]"], "must be fractions in [0, 1] that sum to 1"),
         (["data.split=[0.0,0.5,0.5]"], "leaves nothing to train on"),
         (["model.impl=fast"], "model.impl='fast' is unknown"),
         (
             ["callbacks.report.figures_every_n_steps=-5"],
-            "callbacks.report.figures_every_n_steps=-5 is out of range",
+            "callbacks.report.figures_every_n_steps=-5 is not a whole number >= 0",
         ),
         (["dataset=text_file"], "dataset.path is required"),
     ],
@@ -114,7 +114,7 @@ def test_reg_vs_smoothing_pairs_reg_with_alpha(tmp_path: Path) -> None:
         "train", ["experiment=reg_vs_smoothing", "pair={reg:0.3,alpha:30}"], tmp_path
     )
     assert (cfg.model.reg, cfg.mle.alpha) == (0.3, 30)
-    assert cfg.dataset._target_ == "bigramlab.data.Names"
+    assert cfg.dataset._target_ == "bigramlab.corpora.Names"
     assert cfg.hydra.mode.name == "MULTIRUN"
 
 

@@ -10,19 +10,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bigramlab.counting import bigram_counts
-from bigramlab.data import (
-    BigramDataModule,
-    EnglishWords,
-    Names,
-    TextFile,
-    Vocab,
-    bigram_pairs,
-    count_corpus,
-    read_lines,
-    split_words,
-)
+from bigramlab.corpora import EnglishWords, Names, TextFile, read_lines
+from bigramlab.counting import bigram_counts, count_corpus
+from bigramlab.datamodule import BigramDataModule
 from bigramlab.errors import UserError
+from bigramlab.vocab import Vocab, bigram_pairs, split_words
 from tests.conftest import lecture_pairs, make_words
 
 
@@ -142,7 +134,7 @@ def test_datamodule_counts_match_pairs_and_batches(words_file: Path) -> None:
     dm = BigramDataModule(TextFile(str(words_file)), batch_size=64, shuffle_seed=1)
     dm.setup()
     V = len(dm.vocab)
-    xs, ys = dm.train_pairs
+    xs, ys = dm.data.train_pairs
     assert torch.equal(dm.counts["train"], bigram_counts(xs, ys, V))
     total = sum(int(c.sum()) for c in dm.counts.values())
     assert total == sum(len(w) + 1 for w in words_file.read_text().split())
@@ -161,7 +153,7 @@ def test_datamodule_with_empty_splits_validates_train_only(tmp_path: Path) -> No
     path.write_text("emma\n")
     dm = BigramDataModule(TextFile(str(path)))
     dm.setup()
-    assert [dm.n_words[s] for s in ("train", "val", "test")] == [1, 0, 0]
+    assert [dm.data.n_words[s] for s in ("train", "val", "test")] == [1, 0, 0]
     (val_batch,) = list(dm.val_dataloader())
     assert set(val_batch) == {"train"}
 
@@ -193,7 +185,7 @@ def test_counting_in_pieces_equals_counting_the_whole(
         with pytest.raises(UserError, match="has no words"):
             count_corpus(corpus, [0.6, 0.2, 0.2], seed=3)
         return
-    monkeypatch.setattr("bigramlab.data.CHUNK_BYTES", chunk)
+    monkeypatch.setattr("bigramlab.corpora.CHUNK_BYTES", chunk)
     vocab, n_words, counts = count_corpus(corpus, [0.6, 0.2, 0.2], seed=3)
     assert vocab == Vocab.from_words(words)
     for name, part in zip(("train", "val", "test"), split_words(words, [0.6, 0.2, 0.2], seed=3)):
@@ -220,7 +212,7 @@ def test_counting_memory_does_not_grow_with_the_corpus(
     every word each piece is decoded instead of counted from its bytes."""
     import tracemalloc
 
-    monkeypatch.setattr("bigramlab.data.CHUNK_BYTES", 1 << 16)
+    monkeypatch.setattr("bigramlab.corpora.CHUNK_BYTES", 1 << 16)
     text = ("\n".join(w + accent for w in make_words(100_000, seed=1)) + "\n").encode()
     peaks = {}
     for times in (1, 16):
@@ -240,7 +232,7 @@ def test_counts_without_the_byte_pair_view_are_the_same(monkeypatch: pytest.Monk
     instead: the same counts."""
     corpus = EnglishWords()
     fast = count_corpus(corpus, [0.8, 0.1, 0.1], seed=1)
-    monkeypatch.setattr("bigramlab.data.sys.byteorder", "big")
+    monkeypatch.setattr("bigramlab.counting.sys.byteorder", "big")
     decoded = count_corpus(corpus, [0.8, 0.1, 0.1], seed=1)
     assert decoded[0] == fast[0] and decoded[1] == fast[1]
     assert all(torch.equal(decoded[2][s], fast[2][s]) for s in fast[2])

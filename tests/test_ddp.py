@@ -18,7 +18,8 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from bigramlab.data import BigramDataModule, PairBatches, TextFile, shard_counts
+from bigramlab.corpora import TextFile
+from bigramlab.datamodule import BigramDataModule, PairMiniBatches, shard_counts
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.train import train
 from tests.conftest import make_words, train_and_load
@@ -52,11 +53,11 @@ def test_count_shares_are_unequal_and_sum_to_the_counts(words_file: Path) -> Non
 def test_pair_shares_of_a_batch_are_the_batch() -> None:
     xs, ys = torch.arange(100), torch.arange(100, 200)
     index = [5, 3, 99, 0, 42, 7, 8]  # odd: the processes' parts differ in size
-    parts = [PairBatches(xs, ys, rank, 2)[index] for rank in range(2)]
+    parts = [PairMiniBatches(xs, ys, rank, 2)[index] for rank in range(2)]
     assert [len(p.xs) for p in parts] == [4, 3]
     assert torch.cat([p.xs for p in parts]).tolist() == index
     assert torch.cat([p.ys for p in parts]).tolist() == [i + 100 for i in index]
-    assert all(p.total == len(index) for p in parts)
+    assert all(p.batch_bigrams == len(index) for p in parts)
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bigramlab.counting import bigram_counts, nll
-from bigramlab.data import TextFile, Vocab, bigram_pairs, split_words
+from bigramlab.corpora import TextFile
+from bigramlab.counting import bigram_counts
 from bigramlab.errors import UserError
+from bigramlab.estimators import mean_nll
 from bigramlab.evaluate import split_nlls
+from bigramlab.vocab import Vocab, bigram_pairs, split_words
 from tests.conftest import make_words
 
 SPLIT = [0.7, 0.2, 0.1]
@@ -30,7 +32,7 @@ def test_split_nlls_equal_those_of_the_split_words(tmp_path: Path, accent: str) 
     for (_, n_words, n_bigrams, value), part in zip(rows, split_words(words, SPLIT, 5)):
         counts = bigram_counts(*bigram_pairs(part, vocab), V)
         assert (n_words, n_bigrams) == (len(part), int(counts.sum()))
-        assert value == pytest.approx(nll(log_probs, counts), rel=1e-12)
+        assert value == pytest.approx(mean_nll(log_probs, counts), rel=1e-12)
 
 
 def test_a_character_the_checkpoint_lacks_is_named(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import json
 from pathlib import Path
 
@@ -12,17 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from bigramlab.checkpoint import load_trained_model
+from bigramlab.corpora import TextFile
 from bigramlab.counting import bigram_counts
-from bigramlab.data import TextFile, Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
-from bigramlab.model import (
-    BigramLM,
-    load_checkpoint,
-    nll_sum_counts,
-    nll_sum_index,
-    nll_sum_onehot,
-)
+from bigramlab.losses import nll_sum_counts, nll_sum_index, nll_sum_onehot
+from bigramlab.model import BigramLM
 from bigramlab.train import train
+from bigramlab.vocab import Vocab, bigram_pairs, split_words
 from tests.conftest import lecture_pairs
 
 
@@ -33,7 +32,7 @@ def scalars(run_dir: Path, tag: str) -> dict[int, float]:
 
 
 def test_initial_W_is_the_lectures_and_forward_is_one_hot_matmul() -> None:
-    model = BigramLM(vocab=".abcdefghijklmnopqrstuvwxyz")
+    model = BigramLM(functools.partial(torch.optim.SGD, lr=50), vocab=".abcdefghijklmnopqrstuvwxyz")
     g = torch.Generator().manual_seed(2147483647)
     assert torch.equal(model.W.data, torch.randn((27, 27), generator=g))
     x = torch.tensor([0, 5, 26])
@@ -121,7 +120,8 @@ def test_short_training_lowers_the_loss_and_writes_the_run(train_config) -> None
     assert scalars(run, "nll/train")[25] == pytest.approx(saved["train_nll"], rel=1e-6)
     # One checkpoint, also for a run shorter than the checkpoint interval (100 steps).
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]
-    W, itos = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    trained = load_trained_model(run / "checkpoints" / "last.ckpt")
+    W, itos = trained.W, trained.itos
     vocab = Vocab(itos)
     assert W.shape == (len(vocab), len(vocab))
     # The checkpoint holds the final W: its train NLL is the one in metrics.json.
@@ -160,17 +160,17 @@ def test_checkpoints_that_would_run_code_or_are_not_checkpoints_are_refused(tmp_
     evil = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {"W": torch.zeros(2, 2)}, "payload": RunsCode()}, evil)
     with pytest.raises(UserError, match="refusing to load .*could run code"):
-        load_checkpoint(evil)
+        load_trained_model(evil)
     text = tmp_path / "text.ckpt"
     text.write_text("hello")
     with pytest.raises(UserError, match="is not a PyTorch checkpoint file"):
-        load_checkpoint(text)
+        load_trained_model(text)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)
     with pytest.raises(UserError, match="not a bigramlab checkpoint"):
-        load_checkpoint(other)
+        load_trained_model(other)
     with pytest.raises(UserError, match="does not exist"):
-        load_checkpoint(tmp_path / "missing.ckpt")
+        load_trained_model(tmp_path / "missing.ckpt")
 
 
 HOST_READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")

@@ -3,6 +3,8 @@ checked against an independent recomputation from the checkpoint and the data.""
 
 from __future__ import annotations
 
+import functools
+
 import io
 import json
 import math
@@ -16,11 +18,14 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from bigramlab.counting import mle_probs, nll
-from bigramlab.data import BigramDataModule, TextFile, split_words
-from bigramlab.model import BigramLM, load_checkpoint
+from bigramlab.checkpoint import load_trained_model
+from bigramlab.corpora import TextFile
+from bigramlab.datamodule import BigramDataModule
+from bigramlab.estimators import mean_nll, mle_probs
+from bigramlab.model import BigramLM
 from bigramlab.reporting import ComparisonReport, custom_scalars_layout, markdown_samples
 from bigramlab.train import train
+from bigramlab.vocab import split_words
 from tests.conftest import compose_config, make_words
 
 STEPS, EVERY = 30, 10
@@ -84,7 +89,7 @@ def mle_table(counts: dict[tuple[int, int], int], V: int, alpha: float) -> list[
     return [[v / sum(row) if sum(row) else 0.0 for v in row] for row in rows]
 
 
-def mean_nll(probs, counts: dict[tuple[int, int], int]) -> float:
+def dict_nll(probs, counts: dict[tuple[int, int], int]) -> float:
     return -sum(n * math.log(probs[i][j]) for (i, j), n in counts.items()) / sum(counts.values())
 
 
@@ -108,7 +113,8 @@ def test_every_tag_is_there_and_nothing_stray(run) -> None:
 def test_logged_values_match_an_independent_recomputation(run) -> None:
     run_dir, words, _ = run
     acc = events(run_dir)
-    W, itos = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    trained = load_trained_model(run_dir / "checkpoints" / "last.ckpt")
+    W, itos = trained.W, trained.itos
     V = len(itos)
     splits = dict(zip(("train", "val", "test"), split_words(words, [0.8, 0.1, 0.1], 42)))
     counts = {s: independent_counts(ws, itos) for s, ws in splits.items()}
@@ -117,8 +123,8 @@ def test_logged_values_match_an_independent_recomputation(run) -> None:
     mle0 = mle_table(counts["train"], V, alpha=0.0)
     final = {tag: scalar(acc, tag)[STEPS] for tag in SCALARS if not tag.startswith("loss/")}
     for s in ("train", "val", "test"):
-        assert final[f"nll/{s}"] == pytest.approx(mean_nll(P_W, counts[s]), abs=1e-5)
-        assert final[f"mle/nll_{s}"] == pytest.approx(mean_nll(mle, counts[s]), abs=1e-6)
+        assert final[f"nll/{s}"] == pytest.approx(dict_nll(P_W, counts[s]), abs=1e-5)
+        assert final[f"mle/nll_{s}"] == pytest.approx(dict_nll(mle, counts[s]), abs=1e-6)
     assert final["ppl/val"] == pytest.approx(math.exp(final["nll/val"]), rel=1e-6)
     # TensorBoard stores float32: the gap agrees with the difference of the stored values to 1e-6.
     gap = final["nll/val"] - final["mle/nll_val"]
@@ -134,7 +140,7 @@ def test_logged_values_match_an_independent_recomputation(run) -> None:
     max_diff = max(abs(mle[i][j] - P_W[i][j]) for i in range(V) for j in range(V))
     assert final["compare/max_abs_diff"] == pytest.approx(max_diff, abs=1e-6)
     # The identity, at every logged step: excess train NLL over the exact MLE = weighted KL >= 0.
-    mle0_train_nll = mean_nll(mle0, counts["train"])
+    mle0_train_nll = dict_nll(mle0, counts["train"])
     kl, train_nll = scalar(acc, "compare/kl_train"), scalar(acc, "nll/train")
     for step in kl:
         assert kl[step] == pytest.approx(train_nll[step] - mle0_train_nll, abs=1e-5)
@@ -158,18 +164,22 @@ def test_images_are_png_and_figures_are_saved(run) -> None:
         Image.open(path).verify()
 
 
-def test_by_default_the_learned_heatmaps_are_drawn_at_the_end_only(tmp_path: Path) -> None:
+def test_by_default_snapshots_are_log_spaced_and_scalars_at_every_validation(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "words.txt"
     path.write_text("\n".join(make_words(50, seed=6)) + "\n")
-    overrides = ["dataset=text_file", f"dataset.path={path}", "trainer.max_steps=12",
-                 "trainer.val_check_interval=4"]  # fmt: skip
+    overrides = ["dataset=text_file", f"dataset.path={path}", "trainer.max_steps=100",
+                 "trainer.val_check_interval=5"]  # fmt: skip
     cfg = compose_config("train", overrides, tmp_path)
     train(cfg)
     acc = events(Path(cfg.paths.output_dir))
     assert [e.step for e in acc.Images("compare/heatmap_mle")] == [0]
+    # 0, the validations nearest 100/16 and 100/4, and the end.
     for name in ("learned", "diff"):
-        assert [e.step for e in acc.Images(f"compare/heatmap_{name}")] == [12]
-    assert sorted(scalar(acc, "compare/kl_train")) == [0, 4, 8, 12]
+        assert [e.step for e in acc.Images(f"compare/heatmap_{name}")] == [0, 5, 25, 100]
+    assert [t.step for t in acc.Tensors("samples")] == [0, 5, 25, 100]
+    assert sorted(scalar(acc, "compare/kl_train")) == list(range(0, 101, 5))
 
 
 def test_hparams_session_carries_the_config_and_final_metrics(run) -> None:
@@ -196,11 +206,11 @@ def test_samples_table_and_layout() -> None:
     assert charts["NLL val: learned vs MLE"] == ["Multiline", ["^nll/val$", "^mle/nll_val$"]]
 
 
-def test_samples_logged_at_each_validation_use_one_seed_for_both_models(run) -> None:
+def test_samples_logged_at_each_snapshot_use_one_seed_for_both_models(run) -> None:
     run_dir, _, _ = run
     acc = events(run_dir)
     texts = acc.Tensors("samples")
-    assert [t.step for t in texts] == [0, 10, 20, 30]
+    assert [t.step for t in texts] == [0, 20, 30]  # figures_every_n_steps=20
     rows = texts[-1].tensor_proto.string_val[0].decode().splitlines()[2:]
     assert len(rows) == 10
 
@@ -215,10 +225,12 @@ def test_report_and_batches_keep_host_and_device_tensors_apart(words_file: Path)
         global_rank=0, world_size=1, strategy=SimpleNamespace(root_device=meta)
     )
     assert next(iter(dm.train_dataloader())).counts.device == meta  # moved once, not every step
-    model = BigramLM(vocab=dm.vocab.itos).to(meta)
-    trainer = SimpleNamespace(datamodule=dm, is_global_zero=False, loggers=[], global_step=0)
+    model = BigramLM(functools.partial(torch.optim.SGD, lr=50), vocab=dm.vocab.itos).to(meta)
+    trainer = SimpleNamespace(datamodule=dm, is_global_zero=False, loggers=[], global_step=0,
+                              max_steps=30, val_check_interval=10)  # fmt: skip
     report = ComparisonReport(alpha=1.0)
     report.on_fit_start(trainer, model)
-    assert report.mle.device == meta and report.train_counts.device == meta
-    expected = nll(mle_probs(dm.counts["train"], 1.0).log(), dm.counts["val"])
-    assert report.mle_nll["val"] == pytest.approx(expected)
+    assert report.mle.device == meta
+    assert all(counts.device.type == "cpu" for counts in report.counts.values())
+    expected = mean_nll(mle_probs(dm.counts["train"], 1.0).log(), dm.counts["val"])
+    assert report.counted.nll["val"] == pytest.approx(expected)

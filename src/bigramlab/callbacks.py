@@ -1,7 +1,9 @@
-"""How a training run ends and what it leaves behind: Lightning callbacks and a checkpoint plugin.
+"""How a training run is stepped, watched and saved: Lightning callbacks and a checkpoint plugin.
 
-    FinalStep           the last step is always validated and saved as checkpoints/last.ckpt
-    DivergenceGuard     a blown-up run stops, naming its step, before any checkpoint of it
+    StepLosses          every step's losses, read from the device in batches: written to
+                        TensorBoard (loss/*) and checked for divergence
+    ValidateLastStep    the last step is always validated, whatever val_check_interval
+    LastCheckpoint      the one writer of checkpoints/last.ckpt: every N steps and at the end
     LossProgressBar     the progress bar shows the loss without waiting for the device every step
     AtomicCheckpointIO  a checkpoint is written whole or not at all
 
@@ -11,7 +13,6 @@ ddp_spawn start, whose own state (and this process's copy of it) is gone when fi
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,90 +22,126 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
 
+from bigramlab.atomic import write_atomically
 from bigramlab.errors import Diverged
 from bigramlab.model import BigramLM
 
 
-class FinalStep(L.Callback):
-    """Validates the last step and saves it to `last_ckpt`, whatever the validation and checkpoint
-    intervals, inside `fit`: so every curve ends at the last step and last.ckpt holds the final W
-    also where fit runs in other processes (ddp_fork, ddp_spawn)."""
-
-    def __init__(self, last_ckpt: str | Path) -> None:
-        self.last_ckpt = Path(last_ckpt)
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: BigramLM, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if trainer.global_step >= trainer.max_steps:
-            # Lightning validates when asked to stop; stopping at max_steps changes nothing else.
-            trainer.should_stop = True
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
-        trainer.save_checkpoint(self.last_ckpt, weights_only=False)
+def tensorboard(trainer: L.Trainer) -> SummaryWriter | None:
+    """The TensorBoard writer of rank 0, or None (other ranks, or no TensorBoard logger)."""
+    if not trainer.is_global_zero:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
+            return logger.experiment
+    return None
 
 
-class DivergenceGuard(L.Callback):
-    """Stops training at the first step whose loss is not finite or above `max_loss`, or whose
-    updated W is not finite, naming that step.
+class StepLosses(L.Callback):
+    """Every training step's `objective`, `nll` and `penalty` (loss/total, loss/nll, loss/reg in
+    TensorBoard), at the step whose W they are the loss of; and the divergence check.
 
-    A mean NLL of 1000 nats means the model gives the data probabilities below e^-1000: gradient
-    descent has blown up, even where float32 has not overflowed yet. The losses are read from the
-    device every `trainer.log_every_n_steps` steps, not every step (a host sync each time), and
-    before every validation and checkpoint: a broken W is never reported or saved.
+    The step outputs stay on the device and are read back (one host sync for all of them) every
+    `trainer.log_every_n_steps` steps, and before every validation, checkpoint and the end, so
+    that a broken W is never reported or saved. Training stops with Diverged at the first step
+    whose loss is not finite or above `max_loss`, or whose updated W is not finite: a mean NLL of
+    1000 nats gives the data probabilities below e^-1000, so gradient descent has blown up even
+    where float32 has not overflowed yet.
     """
+
+    TAGS = ("loss/total", "loss/nll", "loss/reg")
 
     def __init__(self, max_loss: float = 1000.0) -> None:
         self.max_loss = max_loss
-        self.pending: list[tuple[int, Tensor]] = []
+        self.pending: list[tuple[int, Tensor]] = []  # (global step after the update, values)
 
     def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: BigramLM,
-        outputs: dict[str, Tensor],
-        batch: Any,
+        self, trainer: L.Trainer, pl_module: BigramLM, outputs: dict[str, Tensor], batch: Any,
         batch_idx: int,
-    ) -> None:
-        loss = outputs["total"]
-        W_finite = torch.isfinite(pl_module.W).all().to(loss.dtype)
-        self.pending.append((trainer.global_step, torch.stack([loss, W_finite])))
+    ) -> None:  # fmt: skip
+        W_finite = torch.isfinite(pl_module.W).all().to(outputs["objective"].dtype)
+        values = [outputs["objective"], outputs["nll"], outputs["penalty"], W_finite]
+        self.pending.append((trainer.global_step, torch.stack(values)))
         if trainer.global_step % trainer.log_every_n_steps == 0:
-            self.check(trainer, pl_module)
+            self.flush(trainer)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
-        self.check(trainer, pl_module)
+        self.flush(trainer)
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: BigramLM, checkpoint: dict[str, Any]
     ) -> None:
-        self.check(trainer, pl_module)
+        self.flush(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
-        self.check(trainer, pl_module)
+        self.flush(trainer)
 
-    def check(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
-        """Raise Diverged for the first bad step since the last check."""
+    def on_exception(self, trainer: L.Trainer, pl_module: BigramLM, exception: BaseException):
+        # A run that diverged keeps the losses that led there (and is not checked again).
+        self.flush(trainer, check=False)
+
+    def flush(self, trainer: L.Trainer, check: bool = True) -> None:
+        """Write the pending losses; raise Diverged for the first bad step among them."""
         if not self.pending:
             return
         values = torch.stack([v for _, v in self.pending]).tolist()  # one host sync for them all
         steps = [s for s, _ in self.pending]
         self.pending.clear()
-        for global_step, (loss, W_finite) in zip(steps, values):
-            if loss <= self.max_loss and W_finite:  # a NaN loss fails `<=`
+        writer = tensorboard(trainer)
+        for global_step, (objective, nll, reg, W_finite) in zip(steps, values):
+            if writer is not None:
+                for tag, value in zip(self.TAGS, (objective, nll, reg)):
+                    writer.add_scalar(tag, value, global_step - 1)
+            if not check or (objective <= self.max_loss and W_finite):  # NaN fails `<=`
                 continue
-            if not loss <= self.max_loss:
+            if not objective <= self.max_loss:
                 # The loss of step k is that of W before update k + 1.
-                step, what = global_step - 1, f"the loss is {loss:g}"
+                step, what = global_step - 1, f"the loss is {objective:g}"
             else:
                 step, what = global_step, "W is not finite after the update"
             lr = trainer.optimizers[0].param_groups[0]["lr"]
             raise Diverged(
                 f"training diverged at step {step}: {what} with optim.lr={lr:g}, "
-                f"model.reg={pl_module.hparams.reg:g}; lower optim.lr",
+                f"model.reg={trainer.lightning_module.hparams.reg:g}; lower optim.lr",
                 step=step,
             )
+        if writer is not None:
+            writer.flush()
+
+
+class ValidateLastStep(L.Callback):
+    """Asks the trainer to stop at max_steps, which makes Lightning validate that step: every
+    curve ends at the last step, whatever `trainer.val_check_interval`."""
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: BigramLM, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True
+
+
+class LastCheckpoint(L.Callback):
+    """Saves the whole training state to `dirpath`/last.ckpt every `every_n_train_steps` steps and
+    at the end of training (after the last validation), inside `fit`: so last.ckpt holds the final
+    W also where fit runs in other processes (ddp_fork, ddp_spawn). The one writer of the file."""
+
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int = 100) -> None:
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every_n_train_steps = every_n_train_steps
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: BigramLM, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        every = self.every_n_train_steps
+        # The last step is saved once, at the end (after its validation).
+        if every and step % every == 0 and step < trainer.max_steps:
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 class LossProgressBar(TQDMProgressBar):
@@ -121,24 +158,20 @@ class LossProgressBar(TQDMProgressBar):
         self.loss: float | None = None
 
     def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: BigramLM,
-        outputs: dict[str, Tensor],
-        batch: Any,
+        self, trainer: L.Trainer, pl_module: BigramLM, outputs: dict[str, Tensor], batch: Any,
         batch_idx: int,
-    ) -> None:
+    ) -> None:  # fmt: skip
         bar, n = self.train_progress_bar, batch_idx + 1
         if self.is_enabled and bar is not None and (n % self.refresh_rate == 0 or n == bar.total):
-            self.loss = float(outputs["total"])  # the bar is redrawn now (see super)
+            self.loss = float(outputs["objective"])  # the bar is redrawn now (see super)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def init_sanity_tqdm(self) -> Tqdm:
         return Tqdm(disable=True)
 
     def init_validation_tqdm(self) -> Tqdm:
-        # A validation is one batch (each split's counts) of a few milliseconds: a bar of its own
-        # at every validation would only add lines to a log.
+        # A validation is one batch of a few milliseconds: a bar of its own at every validation
+        # would only add lines to a log.
         return Tqdm(disable=True)
 
     def get_metrics(self, trainer: L.Trainer, pl_module: BigramLM) -> dict[str, Any]:
@@ -155,8 +188,4 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        write_atomically(Path(path), lambda tmp: torch.save(checkpoint, tmp))

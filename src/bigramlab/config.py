@@ -1,4 +1,6 @@
-"""Checks of a composed config that Hydra's types cannot express, run before any data is read."""
+"""The configs' own logic: where conf/ is, the resolvers they use, the table of hyperparameters,
+and the checks of a composed config that Hydra's types cannot express (run before any data is
+read)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,40 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bigramlab.errors import UserError
-from bigramlab.model import IMPLS
+from bigramlab.losses import IMPLS
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+# The hyperparameters of a run, one table: the HParams dashboard's columns, the short names of a
+# multirun job's directory, and the sweep report's columns. name -> config key (a config group
+# such as `dataset` stands for the option chosen).
+HYPERPARAMETERS = {
+    "dataset": "dataset",
+    "optimizer": "optim",
+    "lr": "optim.lr",
+    "reg": "model.reg",
+    "alpha": "mle.alpha",
+    "steps": "trainer.max_steps",
+    "batch_size": "data.batch_size",
+    "impl": "model.impl",
+    "seed": "seed",
+    "init_seed": "model.init_seed",
+    "split_seed": "data.split_seed",
+}
+GROUPS = ("dataset", "optim")
+
+
+def hyperparameters(cfg: DictConfig, choices: dict[str, Any]) -> dict[str, Any]:
+    """The table's values in a composed config; `choices`: Hydra's runtime.choices (the option
+    chosen in each config group)."""
+    return {
+        name: choices.get(key) if key in GROUPS else OmegaConf.select(cfg, key)
+        for name, key in HYPERPARAMETERS.items()
+    }
 
 
 def _number(cfg: DictConfig, key: str, ok: Callable[[float], bool], need: str) -> None:
@@ -23,6 +55,12 @@ def _number(cfg: DictConfig, key: str, ok: Callable[[float], bool], need: str) -
         raise UserError(f"{key}={value!r} is not a number: set {key} to {need}") from None
     if not (math.isfinite(number) and ok(number)):
         raise UserError(f"{key}={value} is out of range: set {key} to {need}")
+
+
+def _whole(cfg: DictConfig, key: str, minimum: int, example: str) -> None:
+    value: Any = OmegaConf.select(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{key}={value!r} is not a whole number >= {minimum}: set e.g. {example}")
 
 
 def validate_data(cfg: DictConfig) -> None:
@@ -46,6 +84,7 @@ def validate_data(cfg: DictConfig) -> None:
         )
     if fractions[0] == 0:
         raise UserError(f"data.split={fractions} leaves nothing to train on: give train a share")
+    _whole(cfg, "data.split_seed", 0, "data.split_seed=42")
 
 
 def validate_train(cfg: DictConfig) -> None:
@@ -53,29 +92,16 @@ def validate_train(cfg: DictConfig) -> None:
     _number(cfg, "optim.lr", lambda x: x > 0, "a positive learning rate, e.g. optim.lr=50")
     _number(cfg, "model.reg", lambda x: x >= 0, "a regularisation strength >= 0, e.g. 0.01")
     _number(cfg, "mle.alpha", lambda x: x >= 0, "a smoothing count >= 0, e.g. mle.alpha=1")
-    _number(
-        cfg, "trainer.max_steps", lambda x: x >= 1 and x == int(x), "a whole number of steps >= 1"
-    )
-    _number(
-        cfg,
-        "trainer.val_check_interval",
-        lambda x: x >= 1 and x == int(x),
-        "a whole number of steps >= 1, e.g. 50",
-    )
+    _whole(cfg, "trainer.max_steps", 1, "trainer.max_steps=1000")
+    _whole(cfg, "trainer.val_check_interval", 1, "trainer.val_check_interval=50")
+    _whole(cfg, "seed", 0, "seed=0")
+    _whole(cfg, "model.init_seed", 0, "model.init_seed=2147483647")
     if cfg.data.batch_size is not None:
-        _number(
-            cfg,
-            "data.batch_size",
-            lambda x: x >= 1 and x == int(x),
-            "a whole number >= 1, or null for full batch",
-        )
-    if OmegaConf.select(cfg, "callbacks.report.figures_every_n_steps") is not None:
-        _number(
-            cfg,
-            "callbacks.report.figures_every_n_steps",
-            lambda x: x >= 0 and x == int(x),
-            "a whole number of steps >= 0 (0: heatmaps at the end only), or null",
-        )
+        _whole(cfg, "data.batch_size", 1, "data.batch_size=1024, or null for full batch")
+    every = OmegaConf.select(cfg, "callbacks.report.figures_every_n_steps")
+    if every is not None and every != "log":
+        _whole(cfg, "callbacks.report.figures_every_n_steps", 0,
+               "figures_every_n_steps=100 (0: the end only), log or null")  # fmt: skip
     if cfg.model.impl not in IMPLS:
         raise UserError(
             f"model.impl={cfg.model.impl!r} is unknown: choose one of {', '.join(IMPLS)}"
@@ -85,23 +111,20 @@ def validate_train(cfg: DictConfig) -> None:
 
 def checkpoint_path(cfg: DictConfig) -> str:
     """`ckpt` of the sample and evaluate configs, or a UserError saying how to give it."""
-    if OmegaConf.is_missing(cfg, "ckpt"):
+    if OmegaConf.is_missing(cfg, "ckpt") or cfg.ckpt is None:
         raise UserError("no checkpoint given: add ckpt=<run dir>/checkpoints/last.ckpt")
     return str(cfg.ckpt)
-
-
-SHORT_KEYS = {"optim.lr": "lr", "model.reg": "reg", "mle.alpha": "alpha", "model.impl": "impl",
-              "data.batch_size": "batch", "trainer.max_steps": "steps"}  # fmt: skip
 
 
 def job_dir_name(num: int, override_dirname: str) -> str:
     """A multirun job's directory name, readable in TensorBoard's run list: `3_lr=10,reg=0.01`.
 
-    `override_dirname` is Hydra's `key=value,key=value` of the job's overrides. Keys are shortened
-    to their last part (`optim.lr` -> `lr`, `trainer.max_steps` -> `steps`) where that is
-    unambiguous, a dict value `pair={reg:0.1,alpha:1}` is spelled out, and `/` (which would make
-    subdirectories) becomes `_`.
+    `override_dirname` is Hydra's `key=value,key=value` of the job's overrides. Keys of the
+    hyperparameter table get their short name (`optim.lr` -> `lr`), others their last part where
+    that is unambiguous; a dict value `pair={reg:0.1,alpha:1}` is spelled out; floats are written
+    with at most 4 significant digits (Optuna's draws have 17); `/` becomes `_`.
     """
+    short_names = {key: name for name, key in HYPERPARAMETERS.items()}
     items = []
     for item in re.split(r",(?![^{]*})", override_dirname) if override_dirname else []:
         key, _, value = item.partition("=")
@@ -109,10 +132,18 @@ def job_dir_name(num: int, override_dirname: str) -> str:
             items.extend(tuple(kv.split(":", 1)) for kv in value[1:-1].split(","))
         else:
             items.append((key, value))
-    short = [SHORT_KEYS.get(key, key.rsplit(".", 1)[-1]) for key, _ in items]
+    short = [short_names.get(key, key.rsplit(".", 1)[-1]) for key, _ in items]
     keys = [s if short.count(s) == 1 else key for s, (key, _) in zip(short, items)]
-    name = ",".join(f"{k}={v}" for k, (_, v) in zip(keys, items)).replace("/", "_")[:120]
+    values = [_short_number(v) for _, v in items]
+    name = ",".join(f"{k}={v}" for k, v in zip(keys, values)).replace("/", "_")[:120]
     return f"{num}_{name}" if name else str(num)
+
+
+def _short_number(value: str) -> str:
+    """A float of more than 4 significant digits shortened to 4: `0.00026671234` -> `0.0002667`."""
+    if re.fullmatch(r"-?\d+\.\d{5,}(e-?\d+)?|-?\d\.\d{5,}e-?\d+", value):
+        return f"{float(value):.4g}"
+    return value
 
 
 def run_dir_of(ckpt_path: str | None, default: str) -> str:
@@ -126,17 +157,33 @@ def run_dir_of(ckpt_path: str | None, default: str) -> str:
     return default
 
 
-def register_resolvers() -> None:
-    """`${bigramlab.job_dir:...}`, `${bigramlab.run_dir:...}` and `${bigramlab.cwd:}` for the
-    configs; idempotent.
+def config_subdir_of(ckpt_path: str | None, now: str) -> str:
+    """Where Hydra records a run's config: `.hydra`, or for a resumed run `.hydra/resume_<now>`,
+    so that the record of the run it resumes is never overwritten."""
+    return f".hydra/resume_{now}" if ckpt_path else ".hydra"
 
-    `bigramlab.cwd` is the working directory the command was started in, like Hydra's
-    `${hydra:runtime.cwd}`, but also available where the sweep directory is resolved, before
-    Hydra's own runtime config exists.
+
+def register_resolvers() -> None:
+    """The resolvers of conf/ (idempotent):
+
+    bigramlab.job_dir, bigramlab.run_dir, bigramlab.config_subdir  run directories (see above)
+    bigramlab.cwd        the working directory the command was started in, like Hydra's
+                         `${hydra:runtime.cwd}`, but also where the sweep directory is resolved,
+                         before Hydra's runtime config exists
+    bigramlab.hparams    the hyperparameter table's values in the config it is resolved in
     """
-    if not OmegaConf.has_resolver("bigramlab.job_dir"):
-        OmegaConf.register_new_resolver("bigramlab.job_dir", job_dir_name)
-    if not OmegaConf.has_resolver("bigramlab.run_dir"):
-        OmegaConf.register_new_resolver("bigramlab.run_dir", run_dir_of)
-    if not OmegaConf.has_resolver("bigramlab.cwd"):
-        OmegaConf.register_new_resolver("bigramlab.cwd", os.getcwd)
+    resolvers: dict[str, Callable[..., Any]] = {
+        "bigramlab.job_dir": job_dir_name,
+        "bigramlab.run_dir": run_dir_of,
+        "bigramlab.config_subdir": config_subdir_of,
+        "bigramlab.cwd": os.getcwd,
+        "bigramlab.hparams": lambda *, _root_: hyperparameters(
+            _root_, dict(HydraConfig.get().runtime.choices)
+        ),
+    }
+    for name, resolver in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
+
+
+register_resolvers()  # on import: every use of conf/ imports this module

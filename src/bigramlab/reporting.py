@@ -1,25 +1,30 @@
-"""TensorBoard reporting: the counted model (MLE) beside the learned one, at every validation.
+"""TensorBoard reporting: the counted model beside the learned one, at every validation.
 
-Everything is written with TensorBoard's own SummaryWriter at `trainer.global_step`, the number of
-gradient updates so far, so that a validation point and the training loss logged at the same step
-describe the same W. Tags:
+Written with TensorBoard's SummaryWriter at `trainer.global_step`, the number of gradient updates
+so far, so that a validation point and the training loss logged at the same step describe the
+same W. The step losses (loss/total, loss/nll, loss/reg) are bigramlab.callbacks.StepLosses'.
+At every validation (cheap: a few (V, V) operations and a dozen scalars):
 
-    loss/total, loss/nll, loss/reg  every training step
-    nll/<split>         learned model, data NLL of the whole split (torchmetrics, no reg term)
-    mle/nll_<split>     counted model P = (N_train + α) / row sums
-    ppl/val, mle/ppl_val            exp of the NLL
-    compare/gap_val     nll/val − mle/nll_val
-    compare/kl_train    Σ_x p̂(x) KL(P̂(·|x) ‖ P_W(·|x)), P̂ the unsmoothed train MLE
-                        = nll/train − NLL_train(MLE, α=0): the part of the NLL training can remove
-    compare/tv_train    Σ_x p̂(x) TV(P_mle(·|x), P_W(·|x));  compare/max_abs_diff  max |P_mle − P_W|
-    compare/heatmap_{mle,learned,diff}, samples (text), weights/W and entropy/* (histograms)
+    nll/<split>           learned model, data NLL of the whole split (torchmetrics, no penalty)
+    mle/nll_<split>       counted model P = (N_train + α) / row sums
+    ppl/val, mle/ppl_val  exp of the NLL
+    compare/gap_val       nll/val − mle/nll_val
+    compare/kl_train      Σ_x p̂(x) KL(P̂(·|x) ‖ P_W(·|x)) = nll/train − NLL_train(MLE, α=0)
+    compare/tv_train      Σ_x p̂(x) TV(P_mle(·|x), P_W(·|x))
+    compare/max_abs_diff  max |P_mle − P_W|
     hp/{val_nll,mle_val_nll,gap_val,train_nll}   the metrics of the HParams dashboard
+
+At the snapshot steps (`figures_every_n_steps`; by default 0, ≈ max/16, ≈ max/4 and the end, so
+that TensorBoard's image slider shows the learned model converge):
+
+    compare/heatmap_{learned,diff}  images (compare/heatmap_mle once, at the start)
+    samples                         words of both models side by side (text)
+    weights/W, entropy/{learned,mle}  histograms
 """
 
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +33,15 @@ import torch
 from PIL import Image
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.text.summary_v2 import text_pb
-from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-from bigramlab.counting import kl_to_mle, max_abs_diff, mle_probs, nll, row_entropy, tv_distance
-from bigramlab.data import SPLITS, BigramDataModule
+from bigramlab.callbacks import tensorboard
+from bigramlab.estimators import compare, perplexity, row_entropy
 from bigramlab.figures import heatmap, nll_curves, render
-from bigramlab.model import BigramLM, sample_words
+from bigramlab.model import BigramLM
+from bigramlab.sampling import sample_words
+from bigramlab.vocab import SPLITS
 
 SAMPLE_MAX_LENGTH = 40  # characters of a sampled word shown in the samples table
 HP_METRICS = ("hp/val_nll", "hp/mle_val_nll", "hp/gap_val", "hp/train_nll")
@@ -52,6 +58,30 @@ def custom_scalars_layout() -> dict[str, dict[str, list[Any]]]:
     return {"bigramlab": charts}
 
 
+def comparison_scalars(
+    learned_nll: dict[str, float], compared: dict[str, float]
+) -> dict[str, float]:
+    """TensorBoard tag -> value of one validation: `learned_nll` {split: NLL} and the output of
+    bigramlab.estimators.compare."""
+    scalars = {f"nll/{split}": value for split, value in learned_nll.items()}
+    scalars |= {
+        f"mle/nll_{split}": compared[f"mle_{split}_nll"]
+        for split in SPLITS
+        if f"mle_{split}_nll" in compared
+    }
+    for name in ("kl_train", "tv_train", "max_abs_diff"):
+        scalars[f"compare/{name}"] = compared[name]
+    if "gap_val" in compared:
+        scalars["ppl/val"] = perplexity(learned_nll["val"])
+        scalars["mle/ppl_val"] = perplexity(compared["mle_val_nll"])
+        scalars["compare/gap_val"] = compared["gap_val"]
+        scalars["hp/val_nll"] = learned_nll["val"]
+        scalars["hp/mle_val_nll"] = compared["mle_val_nll"]
+        scalars["hp/gap_val"] = compared["gap_val"]
+    scalars["hp/train_nll"] = learned_nll["train"]
+    return scalars
+
+
 def markdown_samples(mle_words: list[str], learned_words: list[str]) -> str:
     """A Markdown table of words from both models, side by side."""
     rows = ["| # | MLE (counted) | learned |", "|---|---|---|"]
@@ -60,14 +90,39 @@ def markdown_samples(mle_words: list[str], learned_words: list[str]) -> str:
     return "\n".join(rows)
 
 
-class ComparisonReport(L.Callback):
-    """Logs the learned model against the counted MLE at the start and at each validation.
+def snapshot_steps(
+    max_steps: int, val_check_interval: int, every: int | str | None
+) -> set[int] | None:
+    """The validation steps that get heatmaps, samples and histograms; None: every validation.
 
-    alpha: the MLE's additive smoothing. n_samples: words sampled from each model per validation.
-    figures_every_n_steps: heatmaps of the learned model at the end of training, and with N > 0 also
-    at step 0 and every multiple of N (None: at every validation); each takes ~0.1 s to draw. The
-    MLE's heatmap is drawn once, at the start. hparams: the run's flattened config for the HParams
-    dashboard. figures_dir: where the final figures are saved as PNG.
+    every: "log" (step 0, the validations nearest max/16 and max/4, and the last step), an
+    interval N > 0 (0, N, 2N, ... and the last step), or 0 (the last step only).
+    """
+    if every is None:
+        return None
+    if every == "log":
+        nearest = {max(1, round(max_steps / d / val_check_interval)) * val_check_interval
+                   for d in (16, 4)}  # fmt: skip
+        return {0, max_steps} | {s for s in nearest if s < max_steps}
+    if every == 0:
+        return {max_steps}
+    return set(range(0, max_steps, int(every))) | {max_steps}
+
+
+def add_png(writer: SummaryWriter, tag: str, png: bytes, step: int) -> None:
+    """An image summary of the PNG as it is (`add_image` takes pixels and would encode again)."""
+    width, height = Image.open(io.BytesIO(png)).size  # reads the header only
+    image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+    writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
+
+class ComparisonReport(L.Callback):
+    """Logs the learned model against the counted one at the start and at each validation.
+
+    alpha: the counted model's additive smoothing. n_samples: words sampled from each model at a
+    snapshot. figures_every_n_steps: the snapshot steps (see snapshot_steps). hparams: the run's
+    hyperparameters for the HParams dashboard (bigramlab.config.hyperparameters). figures_dir:
+    where the final figures are saved as PNG.
     """
 
     def __init__(
@@ -75,7 +130,7 @@ class ComparisonReport(L.Callback):
         alpha: float = 1.0,
         n_samples: int = 10,
         sample_seed: int = 0,
-        figures_every_n_steps: int | None = 0,
+        figures_every_n_steps: int | str | None = "log",
         hparams: dict[str, Any] | None = None,
         figures_dir: str | None = None,
     ) -> None:
@@ -85,129 +140,72 @@ class ComparisonReport(L.Callback):
         self.figures_every_n_steps = figures_every_n_steps
         self.hparams = {k: "null" if v is None else v for k, v in dict(hparams or {}).items()}
         self.figures_dir = Path(figures_dir) if figures_dir else None
+        self.history_steps: list[int] = []
         self.history: dict[str, list[float]] = {}
         self.mle_png: bytes | None = None
-        self.history_steps: list[int] = []
-        self.pending_losses: list[tuple[int, Tensor]] = []
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
-        datamodule: BigramDataModule = trainer.datamodule
-        self.itos = datamodule.vocab.itos
-        mle = mle_probs(datamodule.counts["train"], self.alpha)
-        log_mle = mle.log()
-        # The MLE does not change during training: its NLLs are computed once (on the host, where
-        # the data module's counts are), and logged beside every validation.
-        self.mle_nll = {
-            split: value
-            for split, counts in datamodule.counts.items()
-            if (value := nll(log_mle, counts)) is not None
-        }
-        # Compared with the learned model's P_W where W is.
-        self.mle = mle.to(pl_module.device)
-        self.train_counts = datamodule.counts["train"].to(pl_module.device)
-        writer = _writer(trainer)
+        data = trainer.datamodule.data
+        self.itos = data.vocab.itos
+        self.counts = data.counts
+        self.counted = data.counted_model(self.alpha)
+        self.mle = self.counted.probs.to(pl_module.device)
+        self.snapshots = snapshot_steps(
+            trainer.max_steps, int(trainer.val_check_interval), self.figures_every_n_steps
+        )
+        writer = tensorboard(trainer)
         if writer is None or trainer.global_step > 0:  # a resumed run has all this already
             return
         writer.add_custom_scalars(custom_scalars_layout())
         experiment, session_start, _ = hparams_summary(self.hparams, dict.fromkeys(HP_METRICS, 0.0))
-        file_writer = writer._get_file_writer()
-        file_writer.add_summary(experiment)
-        file_writer.add_summary(session_start)
-        _add_png(writer, "compare/heatmap_mle", self._mle_png(), 0)
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: BigramLM, outputs: dict[str, Tensor], batch, batch_idx
-    ) -> None:
-        """loss/total, loss/nll, loss/reg of every step, at the step whose W they are the loss of
-        (the update has already happened: global_step counts it). They wait on the device and are
-        written every `trainer.log_every_n_steps` steps: reading them back is a host sync."""
-        if not trainer.is_global_zero:
-            return
-        losses = torch.stack([outputs["total"], outputs["nll"], outputs["reg"]])
-        self.pending_losses.append((trainer.global_step - 1, losses))
-        if trainer.global_step % trainer.log_every_n_steps == 0:
-            self._write_losses(trainer)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
-        self._write_losses(trainer)
-
-    def on_exception(self, trainer: L.Trainer, pl_module: BigramLM, exception: BaseException):
-        # A run that fails (diverges) in this process keeps the losses that led there.
-        self._write_losses(trainer)
-
-    def _write_losses(self, trainer: L.Trainer) -> None:
-        if not self.pending_losses:  # before _writer: in a process that never trained (the main
-            return  # one of ddp_fork), opening the writer would start a second event file
-        writer = _writer(trainer)
-        if writer is None:
-            return
-        values = torch.stack([v for _, v in self.pending_losses]).tolist()  # one host sync
-        for (step, _), (total, nll_value, reg) in zip(self.pending_losses, values):
-            writer.add_scalar("loss/total", total, step)
-            writer.add_scalar("loss/nll", nll_value, step)
-            writer.add_scalar("loss/reg", reg, step)
-        self.pending_losses.clear()
-        writer.flush()
+        writer.file_writer.add_summary(experiment)
+        writer.file_writer.add_summary(session_start)
+        add_png(writer, "compare/heatmap_mle", self._mle_png(), 0)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
         # The sanity check before training is the point at step 0 (Lightning skips it on resume).
         step = trainer.global_step
-        writer = _writer(trainer)
+        writer = tensorboard(trainer)
         if writer is None:
             return
-        self._write_losses(trainer)
-        learned_nll = {s: float(v) for s, v in pl_module.split_nll_values.items()}
+        learned_nll = {
+            split: float(trainer.callback_metrics[f"nll/{split}"])
+            for split in SPLITS
+            if f"nll/{split}" in trainer.callback_metrics
+        }
+        compared = compare(pl_module.W, self.counts, self.counted, learned_nll)
+        for tag, value in comparison_scalars(learned_nll, compared).items():
+            writer.add_scalar(tag, value, step)
+        self._record(step, learned_nll)
+        if self.snapshots is None or step in self.snapshots:
+            self._snapshot(writer, pl_module, step, final=step >= trainer.max_steps)
+        writer.flush()
+
+    def _snapshot(self, writer: SummaryWriter, pl_module: BigramLM, step: int, final: bool) -> None:
         W = pl_module.W.detach().double()
         P_W = W.softmax(dim=1)
-        scalars = {f"nll/{s}": v for s, v in learned_nll.items()}
-        scalars |= {f"mle/nll_{s}": v for s, v in self.mle_nll.items()}
-        scalars["compare/kl_train"] = float(kl_to_mle(self.train_counts, W.log_softmax(dim=1)))
-        scalars["compare/tv_train"] = float(tv_distance(self.train_counts, self.mle, P_W))
-        scalars["compare/max_abs_diff"] = float(max_abs_diff(self.mle, P_W))
-        if "val" in learned_nll:
-            scalars["ppl/val"] = _exp(learned_nll["val"])
-            scalars["mle/ppl_val"] = _exp(self.mle_nll["val"])
-            scalars["compare/gap_val"] = learned_nll["val"] - self.mle_nll["val"]
-            scalars["hp/val_nll"] = learned_nll["val"]
-            scalars["hp/mle_val_nll"] = self.mle_nll["val"]
-            scalars["hp/gap_val"] = scalars["compare/gap_val"]
-        scalars["hp/train_nll"] = learned_nll["train"]
-        for tag, value in scalars.items():
-            writer.add_scalar(tag, value, step)
-
         writer.add_histogram("weights/W", W, step)
         writer.add_histogram("entropy/learned", row_entropy(P_W), step)
         writer.add_histogram("entropy/mle", row_entropy(self.mle), step)
         # TensorBoard's own text summary keeps the tag as is (add_text would append /text_summary).
-        writer._get_file_writer().add_summary(text_pb("samples", self._samples(P_W)), step)
+        writer.file_writer.add_summary(text_pb("samples", self._samples(P_W)), step)
+        # Cell values on the final figures only (also saved as PNG): hundreds of numbers would
+        # not be read on the figures in between.
+        learned = heatmap(P_W, self.itos, "learned P_W = softmax(W)", annotate=final)
+        diff = heatmap(P_W - self.mle, self.itos, "P_W − P_MLE", diverging=True, annotate=final)
+        pngs = {"heatmap_learned": render(learned), "heatmap_diff": render(diff)}
+        for name, png in pngs.items():
+            add_png(writer, f"compare/{name}", png, step)
+        if final and self.figures_dir is not None:
+            self._save_figures(pngs)
 
-        self._record(step, learned_nll)
-        final = step >= trainer.max_steps
-        every = self.figures_every_n_steps
-        if final or every is None or (every > 0 and step % every == 0):
-            # Cell values on the final figures only (also saved as PNG): hundreds of numbers would
-            # not be read on the figures in between.
-            learned = heatmap(P_W, self.itos, "learned P_W = softmax(W)", annotate=final)
-            diff = heatmap(P_W - self.mle, self.itos, "P_W − P_MLE", diverging=True, annotate=final)
-            pngs = {"heatmap_learned": render(learned), "heatmap_diff": render(diff)}
-            for name, png in pngs.items():
-                _add_png(writer, f"compare/{name}", png, step)
-            if final and self.figures_dir is not None:
-                self._save_figures(pngs)
-        writer.flush()
-
-    def _samples(self, P_W: Tensor) -> str:
+    def _samples(self, P_W: torch.Tensor) -> str:
         """The same generator seed for both models: where they agree, they draw the same words."""
         words = [
-            sample_words(
-                P.cpu(),
-                self.itos,
-                self.n_samples,
-                torch.Generator().manual_seed(seed),
-                max_length=SAMPLE_MAX_LENGTH,
-            )
-            for P, seed in ((self.mle, self.sample_seed), (P_W, self.sample_seed))
-        ]
+            sample_words(P.cpu(), self.itos, self.n_samples,
+                         torch.Generator().manual_seed(self.sample_seed), SAMPLE_MAX_LENGTH)
+            for P in (self.mle, P_W)
+        ]  # fmt: skip
         return markdown_samples(*words)
 
     def _record(self, step: int, learned_nll: dict[str, float]) -> None:
@@ -229,31 +227,7 @@ class ComparisonReport(L.Callback):
         everything = {
             "heatmap_mle": self._mle_png(),
             **pngs,
-            "nll_curves": render(nll_curves(self.history_steps, self.history, self.mle_nll)),
+            "nll_curves": render(nll_curves(self.history_steps, self.history, self.counted.nll)),
         }
         for name, png in everything.items():
             (self.figures_dir / f"{name}.png").write_bytes(png)
-
-
-def _add_png(writer: SummaryWriter, tag: str, png: bytes, step: int) -> None:
-    """An image summary of the PNG as it is (`add_image` takes pixels and would encode again)."""
-    width, height = Image.open(io.BytesIO(png)).size  # reads the header only
-    image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
-    writer._get_file_writer().add_summary(
-        Summary(value=[Summary.Value(tag=tag, image=image)]), step
-    )
-
-
-def _exp(x: float) -> float:
-    """exp(x), inf where it overflows (an NLL of an unseen bigram, or of a blown-up model)."""
-    return math.exp(x) if x < 700 else math.inf
-
-
-def _writer(trainer: L.Trainer) -> SummaryWriter | None:
-    """The TensorBoard writer of rank 0, or None (other ranks, or no TensorBoard logger)."""
-    if not trainer.is_global_zero:
-        return None
-    for logger in trainer.loggers:
-        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
-            return logger.experiment
-    return None

@@ -5,33 +5,34 @@ python -m bigramlab.sample ckpt=<run dir>/checkpoints/last.ckpt n=20 seed=0
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-import hydra
 import torch
 from omegaconf import DictConfig
 
+from bigramlab.checkpoint import load_trained_model
+from bigramlab.cli import entry_point
 from bigramlab.config import checkpoint_path
 from bigramlab.errors import UserError
-from bigramlab.model import load_checkpoint, sample_words
-
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+from bigramlab.sampling import sample_words
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
-def main(cfg: DictConfig) -> None:
-    try:
-        if not isinstance(cfg.n, int) or cfg.n < 0:
-            raise UserError(f"n={cfg.n!r} must be a whole number of words >= 0, e.g. n=20")
-        W, itos = load_checkpoint(checkpoint_path(cfg))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+def _whole(cfg: DictConfig, key: str, minimum: int, what: str) -> None:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UserError(f"{key}={value!r} must be a whole number >= {minimum}: {what}")
+
+
+def sample(cfg: DictConfig) -> None:
+    _whole(cfg, "n", 0, "the number of words, e.g. n=20")
+    _whole(cfg, "seed", 0, "e.g. seed=0")
+    if cfg.max_length is not None:
+        _whole(cfg, "max_length", 1, "the longest word printed whole, e.g. max_length=200, or null")
+    model = load_trained_model(checkpoint_path(cfg))
     generator = torch.Generator().manual_seed(cfg.seed)
-    for word in sample_words(W.softmax(dim=1), itos, cfg.n, generator, cfg.max_length):
+    for word in sample_words(model.W.softmax(dim=1), model.itos, cfg.n, generator, cfg.max_length):
         print(word)
 
+
+main = entry_point("sample", sample)
 
 if __name__ == "__main__":
     main()

@@ -8,12 +8,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bigramlab.counting import (
-    bigram_counts,
+from bigramlab.counting import bigram_counts
+from bigramlab.estimators import (
     kl_to_mle,
     max_abs_diff,
+    mean_nll,
     mle_probs,
-    nll,
     row_entropy,
     tv_distance,
 )
@@ -55,9 +55,9 @@ def test_unseen_bigram_under_alpha_zero_gives_inf_not_nan() -> None:
     train = torch.tensor([[1, 1], [1, 0]])
     held_out = torch.tensor([[0, 0], [0, 1]])  # (1 -> 1) never seen in train
     log_p = mle_probs(train, 0.0).log()
-    assert nll(log_p, held_out) == math.inf
-    assert math.isclose(nll(log_p, train), -(2 * math.log(0.5) + math.log(1.0)) / 3)
-    assert nll(log_p, torch.zeros(2, 2)) is None
+    assert mean_nll(log_p, held_out) == math.inf
+    assert math.isclose(mean_nll(log_p, train), -(2 * math.log(0.5) + math.log(1.0)) / 3)
+    assert mean_nll(log_p, torch.zeros(2, 2)) is None
 
 
 @settings(max_examples=60, deadline=None)
@@ -65,7 +65,7 @@ def test_unseen_bigram_under_alpha_zero_gives_inf_not_nan() -> None:
 def test_nll_gap_to_mle_is_the_weighted_kl(data: tuple[torch.Tensor, torch.Tensor]) -> None:
     N, W = data
     log_p = W.log_softmax(1)
-    gap = nll(log_p, N) - nll(mle_probs(N, 0.0).log(), N)
+    gap = mean_nll(log_p, N) - mean_nll(mle_probs(N, 0.0).log(), N)
     kl = float(kl_to_mle(N, log_p))
     assert math.isclose(kl, gap, rel_tol=1e-9, abs_tol=1e-9)
     assert kl >= -1e-12
@@ -75,10 +75,10 @@ def test_nll_gap_to_mle_is_the_weighted_kl(data: tuple[torch.Tensor, torch.Tenso
 @given(counts_and_weights())
 def test_mle_has_the_lowest_nll_on_its_own_data(data: tuple[torch.Tensor, torch.Tensor]) -> None:
     N, W = data
-    assert nll(mle_probs(N, 0.0).log(), N) <= nll(W.log_softmax(1), N) + 1e-12
+    assert mean_nll(mle_probs(N, 0.0).log(), N) <= mean_nll(W.log_softmax(1), N) + 1e-12
     # A learned model with W = log P̂ (where defined) reproduces the MLE's NLL exactly.
     P = mle_probs(N, 0.0)
-    assert math.isclose(nll(P.log(), N), nll(P.clamp_min(1e-300).log().log_softmax(1), N))
+    assert math.isclose(mean_nll(P.log(), N), mean_nll(P.clamp_min(1e-300).log().log_softmax(1), N))
 
 
 @settings(max_examples=40, deadline=None)
