@@ -107,6 +107,9 @@ def test_sweep_configs_compose(override: str, tmp_path: Path) -> None:
     elif override.endswith("slurm"):
         assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
         assert cfg.hydra.launcher.timeout_min == 30
+    else:
+        assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+        assert cfg.hydra.launcher.n_jobs == -1  # every core
 
 
 def test_reg_vs_smoothing_pairs_reg_with_alpha(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 
 from bigramlab.corpora import EnglishWords, Names, TextFile, read_lines
 from bigramlab.counting import bigram_counts, count_corpus
-from bigramlab.datamodule import BigramDataModule
+from bigramlab.datamodule import BigramDataModule, bigram_data
 from bigramlab.errors import UserError
 from bigramlab.vocab import Vocab, bigram_pairs, split_words
 from tests.conftest import lecture_pairs, make_words
@@ -236,3 +238,13 @@ def test_counts_without_the_byte_pair_view_are_the_same(monkeypatch: pytest.Monk
     decoded = count_corpus(corpus, [0.8, 0.1, 0.1], seed=1)
     assert decoded[0] == fast[0] and decoded[1] == fast[1]
     assert all(torch.equal(decoded[2][s], fast[2][s]) for s in fast[2])
+
+
+def test_text_file_corpus_is_reread_after_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "w.txt"
+    path.write_text("ab\n")
+    first = bigram_data(TextFile(str(path)), (1.0, 0.0, 0.0), 0, False)
+    assert bigram_data(TextFile(str(path)), (1.0, 0.0, 0.0), 0, False) is first
+    path.write_text("abc\nca\n")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert bigram_data(TextFile(str(path)), (1.0, 0.0, 0.0), 0, False).vocab.itos == ".abc"

@@ -4,7 +4,6 @@ checked against an independent recomputation from the checkpoint and the data.""
 from __future__ import annotations
 
 import functools
-
 import io
 import json
 import math
@@ -24,6 +23,7 @@ from bigramlab.datamodule import BigramDataModule
 from bigramlab.estimators import mean_nll, mle_probs
 from bigramlab.model import BigramLM
 from bigramlab.reporting import ComparisonReport, custom_scalars_layout, markdown_samples
+from bigramlab.sampling import sample_words
 from bigramlab.train import train
 from bigramlab.vocab import split_words
 from tests.conftest import compose_config, make_words
@@ -207,12 +207,22 @@ def test_samples_table_and_layout() -> None:
 
 
 def test_samples_logged_at_each_snapshot_use_one_seed_for_both_models(run) -> None:
-    run_dir, _, _ = run
+    run_dir, words, cfg = run
     acc = events(run_dir)
     texts = acc.Tensors("samples")
     assert [t.step for t in texts] == [0, 20, 30]  # figures_every_n_steps=20
     rows = texts[-1].tensor_proto.string_val[0].decode().splitlines()[2:]
-    assert len(rows) == 10
+    mle_words = [row.split("`")[1] for row in rows]
+    learned_words = [row.split("`")[3] for row in rows]
+    # Redrawn here from both final models, each with a generator seeded with the run's seed.
+    trained = load_trained_model(run_dir / "checkpoints" / "last.ckpt")
+    train_words = split_words(words, cfg.data.split, cfg.data.split_seed)[0]
+    V = len(trained.itos)
+    mle = torch.tensor(mle_table(independent_counts(train_words, trained.itos), V, 0.5))
+    for probs, shown in ((mle, mle_words), (trained.W.double().softmax(dim=1), learned_words)):
+        generator = torch.Generator().manual_seed(cfg.seed)
+        drawn = sample_words(probs, trained.itos, 10, generator, max_length=40)
+        assert [w or "(empty)" for w in drawn] == shown
 
 
 def test_report_and_batches_keep_host_and_device_tensors_apart(words_file: Path) -> None:

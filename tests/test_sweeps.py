@@ -69,7 +69,7 @@ def report(sweep_dir: Path) -> list[dict[str, str]]:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "ranked by validation NLL" in result.stdout
-    for name in ("report.md", "results.csv", "val_nll_vs_reg.png"):
+    for name in ("report.md", "results.csv", "val_nll.png"):
         assert (sweep_dir / name).is_file()
     with open(sweep_dir / "results.csv") as f:
         return list(csv.DictReader(f))

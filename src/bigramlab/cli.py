@@ -133,6 +133,8 @@ def run_task(task: Callable[[DictConfig], float | None], cfg: DictConfig) -> flo
             log.error(f"job failed: {e}")
             if run_dir is not None and not (run_dir / "metrics.json").exists():
                 write_metrics(run_dir, failed_metrics("failed", str(e), None))
+            if "optimized_metric" in cfg:
+                log.info(f"objective {cfg.optimized_metric} = inf")
             return math.inf
         if _rank() == 0:  # under `ddp` every rank runs this; one says it
             print(f"error: {e}", file=sys.stderr)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
+from matplotlib.ft2font import FT2Font
 from matplotlib.path import Path
 from matplotlib.textpath import TextPath
 from matplotlib.transforms import Affine2D
@@ -29,6 +32,36 @@ def render(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer, pil_kwargs={"compress_level": 3})
     return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=8)
+def fonts_for(chars: str) -> tuple[tuple[str, ...], str]:
+    """(font families that together draw `chars`, the characters none of this system's fonts has).
+
+    The default font (DejaVu Sans) first; for characters it lacks (CJK, say), the first installed
+    fonts that have them, in matplotlib's font list order. Characters without a glyph anywhere
+    would be drawn as empty boxes: the figure names them instead.
+    """
+    default = font_manager.findfont(FontProperties())
+    families = [FontProperties(fname=default).get_name()]
+    printable = {ch for ch in chars if ch.isprintable() and not ch.isspace()}
+    missing = {ch for ch in printable if ord(ch) not in FT2Font(default).get_charmap()}
+    seen = {default}
+    for entry in font_manager.fontManager.ttflist:
+        if not missing:
+            break
+        # matplotlib's own Last Resort font maps every code point to a box: no glyph at all.
+        if entry.fname in seen or entry.name.startswith("Last Resort"):
+            continue
+        seen.add(entry.fname)
+        try:
+            charmap = FT2Font(entry.fname).get_charmap()
+        except (OSError, RuntimeError):
+            continue
+        if covered := {ch for ch in missing if ord(ch) in charmap}:
+            families.append(entry.name)
+            missing -= covered
+    return tuple(families), "".join(sorted(missing))
 
 
 def heatmap(
@@ -51,17 +84,20 @@ def heatmap(
     row_names: list[Path] = []
     column_names: list[Path] = []
     row_band = column_band = 0.0  # points the names take beside and below the grid
+    families, undrawable = fonts_for(itos)
     if name_points >= NAME_MIN_POINTS:
         names = ["␣" if ch == " " else repr(ch)[1:-1] for ch in itos]  # escapes: \n, \t, \x00
-        row_names = outlines(names, name_points, align="right", shift=(-4, 0))
+        row_names = outlines(names, name_points, align="right", shift=(-4, 0), family=families)
         row_band = -min((p.vertices[:, 0].min() for p in row_names if len(p)), default=0)
         upright = row_band - 4 > cell_points  # names wider than a column read up to the grid
         column_names = outlines(names, name_points, align="right" if upright else "top",
-                                rotation=90 if upright else 0, shift=(0, -4))  # fmt: skip
+                                rotation=90 if upright else 0, shift=(0, -4),
+                                family=families)  # fmt: skip
         column_band = row_band if upright else 1.3 * name_points + 4
     # Margins fixed in inches rather than a layout engine, which measures every label again at
     # each draw (half the cost of the figure with tick labels); 20 points for an axis label.
-    left, bottom = (row_band + 24) / 72, (column_band + 24) / 72
+    note = 12 if row_names and undrawable else 0  # a line naming the characters without a font
+    left, bottom = (row_band + 24) / 72, (column_band + 24 + note) / 72
     right, top, bar = 1.15, 0.4, 0.18
     width, height = left + grid + right, bottom + grid + top
     fig = Figure(figsize=(width, height), dpi=DPI)
@@ -93,6 +129,11 @@ def heatmap(
         ax.set_xlabel(f"next character (V = {V}, in the vocabulary's order)")
         ax.set_ylabel("character")
     ax.set_title(title)
+    if row_names and undrawable:
+        shown = undrawable if len(undrawable) <= 20 else undrawable[:20] + "…"
+        escaped = ", ".join(f"U+{ord(ch):04X}" for ch in shown[:20])
+        fig.text(0.01, 0.01, f"drawn as boxes, no installed font has them: {escaped}", fontsize=7,
+                 va="bottom")  # fmt: skip
     if annotate and V <= CELL_TEXT_MAX_V:
         # Small differences need a decimal to be readable; probabilities in percent do not.
         fmt = ".1f" if diverging and image.norm.vmax < 10 else ".0f"
@@ -112,15 +153,17 @@ def outlines(
     align: str = "center",
     rotation: float = 0,
     shift: tuple[float, float] = (0, 0),
+    family: Sequence[str] | None = None,
 ) -> list[Path]:
     """The glyph outlines of each label, in points about the point the label is placed at.
 
     Every label is centred on the middle of a digit's height (so all share a baseline),
     horizontally centred or (`align="right"`) ending at that point, or (`align="top"`) centred
     below it; then turned by `rotation` degrees about the point and moved by `shift` points. Each
-    distinct label is laid out once.
+    distinct label is laid out once. `family`: fonts to draw with, the first that has a glyph
+    drawing it (matplotlib's default font if None).
     """
-    font = FontProperties(size=size)
+    font = FontProperties(size=size, family=list(family) if family else None)
 
     def ink(path: Path) -> np.ndarray:  # the outline's points; CLOSEPOLY's vertex is a dummy
         return path.vertices[path.codes != Path.CLOSEPOLY]

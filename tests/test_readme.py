@@ -1,0 +1,131 @@
+"""Every command of README's code blocks, run as written, so that a documented command that fails
+fails the suite.
+
+Each runs in its own process, in README order, in one working directory with local data: a
+generated names.txt in its data cache (with its checksum given, so nothing is downloaded) and the
+`my_words.txt` that README's text_file example names. Training commands get a few steps
+(`trainer.max_steps=20`) and Optuna two trials; the GPU commands are skipped without a GPU, the
+SLURM one is only composed (there is no cluster), the TensorBoard server is replaced by its
+`--inspect` mode, and `scripts/run.sh test` is this suite itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import make_words
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["trainer.max_steps=20", "trainer.val_check_interval=10"]
+USES_NAMES = re.compile(r"dataset=names|experiment=(makemore|reg_vs_smoothing)")
+
+
+def readme_commands() -> list[str]:
+    """The command lines of README's ```bash blocks, without their trailing comments."""
+    text = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
+        for line in block.splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(the working directory, the checksum of its data/names.txt)."""
+    cwd = tmp_path_factory.mktemp("readme")
+    names = cwd / "data" / "names.txt"
+    names.parent.mkdir()
+    names.write_text("\n".join(make_words(500, seed=11)) + "\n")
+    (cwd / "my_words.txt").write_text("\n".join(make_words(200, seed=12)).upper() + "\n")
+    return cwd, hashlib.sha256(names.read_bytes()).hexdigest()
+
+
+def execute(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{shlex.join(argv)}\n{result.stdout[-3000:]}\n{result.stderr}"
+    return result
+
+
+def latest(path: Path) -> Path:
+    return max(path.iterdir(), key=lambda p: p.stat().st_mtime)
+
+
+def run_dir(cwd: Path, sha: str) -> Path:
+    """A finished names run in `cwd` (README's `<run dir>`), trained here if there is none."""
+    runs = cwd / "logs" / "train" / "runs"
+    if not runs.is_dir() or not any(
+        (r / "checkpoints" / "last.ckpt").is_file() for r in runs.iterdir()
+    ):
+        execute([sys.executable, "-m", "bigramlab.train", "dataset=names",
+                 f"dataset.sha256={sha}", *FAST], cwd)  # fmt: skip
+    return latest(runs)
+
+
+def sweep_dir(cwd: Path) -> Path:
+    """README's `logs/train/multiruns/<time>`: the latest sweep in `cwd`, run here if none."""
+    sweeps = cwd / "logs" / "train" / "multiruns"
+    if not sweeps.is_dir():
+        execute([sys.executable, "-m", "bigramlab.train", "-m", "optim.lr=10,50", *FAST], cwd)
+    return latest(sweeps)
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_readme_command_runs_as_written(command: str, workdir: tuple[Path, str]) -> None:
+    cwd, sha = workdir
+    if command.startswith("scripts/run.sh test"):
+        pytest.skip("the command that runs this suite")
+    if "<your wheel index>" in command:
+        pytest.skip("installs a PyTorch build from an index of the user's choice")
+    if re.search(r"trainer=(gpu|ddp)\b", command) and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    if "<run dir>" in command or "<run>" in command:
+        ckpt_run = str(run_dir(cwd, sha))
+        command = command.replace("<run dir>", ckpt_run).replace("<run>", ckpt_run)
+    if "<time>" in command:
+        command = command.replace("logs/train/multiruns/<time>", str(sweep_dir(cwd)))
+    argv = shlex.split(command)
+    assert "<" not in command, f"a placeholder this test does not know: {command}"
+
+    if argv[0] == "python":
+        argv[0] = sys.executable
+    if argv[0].startswith(".venv/bin/"):
+        argv[0] = str(Path(sys.executable).parent / Path(argv[0]).name)
+    if argv[0] == "scripts/run.sh":
+        argv[0] = str(ROOT / argv[0])
+    if len(argv) > 1 and argv[1].startswith("scripts/"):
+        argv[1] = str(ROOT / argv[1])
+    if Path(argv[0]).name == "tensorboard":
+        argv.insert(1, "--inspect")  # prints what the server would show, and exits
+
+    trains = "bigramlab.train" in argv or argv[1:2] == ["train"]
+    if trains:
+        if "hydra/launcher=slurm" in argv:
+            argv.append("--cfg=hydra")  # composed and printed; there is no cluster to submit to
+        argv += FAST
+        if "hparams_search=optuna" in argv:
+            argv.append("hydra.sweeper.n_trials=2")
+        if USES_NAMES.search(command):
+            argv.append(f"dataset.sha256={sha}")
+        if argv[1:2] == ["train"]:  # scripts/run.sh runs in the repository: keep it out of logs/
+            argv += [f"paths.log_dir={cwd / 'logs'}", f"paths.data_dir={cwd / 'data'}"]
+    if "bigramlab.evaluate" in argv and USES_NAMES.search(command):
+        argv.append(f"dataset.sha256={sha}")
+
+    result = execute(argv, cwd)
+    if "bigramlab.sample" in argv:
+        assert len(result.stdout.splitlines()) == 20
+    sweeps = "-m" in argv or re.search(r"hparams_search=|experiment=reg_vs_smoothing", command)
+    if trains and not sweeps:
+        assert "run directory:" in result.stdout

@@ -1,0 +1,76 @@
+"""Resuming a run from its last checkpoint: the same W as an uninterrupted run, each step once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from bigramlab.errors import UserError
+from bigramlab.train import train
+from tests.conftest import make_words
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bigramlab.train", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_W_without_duplicate_steps(tmp_path: Path) -> None:
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(make_words(2000, seed=9)) + "\n")
+    common = ["dataset=text_file", f"dataset.path={words}", "trainer.max_steps=3000",
+              "callbacks.checkpoint.every_n_train_steps=100",
+              "callbacks.report.figures_every_n_steps=100000"]  # fmt: skip
+    run_dir = tmp_path / "killed"
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bigramlab.train", *common, f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (ckpt.exists() and torch.load(ckpt, weights_only=True)["global_step"] >= 300):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(ckpt, weights_only=True)["global_step"]
+    assert 300 <= killed_at < 3000 and not (run_dir / "metrics.json").exists()
+
+    resumed = run_cli(*common, f"ckpt_path={ckpt}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"run directory: {run_dir}" in resumed.stdout
+    straight = run_cli(*common, f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    W_resumed = torch.load(ckpt, weights_only=True)["state_dict"]["W"]
+    W_straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt",
+                            weights_only=True)["state_dict"]["W"]  # fmt: skip
+    assert torch.equal(W_resumed, W_straight)
+    events = EventAccumulator(str(run_dir / "tensorboard"), {"scalars": 0})
+    events.Reload()
+    steps = [e.step for e in events.Scalars("loss/total")]
+    assert steps == list(range(3000))
+    # Every validation point once; TensorBoard's reader shows the interrupted run's point at the
+    # checkpoint's step, which the resumed run does not log again.
+    val_steps = [e.step for e in events.Scalars("nll/val")]
+    assert val_steps == list(range(0, 3001, 50))
+
+
+def test_resume_from_a_checkpoint_of_other_data_is_refused(train_config, tmp_path: Path) -> None:
+    first = train_config("trainer.max_steps=5")
+    train(first)
+    other = tmp_path / "other.txt"
+    other.write_text("xyz\nzyx\n" * 10)
+    ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    with pytest.raises(UserError, match="trained on another vocabulary"):
+        train(train_config(f"dataset.path={other}", f"ckpt_path={ckpt}"))
