@@ -26,9 +26,11 @@ from typing import ClassVar
 import lightning as L
 import torch
 import torch.nn.functional as F
-from bigramlab.data import EnglishWords, TextFile, Vocab, bigram_pairs, count_corpus
 
-from bigramlab.model import nll_sum_counts
+from bigramlab.corpora import EnglishWords, TextFile
+from bigramlab.counting import count_corpus
+from bigramlab.losses import nll_sum_counts
+from bigramlab.vocab import Vocab, bigram_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 # The reference loop holds several (bigrams × 27) float matrices at once (one-hot, logits, counts,
@@ -84,6 +86,17 @@ def bare_counts_step_time(N: torch.Tensor, steps: int, device: str, sync) -> flo
     return median_time(step, steps, sync)
 
 
+class ValidationClock(L.Callback):
+    """The wall clock at the end of every validation: (global step, seconds)."""
+
+    ends: ClassVar[list[tuple[int, float]]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, *args: object) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        ValidationClock.ends.append((trainer.global_step, time.perf_counter()))
+
+
 class StepTimer(L.Callback):
     """Wall time of every training step; added to a run as a config override, read back after."""
 
@@ -103,10 +116,13 @@ class StepTimer(L.Callback):
 
 
 def pipeline_step_time(corpus_args: list[str], impl: str, steps: int, device: str,
-                       workdir: Path) -> float:  # fmt: skip
-    """Median step time of the Lightning pipeline (default callbacks and logging) for one impl.
+                       workdir: Path) -> tuple[float, float | None]:  # fmt: skip
+    """(median step time, amortized step time) of the Lightning pipeline (default callbacks and
+    logging) for one impl.
 
-    Validation steps are among the steps timed only at their own steps; the median leaves them out.
+    The median is of the training steps alone; the amortized step is the wall time from the
+    second validation to the second-to-last one over the steps between them: training and the
+    periodic validations (with their report) together.
     """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -122,13 +138,20 @@ def pipeline_step_time(corpus_args: list[str], impl: str, steps: int, device: st
             f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
             "callbacks.progress_bar.refresh_rate=0", f"paths.data_dir={ROOT / 'data'}",
             f"paths.root_dir={workdir}", f"+callbacks.step_timer._target_={__name__}.StepTimer",
+            f"+callbacks.validation_clock._target_={__name__}.ValidationClock",
         ])  # fmt: skip
     HydraConfig().set_config(cfg)
     OmegaConf.set_readonly(cfg, False)
     cfg.paths.output_dir = str(workdir / f"run-{impl}-{time.monotonic_ns()}")
     StepTimer.times = []
+    ValidationClock.ends = []
     train(cfg)
-    return statistics.median(StepTimer.times[1:])  # the first step includes one-off work
+    median = statistics.median(StepTimer.times[1:])  # the first step includes one-off work
+    ends = ValidationClock.ends
+    if len(ends) < 4:
+        return median, None
+    (first_step, first), (last_step, last) = ends[1], ends[-2]
+    return median, (last - first) / (last_step - first_step)
 
 
 # Measures one command from a small, fresh interpreter: a child forked from this (large) process
@@ -153,8 +176,9 @@ def wall_and_peak(cmd: list[str], cwd: Path) -> tuple[float, float]:
 BARE_SCRIPT = """
 import sys, torch
 from torch.utils.tensorboard import SummaryWriter
-from bigramlab.data import EnglishWords, count_corpus
-from bigramlab.model import nll_sum_counts
+from bigramlab.corpora import EnglishWords
+from bigramlab.counting import count_corpus
+from bigramlab.losses import nll_sum_counts
 vocab, _, counts = count_corpus(EnglishWords(), [0.8, 0.1, 0.1], 42)
 device = sys.argv[2]
 N = counts["train"].float().to(device)
@@ -173,6 +197,19 @@ for step in range(1000):
     W.data += -50 * W.grad
 writer.close()
 """
+
+
+# What each command imports, against what it cannot do without.
+IMPORTS = {
+    "torch + hydra": "import torch, hydra",
+    "bigramlab.sample": "import bigramlab.sample",
+    "bigramlab.evaluate": "import bigramlab.evaluate",
+    "bare script (torch, TensorBoard, counting)": (
+        "import torch; from torch.utils.tensorboard import SummaryWriter; "
+        "import bigramlab.corpora, bigramlab.counting, bigramlab.losses"
+    ),
+    "bigramlab.train": "import bigramlab.train",
+}
 
 
 def main() -> None:
@@ -231,12 +268,24 @@ def main() -> None:
                     continue  # O(corpus) a step, and O(corpus) memory for the pairs
                 if impl == "onehot" and n_bigrams > 3_000_000 and args.device == "cpu":
                     steps = 3
-                row[f"pipeline_{impl}_s"] = pipeline_step_time(
+                row[f"pipeline_{impl}_s"], _ = pipeline_step_time(
                     corpus_args, impl, steps, args.device, tmp
+                )
+            if name == "words":
+                # A default run's 1000 steps, validating every 50: the amortized step.
+                _, row["pipeline_amortized_s"] = pipeline_step_time(
+                    corpus_args, "counts", 1000, args.device, tmp
                 )
             results["corpora"][name] = row
             print(name, json.dumps(row), flush=True)
         if not args.skip_process:
+            imports: dict[str, list[float]] = {key: [] for key in IMPORTS}
+            for _ in range(args.repeats):
+                for key, code in IMPORTS.items():
+                    imports[key].append(wall_and_peak([sys.executable, "-c", code], tmp)[0])
+            results["imports_s"] = {key: statistics.median(v) for key, v in imports.items()}
+            results["import_runs_s"] = imports
+            print("imports", json.dumps(results["imports_s"]), flush=True)
             train_cmd = [
                 sys.executable,
                 "-m",
@@ -271,11 +320,15 @@ def report(results: dict, json_path: Path | None, markdown_path: Path | None) ->
         "|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
 
+    amortized: dict[str, tuple[float, float | None]] = {}
+
     def ms(x: object) -> str:
         return "not run" if x is None else f"{1000 * x:.3g} ms"
 
     for name, r in results["corpora"].items():
         ratio = (r["reference_s"] / r["pipeline_counts_s"]) if "reference_s" in r else None
+        if r.get("pipeline_amortized_s"):
+            amortized[name] = (r["pipeline_amortized_s"], r.get("reference_s"))
         lines.append(
             f"| {name} | {r['bigrams']:,} | {ms(r.get('reference_s'))} | "
             f"{ms(r.get('pipeline_onehot_s'))} | {ms(r.get('pipeline_index_s'))} | "
@@ -286,6 +339,15 @@ def report(results: dict, json_path: Path | None, markdown_path: Path | None) ->
     if "words" in corpora and "words_x100" in corpora:
         flat = corpora["words_x100"]["pipeline_counts_s"] / corpora["words"]["pipeline_counts_s"]
         lines += ["", f"Full-batch counts step, words ×100 over words ×1: {flat:.2f}×."]
+    for name, (step, reference) in amortized.items():
+        times = f", {reference / step:,.0f}× faster than the reference loop" if reference else ""
+        lines += ["", f"Amortized step on {name} (training and validation every 50 steps, from "
+                  f"the second validation to the second-to-last): {ms(step)}{times}."]  # fmt: skip
+    if "imports_s" in results:
+        lines += ["", "Imports, a fresh process each (median):", ""]
+        for key, seconds in results["imports_s"].items():
+            runs = ", ".join(f"{w:.2f}" for w in results["import_runs_s"][key])
+            lines.append(f"- `{key}`: {seconds:.2f} s (runs: {runs})")
     if "process" in results:
         lines += ["", "Whole process, 1000 steps on `words` (median wall time, peak RSS):", ""]
         for key, (wall, peak) in results["process"].items():
@@ -293,6 +355,15 @@ def report(results: dict, json_path: Path | None, markdown_path: Path | None) ->
             lines.append(f"- {key}: {wall:.2f} s (runs: {runs}), {peak:.0f} MiB")
         default, bare = results["process"]["train_default"][0], results["process"]["bare_script"][0]
         lines.append(f"- default run / bare script: {default / bare:.2f}×")
+        if "imports_s" in results:
+            imports = results["imports_s"]
+            extra_imports = (
+                imports["bigramlab.train"] - imports["bare script (torch, TensorBoard, counting)"]
+            )
+            lines.append(
+                f"- default run − bare script: {default - bare:.2f} s, of which the imports "
+                f"{extra_imports:.2f} s; beyond them: {default - bare - extra_imports:.2f} s"
+            )
     text = "\n".join(lines) + "\n"
     print(text)
     if json_path:

@@ -66,18 +66,21 @@ def renamed_key_error(overrides: list[str]) -> UserError | None:
 def instantiation_error(e: InstantiationException, cfg: DictConfig) -> UserError | None:
     """A UserError for a config that Hydra could not instantiate because of its values (a key the
     target does not take, a value of the wrong kind); None for anything else."""
-    cause = e.__cause__
     found = re.search(r"full_key: ([\w.]+)", str(e))
-    node = found.group(1) if found else "the config"
+    return config_error(e.__cause__, found.group(1) if found else "the config", cfg)
+
+
+def config_error(cause: BaseException | None, node: str, cfg: DictConfig) -> UserError | None:
+    """A UserError for `cause`, raised when the config node `node` was built or called: a key its
+    target does not take (named as the user wrote it, with the closest the target does take), or
+    a value of the wrong kind; None for anything else."""
     unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
     if isinstance(cause, TypeError) and unexpected:
         name = unexpected.group(1)
         # The node the user wrote the key in: `optim` rather than `model.optimizer: ${optim}`.
         where = next((group for group, sub in cfg.items() if isinstance(sub, DictConfig)
                       and name in sub and "_target_" in sub), node)  # fmt: skip
-        target = OmegaConf.select(cfg, f"{where}._target_") or OmegaConf.select(
-            cfg, f"{node}._target_"
-        )
+        target = OmegaConf.select(cfg, f"{where}._target_")
         hint = ""
         try:
             accepted = list(inspect.signature(get_object(target)).parameters)

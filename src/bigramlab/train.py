@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
@@ -25,7 +26,7 @@ from torch import Tensor
 from torch.multiprocessing import ProcessRaisedException
 
 from bigramlab.checkpoint import load_trained_model
-from bigramlab.cli import entry_point
+from bigramlab.cli import config_error, entry_point
 from bigramlab.config import validate_train
 from bigramlab.datamodule import BigramData, BigramDataModule
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
@@ -97,6 +98,15 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
+def check_optimizer(cfg: DictConfig, model: BigramLM) -> None:
+    """Build the optimizer once on a stand-in parameter: a key it does not take (`+optim.lrr=10`)
+    or a bad value is an error now, before any training, not at the start of fit."""
+    try:
+        model.optimizer([torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError) as e:
+        raise (config_error(e, "optim", cfg) or e) from None
+
+
 def check_launcher(cfg: DictConfig) -> None:
     """Refuse Lightning's `ddp` inside a multirun: it runs the command line again for every rank,
     and with -m each rank would run the whole sweep (Lightning #11300)."""
@@ -147,6 +157,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule: BigramDataModule = instantiate(cfg.data)
     datamodule.setup("fit")  # reads and counts the corpus: its errors come before any training
     model: BigramLM = instantiate(cfg.model)
+    check_optimizer(cfg, model)
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
     resume_step = check_resume(cfg, datamodule.vocab.itos) if cfg.ckpt_path else None
     # A resumed run writes into the same event files' directory; purge_step tells TensorBoard to
