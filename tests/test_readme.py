@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import make_words
+from tests.conftest import compose_config, make_words
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     cwd = tmp_path_factory.mktemp("readme")
     names = cwd / "data" / "names.txt"
     names.parent.mkdir()
-    names.write_text("\n".join(make_words(500, seed=11)) + "\n")
+    names.write_text("\n".join(make_words(500, seed=11, alphabet=string.ascii_lowercase)) + "\n")
     (cwd / "my_words.txt").write_text("\n".join(make_words(200, seed=12)).upper() + "\n")
     return cwd, hashlib.sha256(names.read_bytes()).hexdigest()
 
@@ -112,7 +113,13 @@ def test_readme_command_runs_as_written(command: str, workdir: tuple[Path, str])
     trains = "bigramlab.train" in argv or argv[1:2] == ["train"]
     if trains:
         if "hydra/launcher=slurm" in argv:
-            argv.append("--cfg=hydra")  # composed and printed; there is no cluster to submit to
+            # Only composed, without the sweep's lists: there is no cluster to submit to.
+            single = [
+                a for a in argv[argv.index("bigramlab.train") + 1 :] if a != "-m" and "," not in a
+            ]
+            cfg = compose_config("train", single, cwd)
+            assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+            return
         argv += FAST
         if "hparams_search=optuna" in argv:
             argv.append("hydra.sweeper.n_trials=2")

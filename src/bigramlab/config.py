@@ -57,7 +57,8 @@ def _number(cfg: DictConfig, key: str, ok: Callable[[float], bool], need: str) -
         raise UserError(f"{key}={value} is out of range: set {key} to {need}")
 
 
-def _whole(cfg: DictConfig, key: str, minimum: int, example: str) -> None:
+def whole_number(cfg: DictConfig, key: str, minimum: int, example: str) -> None:
+    """Raise UserError unless `key` of `cfg` is an int >= minimum; `example` shows a good value."""
     value: Any = OmegaConf.select(cfg, key)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UserError(f"{key}={value!r} is not a whole number >= {minimum}: set e.g. {example}")
@@ -84,7 +85,7 @@ def validate_data(cfg: DictConfig) -> None:
         )
     if fractions[0] == 0:
         raise UserError(f"data.split={fractions} leaves nothing to train on: give train a share")
-    _whole(cfg, "data.split_seed", 0, "data.split_seed=42")
+    whole_number(cfg, "data.split_seed", 0, "data.split_seed=42")
 
 
 def validate_train(cfg: DictConfig) -> None:
@@ -92,15 +93,15 @@ def validate_train(cfg: DictConfig) -> None:
     _number(cfg, "optim.lr", lambda x: x > 0, "a positive learning rate, e.g. optim.lr=50")
     _number(cfg, "model.reg", lambda x: x >= 0, "a regularisation strength >= 0, e.g. 0.01")
     _number(cfg, "mle.alpha", lambda x: x >= 0, "a smoothing count >= 0, e.g. mle.alpha=1")
-    _whole(cfg, "trainer.max_steps", 1, "trainer.max_steps=1000")
-    _whole(cfg, "trainer.val_check_interval", 1, "trainer.val_check_interval=50")
-    _whole(cfg, "seed", 0, "seed=0")
-    _whole(cfg, "model.init_seed", 0, "model.init_seed=2147483647")
+    whole_number(cfg, "trainer.max_steps", 1, "trainer.max_steps=1000")
+    whole_number(cfg, "trainer.val_check_interval", 1, "trainer.val_check_interval=50")
+    whole_number(cfg, "seed", 0, "seed=0")
+    whole_number(cfg, "model.init_seed", 0, "model.init_seed=2147483647")
     if cfg.data.batch_size is not None:
-        _whole(cfg, "data.batch_size", 1, "data.batch_size=1024, or null for full batch")
+        whole_number(cfg, "data.batch_size", 1, "data.batch_size=1024, or null for full batch")
     every = OmegaConf.select(cfg, "callbacks.report.figures_every_n_steps")
     if every is not None and every != "log":
-        _whole(cfg, "callbacks.report.figures_every_n_steps", 0,
+        whole_number(cfg, "callbacks.report.figures_every_n_steps", 0,
                "figures_every_n_steps=100 (0: the end only), log or null")  # fmt: skip
     if cfg.model.impl not in IMPLS:
         raise UserError(

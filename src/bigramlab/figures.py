@@ -28,7 +28,7 @@ DPI = 80
 
 def render(figure: Figure) -> bytes:
     """The figure drawn once and encoded as PNG (RGBA): the same bytes go to TensorBoard and to a
-    file. zlib level 3: a tenth larger than the default level 6 and a third faster to encode."""
+    file. zlib level 3 rather than the default 6: slightly larger files, quicker to encode."""
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer, pil_kwargs={"compress_level": 3})
     return buffer.getvalue()
@@ -191,8 +191,8 @@ def glyphs(
 ) -> PathCollection:
     """Outlines (in points, from `outlines`) drawn at `offsets` ((n, 2), data coordinates).
 
-    One collection is drawn in one call; as n text artists each costs ~0.5 ms to lay out and draw
-    (0.4 s for the 27 × 27 cell values).
+    One collection is drawn in one call, where n text artists would each be laid out and drawn on
+    their own (docs/benchmark.md gives what a figure costs).
     """
     return PathCollection(
         paths,

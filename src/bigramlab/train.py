@@ -70,16 +70,16 @@ def check_resume(cfg: DictConfig, itos: str) -> int:
     run_dir = Path(cfg.ckpt_path).absolute().parent.parent
     original = run_dir / ".hydra" / "config.yaml"
     if original.is_file():
-        made_with = OmegaConf.load(original)
-        for key in ("dataset", "data.split", "data.split_seed"):
-            then, now = _plain(OmegaConf.select(made_with, key)), _plain(OmegaConf.select(cfg, key))
-            if then != now:
-                overrides = run_dir / ".hydra" / "overrides.yaml"
-                given = " ".join(OmegaConf.load(overrides)) if overrides.is_file() else "?"
-                raise UserError(
-                    f"{cfg.ckpt_path} was trained with other data ({key} was {then}, is {now}): "
-                    f"resume with the overrides of that run ({given or 'none'}) and the new ones"
-                )
+        then, now = _data_settings(OmegaConf.load(original)), _data_settings(cfg)
+        if changed := [key for key in then.keys() | now.keys() if then.get(key) != now.get(key)]:
+            key = sorted(changed)[0]
+            overrides = run_dir / ".hydra" / "overrides.yaml"
+            given = " ".join(OmegaConf.load(overrides)) if overrides.is_file() else "?"
+            raise UserError(
+                f"{cfg.ckpt_path} was trained with other data ({key} was {then.get(key)}, is "
+                f"{now.get(key)}): resume with the overrides of that run ({given or 'none'}) "
+                "and the new ones"
+            )
     if ckpt.itos != itos:
         raise UserError(
             f"{cfg.ckpt_path} was trained on another vocabulary ({ckpt.itos!r}, this data has "
@@ -93,9 +93,13 @@ def check_resume(cfg: DictConfig, itos: str) -> int:
     return ckpt.global_step
 
 
-def _plain(value: Any) -> Any:
-    """A config value as plain Python, interpolations left as written (`${paths.data_dir}`)."""
-    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+def _data_settings(cfg: DictConfig) -> dict[str, Any]:
+    """What decides a run's data, flat (`dataset.path`, `data.split`, ...): the data set's settings
+    but for where it is cached, and the split."""
+    dataset = {f"dataset.{k}": v for k, v in cfg.dataset.items() if k != "cache_dir"}
+    split = {f"data.{k}": OmegaConf.select(cfg, f"data.{k}") for k in ("split", "split_seed")}
+    return {key: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+            for key, v in (dataset | split).items()}  # fmt: skip
 
 
 def check_optimizer(cfg: DictConfig, model: BigramLM) -> None:
