@@ -13,6 +13,7 @@ from PIL import Image
 from bigramlab.figures import (
     CELL_TEXT_MAX_V,
     GRID_MAX_INCHES,
+    fonts_for,
     heatmap,
     nll_curves,
     outlines,
@@ -83,3 +84,18 @@ def test_large_vocabularies_get_a_bounded_grid_and_upright_or_no_names() -> None
     assert text_collections(fig) == [] and "V = 1000" in fig.axes[0].get_xlabel()
     assert max(fig.get_size_inches()) < GRID_MAX_INCHES + 3
     Image.open(io.BytesIO(render(fig))).verify()
+
+
+def test_characters_the_default_font_lacks_are_drawn_with_another_or_named() -> None:
+    itos = ".ab中"
+    families, missing = fonts_for(itos)
+    assert families[0] == "DejaVu Sans"
+    fig = heatmap(torch.full((4, 4), 0.25), itos, "P")
+    notes = [t.get_text() for t in fig.texts]
+    if missing:  # no installed font has it (this development machine)
+        assert missing == "中" and families == ("DejaVu Sans",)
+        assert notes == ["drawn as boxes, no installed font has them: U+4E2D"]
+    else:  # a CJK font is installed: it draws the character
+        assert len(families) == 2 and notes == []
+    assert fonts_for(".abc") == (("DejaVu Sans",), "")
+    assert heatmap(torch.full((4, 4), 0.25), ".abc", "P").texts == []

@@ -22,7 +22,12 @@ from bigramlab.corpora import TextFile
 from bigramlab.datamodule import BigramDataModule
 from bigramlab.estimators import mean_nll, mle_probs
 from bigramlab.model import BigramLM
-from bigramlab.reporting import ComparisonReport, custom_scalars_layout, markdown_samples
+from bigramlab.reporting import (
+    ComparisonReport,
+    custom_scalars_layout,
+    markdown_samples,
+    snapshot_steps,
+)
 from bigramlab.sampling import sample_words
 from bigramlab.train import train
 from bigramlab.vocab import split_words
@@ -244,3 +249,11 @@ def test_report_and_batches_keep_host_and_device_tensors_apart(words_file: Path)
     assert all(counts.device.type == "cpu" for counts in report.counts.values())
     expected = mean_nll(mle_probs(dm.counts["train"], 1.0).log(), dm.counts["val"])
     assert report.counted.nll["val"] == pytest.approx(expected)
+
+
+def test_snapshot_steps() -> None:
+    assert snapshot_steps(1000, 50, "log") == {0, 50, 250, 1000}  # 1000/16, 1000/4: nearest 50s
+    assert snapshot_steps(20, 10, "log") == {0, 10, 20}
+    assert snapshot_steps(100, 10, 30) == {0, 30, 60, 90, 100}
+    assert snapshot_steps(100, 10, 0) == {100}
+    assert snapshot_steps(100, 10, None) is None  # every validation

@@ -60,10 +60,16 @@ def test_killed_run_resumes_to_the_same_W_without_duplicate_steps(tmp_path: Path
     events.Reload()
     steps = [e.step for e in events.Scalars("loss/total")]
     assert steps == list(range(3000))
-    # Every validation point once; TensorBoard's reader shows the interrupted run's point at the
-    # checkpoint's step, which the resumed run does not log again.
+    # Every validation point once: the interrupted run's point at the checkpoint's step is purged
+    # with the rest after it, and the resumed run writes it again before its first step.
     val_steps = [e.step for e in events.Scalars("nll/val")]
     assert val_steps == list(range(0, 3001, 50))
+    straight_events = EventAccumulator(str(tmp_path / "straight" / "tensorboard"), {"scalars": 0})
+    straight_events.Reload()
+    at_resume = {e.step: e.value for e in straight_events.Scalars("nll/val")}[killed_at]
+    assert {e.step: e.value for e in events.Scalars("nll/val")}[killed_at] == pytest.approx(
+        at_resume, abs=1e-6
+    )
 
 
 def test_resume_from_a_checkpoint_of_other_data_is_refused(train_config, tmp_path: Path) -> None:

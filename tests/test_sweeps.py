@@ -140,3 +140,18 @@ def test_job_dir_names() -> None:
     assert job_dir_name(1, "data.split_seed=2,x=a/b") == "1_split_seed=2,x=a_b"
     assert job_dir_name(4, "a.seed=1,b.seed=2") == "4_a.seed=1,b.seed=2"
     assert job_dir_name(2, "") == "2"
+    # Optuna's draws: 4 significant digits, not 17.
+    assert job_dir_name(5, "optim.lr=2.6671234567890123,model.reg=0.00026671234567890124") == (
+        "5_lr=2.667,reg=0.0002667"
+    )
+    assert job_dir_name(6, "optim.lr=10.5,model.reg=1e-05") == "6_lr=10.5,reg=1e-05"
+
+
+def test_report_columns_keep_one_number_format() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from sweep_report import formatted
+
+    rows = [{"reg": 0.0002667, "val_nll": 2.5}, {"reg": 0.0011, "val_nll": 2.45}, {"reg": None}]
+    cells = formatted(rows, ["reg", "val_nll"], 4)
+    assert [c[0] for c in cells] == ["2.667e-04", "1.100e-03", "—"]
+    assert [c[1] for c in cells] == ["2.5000", "2.4500", "—"]

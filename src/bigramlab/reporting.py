@@ -37,7 +37,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from bigramlab.callbacks import tensorboard
-from bigramlab.estimators import compare, perplexity, row_entropy
+from bigramlab.estimators import compare, mean_nll, perplexity, row_entropy
 from bigramlab.figures import heatmap, nll_curves, render
 from bigramlab.model import BigramLM
 from bigramlab.sampling import sample_words
@@ -162,6 +162,18 @@ class ComparisonReport(L.Callback):
         writer.file_writer.add_summary(session_start)
         add_png(writer, "compare/heatmap_mle", self._mle_png(), 0)
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+        """A resumed run's first point, at the checkpoint's step: Lightning does not validate
+        before it resumes, and TensorBoard's purge_step drops the interrupted run's point there."""
+        writer = tensorboard(trainer)
+        if writer is None or trainer.global_step == 0:
+            return
+        log_probs = pl_module.W.detach().double().log_softmax(dim=1).cpu()
+        learned_nll = {split: mean_nll(log_probs, N) for split, N in self.counts.items()}
+        self._write_comparison(writer, pl_module, trainer.global_step,
+                               {s: v for s, v in learned_nll.items() if v is not None})  # fmt: skip
+        writer.flush()
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
         # The sanity check before training is the point at step 0 (Lightning skips it on resume).
         step = trainer.global_step
@@ -173,13 +185,18 @@ class ComparisonReport(L.Callback):
             for split in SPLITS
             if f"nll/{split}" in trainer.callback_metrics
         }
+        self._write_comparison(writer, pl_module, step, learned_nll)
+        if self.snapshots is None or step in self.snapshots:
+            self._snapshot(writer, pl_module, step, final=step >= trainer.max_steps)
+        writer.flush()
+
+    def _write_comparison(
+        self, writer: SummaryWriter, pl_module: BigramLM, step: int, learned_nll: dict[str, float]
+    ) -> None:
         compared = compare(pl_module.W, self.counts, self.counted, learned_nll)
         for tag, value in comparison_scalars(learned_nll, compared).items():
             writer.add_scalar(tag, value, step)
         self._record(step, learned_nll)
-        if self.snapshots is None or step in self.snapshots:
-            self._snapshot(writer, pl_module, step, final=step >= trainer.max_steps)
-        writer.flush()
 
     def _snapshot(self, writer: SummaryWriter, pl_module: BigramLM, step: int, final: bool) -> None:
         W = pl_module.W.detach().double()
