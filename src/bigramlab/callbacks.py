@@ -77,10 +77,14 @@ class StepLosses(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
         self.flush(trainer)
+        if writer := tensorboard(trainer):
+            writer.flush()  # at each validation the report flushes the file
 
     def on_exception(self, trainer: L.Trainer, pl_module: BigramLM, exception: BaseException):
         # A run that diverged keeps the losses that led there (and is not checked again).
         self.flush(trainer, check=False)
+        if writer := tensorboard(trainer):
+            writer.flush()
 
     def flush(self, trainer: L.Trainer, check: bool = True) -> None:
         """Write the pending losses; raise Diverged for the first bad step among them."""
@@ -107,8 +111,6 @@ class StepLosses(L.Callback):
                 f"model.reg={trainer.lightning_module.hparams.reg:g}; lower optim.lr",
                 step=step,
             )
-        if writer is not None:
-            writer.flush()
 
 
 class ValidateLastStep(L.Callback):

@@ -160,9 +160,23 @@ def outlines(
     Every label is centred on the middle of a digit's height (so all share a baseline),
     horizontally centred or (`align="right"`) ending at that point, or (`align="top"`) centred
     below it; then turned by `rotation` degrees about the point and moved by `shift` points. Each
-    distinct label is laid out once. `family`: fonts to draw with, the first that has a glyph
-    drawing it (matplotlib's default font if None).
+    distinct label is laid out once, and a run's heatmaps share the layout of their names.
+    `family`: fonts to draw with, the first that has a glyph drawing it (matplotlib's default font
+    if None).
     """
+    placed = _placed(frozenset(labels), size, align, rotation, shift, tuple(family or ()))
+    return [placed[label] for label in labels]
+
+
+@functools.lru_cache(maxsize=16)
+def _placed(
+    labels: frozenset[str],
+    size: float,
+    align: str,
+    rotation: float,
+    shift: tuple[float, float],
+    family: tuple[str, ...],
+) -> dict[str, Path]:
     font = FontProperties(size=size, family=list(family) if family else None)
 
     def ink(path: Path) -> np.ndarray:  # the outline's points; CLOSEPOLY's vertex is a dummy
@@ -171,7 +185,7 @@ def outlines(
     digit = ink(TextPath((0, 0), "0", prop=font))[:, 1]
     dy = -(digit.min() + digit.max()) / 2 if align != "top" else -digit.max()
     placed: dict[str, Path] = {}
-    for label in set(labels):
+    for label in labels:
         if not label.strip():  # TextPath fails on blanks: they are drawn as nothing
             placed[label] = Path(np.zeros((0, 2)))
             continue
@@ -183,7 +197,7 @@ def outlines(
         placed[label] = path.transformed(
             Affine2D().translate(dx, dy).rotate_deg(rotation).translate(*shift)
         )
-    return [placed[label] for label in labels]
+    return placed
 
 
 def glyphs(
