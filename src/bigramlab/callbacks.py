@@ -56,6 +56,7 @@ class StepLosses(L.Callback):
     def __init__(self, max_loss: float = 1000.0) -> None:
         self.max_loss = max_loss
         self.pending: list[tuple[int, Tensor]] = []  # (global step after the update, values)
+        self.wrote = False
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: BigramLM, outputs: dict[str, Tensor], batch: Any,
@@ -77,13 +78,18 @@ class StepLosses(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
         self.flush(trainer)
-        if writer := tensorboard(trainer):
-            writer.flush()  # at each validation the report flushes the file
+        self.flush_file(trainer)
 
     def on_exception(self, trainer: L.Trainer, pl_module: BigramLM, exception: BaseException):
         # A run that diverged keeps the losses that led there (and is not checked again).
         self.flush(trainer, check=False)
-        if writer := tensorboard(trainer):
+        self.flush_file(trainer)
+
+    def flush_file(self, trainer: L.Trainer) -> None:
+        """Flush the event file (the report does at each validation). Only where losses were
+        written: in a process that never trained (the main one of ddp_fork), asking for the writer
+        would open a second event file."""
+        if self.wrote and (writer := tensorboard(trainer)):
             writer.flush()
 
     def flush(self, trainer: L.Trainer, check: bool = True) -> None:
@@ -98,6 +104,7 @@ class StepLosses(L.Callback):
             if writer is not None:
                 for tag, value in zip(self.TAGS, (objective, nll, reg)):
                     writer.add_scalar(tag, value, global_step - 1)
+                self.wrote = True
             if not check or (objective <= self.max_loss and W_finite):  # NaN fails `<=`
                 continue
             if not objective <= self.max_loss:
