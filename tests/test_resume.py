@@ -80,3 +80,19 @@ def test_resume_from_a_checkpoint_of_other_data_is_refused(train_config, tmp_pat
     ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
     with pytest.raises(UserError, match="trained on another vocabulary"):
         train(train_config(f"dataset.path={other}", f"ckpt_path={ckpt}"))
+
+
+def test_last_ckpt_is_the_only_default_checkpoint_and_a_users_model_checkpoint_works(
+    train_config, tmp_path: Path
+) -> None:
+    cfg = train_config(
+        "+callbacks.best._target_=lightning.pytorch.callbacks.ModelCheckpoint",
+        f"+callbacks.best.dirpath={tmp_path / 'best'}",
+        "+callbacks.best.monitor=nll/val",
+    )
+    train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.ckpt"]
+    assert not list((run_dir / "tensorboard").rglob("*.ckpt"))  # no Lightning default beside it
+    (best,) = (tmp_path / "best").iterdir()
+    assert torch.load(best, weights_only=True)["global_step"] > 0

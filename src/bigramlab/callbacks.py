@@ -19,7 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import Checkpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
@@ -131,10 +131,14 @@ class ValidateLastStep(L.Callback):
             trainer.should_stop = True
 
 
-class LastCheckpoint(L.Callback):
+class LastCheckpoint(Checkpoint):
     """Saves the whole training state to `dirpath`/last.ckpt every `every_n_train_steps` steps and
     at the end of training (after the last validation), inside `fit`: so last.ckpt holds the final
-    W also where fit runs in other processes (ddp_fork, ddp_spawn). The one writer of the file."""
+    W also where fit runs in other processes (ddp_fork, ddp_spawn). The one writer of the file.
+
+    A `Checkpoint`, so Lightning adds no ModelCheckpoint of its own; one added to the callbacks
+    (`+callbacks.best._target_=lightning.pytorch.callbacks.ModelCheckpoint`, monitoring `nll/val`,
+    say) writes its own files beside it."""
 
     def __init__(self, dirpath: str | Path, every_n_train_steps: int = 100) -> None:
         self.path = Path(dirpath) / "last.ckpt"
