@@ -205,6 +205,7 @@ def test_english_words_count_in_pieces_like_the_whole() -> None:
     assert torch.equal(counts["train"], bigram_counts(*bigram_pairs(train, vocab), len(vocab)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("accent", ["", "é"], ids=["ascii", "decoded"])
 def test_counting_memory_does_not_grow_with_the_corpus(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, accent: str

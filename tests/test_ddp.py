@@ -60,6 +60,7 @@ def test_pair_shares_of_a_batch_are_the_batch() -> None:
     assert all(p.batch_bigrams == len(index) for p in parts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",
     [

@@ -71,7 +71,7 @@ def test_every_printed_number_agrees_with_the_note() -> None:
 
 @pytest.mark.parametrize("overrides", [[], ["sample.n=200", "sample.seed=3"]])
 def test_gradient_descent_reaches_the_closed_form(tmp_path: Path, overrides: list[str]) -> None:
-    cfg = compose_config("likelihood", overrides, tmp_path)
+    cfg = compose_config("likelihood", [*overrides, "fit.steps=600"], tmp_path)
     likelihood(cfg)
     run = Path(cfg.paths.output_dir)
     metrics = json.loads((run / "metrics.json").read_text())
