@@ -11,7 +11,7 @@ from bigramlab.corpora import TextFile
 from bigramlab.counting import bigram_counts
 from bigramlab.errors import UserError
 from bigramlab.estimators import mean_nll
-from bigramlab.evaluate import split_nlls
+from bigramlab.evaluate import split_rows
 from bigramlab.vocab import Vocab, bigram_pairs, split_words
 from tests.conftest import make_words
 
@@ -19,7 +19,7 @@ SPLIT = [0.7, 0.2, 0.1]
 
 
 @pytest.mark.parametrize("accent", ["", "é"], ids=["ascii", "decoded"])
-def test_split_nlls_equal_those_of_the_split_words(tmp_path: Path, accent: str) -> None:
+def test_split_rows_equal_those_of_the_split_words(tmp_path: Path, accent: str) -> None:
     words = [w + accent for w in make_words(300, seed=2)]
     path = tmp_path / "words.txt"
     path.write_text("\n".join(words) + "\n", encoding="utf-8")
@@ -27,7 +27,7 @@ def test_split_nlls_equal_those_of_the_split_words(tmp_path: Path, accent: str) 
     vocab = Vocab("." + "".join(sorted(set("".join(words)) | set("xyz"), reverse=True)))
     V = len(vocab.itos)
     log_probs = torch.randn(V, V, generator=torch.Generator().manual_seed(0)).log_softmax(dim=1)
-    rows = split_nlls(log_probs, vocab, TextFile(str(path)), SPLIT, 5)
+    rows = split_rows(log_probs, vocab, TextFile(str(path)), SPLIT, 5)
     assert [row[0] for row in rows] == ["train", "val", "test"]
     for (_, n_words, n_bigrams, value), part in zip(rows, split_words(words, SPLIT, 5)):
         counts = bigram_counts(*bigram_pairs(part, vocab), V)
@@ -39,4 +39,4 @@ def test_a_character_the_checkpoint_lacks_is_named(tmp_path: Path) -> None:
     path = tmp_path / "words.txt"
     path.write_text("abc\nabd\n")
     with pytest.raises(UserError, match=r"character 'd' \(in .*words.txt\) is not in the vocab"):
-        split_nlls(torch.zeros(4, 4), Vocab(".abc"), TextFile(str(path)), SPLIT, 0)
+        split_rows(torch.zeros(4, 4), Vocab(".abc"), TextFile(str(path)), SPLIT, 0)

@@ -115,6 +115,18 @@ def test_every_tag_is_there_and_nothing_stray(run) -> None:
     assert [e.step for e in acc.Images("compare/heatmap_mle")] == [0]
 
 
+def test_metrics_json_holds_the_comparison_of_the_last_step(run) -> None:
+    run_dir, _, _ = run
+    acc = events(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("gap_val", "kl_train", "tv_train", "max_abs_diff"):
+        assert metrics[key] == pytest.approx(scalar(acc, f"compare/{key}")[STEPS], abs=1e-6), key
+    for split in ("train", "val", "test"):
+        assert metrics[f"{split}_nll"] == pytest.approx(
+            scalar(acc, f"nll/{split}")[STEPS], abs=1e-6
+        )
+
+
 def test_logged_values_match_an_independent_recomputation(run) -> None:
     run_dir, words, _ = run
     acc = events(run_dir)
@@ -245,7 +257,7 @@ def test_report_and_batches_keep_host_and_device_tensors_apart(words_file: Path)
                               max_steps=30, val_check_interval=10)  # fmt: skip
     report = ComparisonReport(alpha=1.0)
     report.on_fit_start(trainer, model)
-    assert report.mle.device == meta
+    assert report.mle.device == meta and report.train_counts.device == meta  # moved once
     assert all(counts.device.type == "cpu" for counts in report.counts.values())
     expected = mean_nll(mle_probs(dm.counts["train"], 1.0).log(), dm.counts["val"])
     assert report.counted.nll["val"] == pytest.approx(expected)

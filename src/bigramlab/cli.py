@@ -30,7 +30,7 @@ from hydra.types import RunMode
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
-from bigramlab.config import CONFIG_DIR, register_resolvers
+from bigramlab.config import CONFIG_DIR  # importing it registers conf/'s resolvers
 from bigramlab.errors import Diverged, UserError
 from bigramlab.results import failed_metrics, write_metrics
 
@@ -157,7 +157,6 @@ def entry_point(config_name: str, task: Callable[[DictConfig], Any]) -> Callable
 
     def main() -> Any:
         quiet_dependencies()
-        register_resolvers()
         if error := renamed_key_error(sys.argv[1:]):
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)

@@ -102,7 +102,7 @@ def validate_train(cfg: DictConfig) -> None:
     every = OmegaConf.select(cfg, "callbacks.report.figures_every_n_steps")
     if every is not None and every != "log":
         whole_number(cfg, "callbacks.report.figures_every_n_steps", 0,
-               "figures_every_n_steps=100 (0: the end only), log or null")  # fmt: skip
+                     "figures_every_n_steps=100 (0: the end only), log or null")  # fmt: skip
     if cfg.model.impl not in IMPLS:
         raise UserError(
             f"model.impl={cfg.model.impl!r} is unknown: choose one of {', '.join(IMPLS)}"

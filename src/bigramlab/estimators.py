@@ -47,6 +47,12 @@ def mean_nll(log_probs: Tensor, counts: Tensor) -> float | None:
     return float(nll_sum(log_probs.double(), counts.double())) / total
 
 
+def split_nlls(log_probs: Tensor, counts: dict[str, Tensor]) -> dict[str, float]:
+    """{split: mean NLL} of one model log P (V, V) on every non-empty split {split: N (V, V)}."""
+    nlls = {split: mean_nll(log_probs, N) for split, N in counts.items()}
+    return {split: value for split, value in nlls.items() if value is not None}
+
+
 def kl_to_mle(counts: Tensor, log_probs: Tensor) -> Tensor:
     """Σ_i p̂(i) · KL(P̂(·|i) ‖ P(·|i)), P̂ the unsmoothed MLE of `counts`.  -> scalar float64.
 
@@ -97,13 +103,15 @@ class CountedModel:
 def counted_model(counts: dict[str, Tensor], alpha: float) -> CountedModel:
     """The counted model of `counts` ({split: N (V, V)}, fitted on "train") with smoothing α."""
     probs = mle_probs(counts["train"], alpha)
-    log_probs = probs.log()
-    nlls = {split: mean_nll(log_probs, N) for split, N in counts.items()}
-    return CountedModel(alpha, probs, {s: v for s, v in nlls.items() if v is not None})
+    return CountedModel(alpha, probs, split_nlls(probs.log(), counts))
+
+
+# The comparison's numbers beside the per-split NLLs, as metrics.json and TensorBoard name them.
+COMPARISON_KEYS = ("gap_val", "kl_train", "tv_train", "max_abs_diff")
 
 
 def compare(
-    W: Tensor, counts: dict[str, Tensor], counted: CountedModel, learned_nll: dict[str, float]
+    W: Tensor, train_counts: Tensor, counted: CountedModel, learned_nll: dict[str, float]
 ) -> dict[str, float]:
     """The learned model P_W = softmax(W) (W: (V, V)) beside the counted one, as named numbers:
 
@@ -115,12 +123,13 @@ def compare(
         max_abs_diff     max |P_counted − P_W|
 
     `learned_nll` ({split: mean NLL}) is the learned model's own, measured by the caller (exact
-    per split: from the counts, or summed over processes by torchmetrics).
+    per split: from the counts, or summed over processes by torchmetrics). `train_counts` (V, V)
+    and `counted.probs` are moved to W's device unless they are there (the report keeps them there).
     """
     W = W.detach().double()
     P_W = W.softmax(dim=1)
     probs = counted.probs.to(W.device)
-    train = counts["train"].to(W.device)
+    train = train_counts.to(W.device)
     values = {f"mle_{split}_nll": value for split, value in counted.nll.items()}
     if "val" in learned_nll and "val" in counted.nll:
         values["gap_val"] = learned_nll["val"] - counted.nll["val"]

@@ -35,7 +35,7 @@ def word_nlls(
     return rows
 
 
-def split_nlls(
+def split_rows(
     log_probs: Tensor, vocab: Vocab, corpus: Corpus, split: Sequence[float], split_seed: int
 ) -> list[tuple[str, int, int, float | None]]:
     """(split, words, bigrams, mean NLL or None if empty) for train, val and test.
@@ -74,7 +74,7 @@ def evaluate(cfg: DictConfig) -> None:
             print(f"{word:<20} {n:>8} {value:>10.6f} {_ppl(value):>10}")
         return
     validate_data(cfg)
-    rows = split_nlls(
+    rows = split_rows(
         log_probs, vocab, instantiate(cfg.dataset), cfg.data.split, cfg.data.split_seed
     )
     print(f"checkpoint {cfg.ckpt} ({len(vocab)} tokens)")

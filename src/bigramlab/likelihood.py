@@ -9,6 +9,7 @@ docs/likelihood.md walks through it.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sys
@@ -60,26 +61,28 @@ class GaussianFit(L.LightningModule):
     descent on the mean NLL of the data, in float64. Logs fit/{mu,sigma,nll} every step and
     gap/{mu,sigma,nll} to the closed-form MLE (μ̂, σ̂)."""
 
-    def __init__(self, mu: float, sigma: float, lr: float, mle: tuple[float, float]) -> None:
+    def __init__(
+        self, mu: float, sigma: float, lr: float, mle: tuple[float, float], nll_mle: float
+    ) -> None:
         super().__init__()
         self.mu = nn.Parameter(torch.tensor(mu, dtype=torch.float64))
         self.log_sigma = nn.Parameter(torch.tensor(math.log(sigma), dtype=torch.float64))
         self.lr = lr
         self.mle = mle
+        self.nll_mle = nll_mle  # the closed form's mean NLL: the floor the fit approaches
         self.path: list[tuple[float, float]] = [(mu, sigma)]  # (μ, σ) after each step
 
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
         sigma = self.log_sigma.exp()
         nll = mean_nll(x, self.mu, sigma)
         mu_mle, sigma_mle = self.mle
-        nll_mle = mean_nll(x, x.new_tensor(mu_mle), x.new_tensor(sigma_mle))
         # The values before this step's update, at the step they belong to (as train's losses).
         writer = tensorboard(self.trainer)
         if writer is not None:
             step = self.trainer.global_step
             values = {"fit/mu": self.mu, "fit/sigma": sigma, "fit/nll": nll,
                       "gap/mu": self.mu - mu_mle, "gap/sigma": sigma - sigma_mle,
-                      "gap/nll": nll - nll_mle}  # fmt: skip
+                      "gap/nll": nll - self.nll_mle}  # fmt: skip
             for tag, value in values.items():
                 writer.add_scalar(tag, float(value.detach()), step)
         return nll
@@ -131,11 +134,16 @@ def data_points(cfg: DictConfig) -> Tensor:
     return torch.tensor(values, dtype=torch.float64)
 
 
+@functools.cache
+def note_distributions() -> dict[str, tuple[float, float]]:
+    """The note's A and B, {name: (μ, σ)}: the round parameters that give its densities."""
+    return {name: round_parameters(NOTE["data"], NOTE[f"densities_{name}"]) for name in "AB"}
+
+
 def note_numbers() -> list[tuple[str, Any, Any]]:
     """(what, computed, the note's value) for every number the note prints."""
     data = NOTE["data"]
-    A = round_parameters(data, NOTE["densities_A"])
-    B = round_parameters(data, NOTE["densities_B"])
+    A, B = note_distributions().values()
     dens_A = [density(x, *A) for x in data]
     dens_B = [density(x, *B) for x in data]
     example = torch.tensor(NOTE["log_example"], dtype=torch.float32)
@@ -286,14 +294,14 @@ def likelihood(cfg: DictConfig) -> float:
         print(f"{what:52} {_show(computed):>42}   {_show(note)}")
 
     mle = closed_form_mle(x)
-    model = GaussianFit(cfg.fit.mu, cfg.fit.sigma, cfg.fit.lr, mle)
+    nll_mle = float(mean_nll(x, x.new_tensor(mle[0]), x.new_tensor(mle[1])))
+    model = GaussianFit(cfg.fit.mu, cfg.fit.sigma, cfg.fit.lr, mle, nll_mle)
     logger = L.pytorch.loggers.TensorBoardLogger(
         save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False
     )
     models = {"MLE": mle}
     if x.tolist() == NOTE["data"]:  # the note's A and B explain its own five points
-        models = {name: round_parameters(NOTE["data"], NOTE[f"densities_{name}"])
-                  for name in ("A", "B")} | models  # fmt: skip
+        models = note_distributions() | models
     trainer = L.Trainer(
         max_steps=cfg.fit.steps, accelerator="cpu", devices=1, logger=logger,
         callbacks=[Pictures(x, models, run_dir / "figures")],
@@ -311,7 +319,7 @@ def likelihood(cfg: DictConfig) -> float:
     metrics = {
         "n": len(x), "mu": mu, "sigma": sigma, "mu_mle": mle[0], "sigma_mle": mle[1],
         "nll": float(mean_nll(x, x.new_tensor(mu), x.new_tensor(sigma))),
-        "nll_mle": float(mean_nll(x, x.new_tensor(mle[0]), x.new_tensor(mle[1]))),
+        "nll_mle": nll_mle,
         "steps": trainer.global_step, "status": "ok",
     }  # fmt: skip
     write_metrics(run_dir, metrics)

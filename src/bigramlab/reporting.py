@@ -25,6 +25,7 @@ that TensorBoard's image slider shows the learned model converge):
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from bigramlab.callbacks import tensorboard
-from bigramlab.estimators import compare, mean_nll, perplexity, row_entropy
+from bigramlab.estimators import compare, perplexity, row_entropy, split_nlls
 from bigramlab.figures import heatmap, nll_curves, render
 from bigramlab.model import BigramLM
 from bigramlab.sampling import sample_words
@@ -147,9 +148,12 @@ class ComparisonReport(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
         data = trainer.datamodule.data
         self.itos = data.vocab.itos
-        self.counts = data.counts
-        self.counted = data.counted_model(self.alpha)
-        self.mle = self.counted.probs.to(pl_module.device)
+        self.counts = data.counts  # on the host: for the NLLs of a resumed run's first point
+        # Kept where W is, so that validations compare without copying them again.
+        counted = data.counted_model(self.alpha)
+        self.counted = replace(counted, probs=counted.probs.to(pl_module.device))
+        self.mle = self.counted.probs
+        self.train_counts = data.counts["train"].to(pl_module.device)
         self.snapshots = snapshot_steps(
             trainer.max_steps, int(trainer.val_check_interval), self.figures_every_n_steps
         )
@@ -168,10 +172,10 @@ class ComparisonReport(L.Callback):
         writer = tensorboard(trainer)
         if writer is None or trainer.global_step == 0:
             return
-        log_probs = pl_module.W.detach().double().log_softmax(dim=1).cpu()
-        learned_nll = {split: mean_nll(log_probs, N) for split, N in self.counts.items()}
-        self._write_comparison(writer, pl_module, trainer.global_step,
-                               {s: v for s, v in learned_nll.items() if v is not None})  # fmt: skip
+        learned_nll = split_nlls(
+            pl_module.W.detach().double().log_softmax(dim=1).cpu(), self.counts
+        )
+        self._write_comparison(writer, pl_module, trainer.global_step, learned_nll)
         writer.flush()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
@@ -193,7 +197,7 @@ class ComparisonReport(L.Callback):
     def _write_comparison(
         self, writer: SummaryWriter, pl_module: BigramLM, step: int, learned_nll: dict[str, float]
     ) -> None:
-        compared = compare(pl_module.W, self.counts, self.counted, learned_nll)
+        compared = compare(pl_module.W, self.train_counts, self.counted, learned_nll)
         for tag, value in comparison_scalars(learned_nll, compared).items():
             writer.add_scalar(tag, value, step)
         self._record(step, learned_nll)

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from bigramlab.atomic import write_atomically
+from bigramlab.estimators import COMPARISON_KEYS
 from bigramlab.vocab import SPLITS
 
 METRIC_KEYS = (
     [f"{split}_nll" for split in SPLITS]
     + [f"mle_{split}_nll" for split in SPLITS]
-    + ["gap_val", "kl_train", "tv_train", "max_abs_diff", "final_loss"]
+    + [*COMPARISON_KEYS, "final_loss"]
 )
 
 

@@ -30,7 +30,7 @@ from bigramlab.cli import config_error, entry_point
 from bigramlab.config import validate_train
 from bigramlab.datamodule import BigramData, BigramDataModule
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
-from bigramlab.estimators import compare, mean_nll
+from bigramlab.estimators import COMPARISON_KEYS, compare, split_nlls
 from bigramlab.losses import penalty
 from bigramlab.model import BigramLM
 from bigramlab.results import failed_metrics, write_metrics
@@ -44,19 +44,11 @@ def final_metrics(W: Tensor, reg: float, data: BigramData, alpha: float) -> dict
     and the counted model's NLL on every split (None where a split is empty), the comparison, and
     the training objective over the whole train split."""
     W = W.detach().cpu().double()
-    log_probs = W.log_softmax(dim=1)
-    learned = {split: mean_nll(log_probs, N) for split, N in data.counts.items()}
-    compared = compare(
-        W,
-        data.counts,
-        data.counted_model(alpha),
-        {s: v for s, v in learned.items() if v is not None},
-    )
-    metrics: dict[str, Any] = {f"{split}_nll": learned[split] for split in SPLITS}
+    learned = split_nlls(W.log_softmax(dim=1), data.counts)
+    compared = compare(W, data.counts["train"], data.counted_model(alpha), learned)
+    metrics: dict[str, Any] = {f"{split}_nll": learned.get(split) for split in SPLITS}
     metrics |= {f"mle_{split}_nll": compared.get(f"mle_{split}_nll") for split in SPLITS}
-    metrics |= {
-        key: compared.get(key) for key in ("gap_val", "kl_train", "tv_train", "max_abs_diff")
-    }
+    metrics |= {key: compared.get(key) for key in COMPARISON_KEYS}
     metrics["final_loss"] = metrics["train_nll"] + float(penalty(W, reg))
     return metrics
 
