@@ -115,6 +115,52 @@ class StepTimer(L.Callback):
         StepTimer.times.append(time.perf_counter() - self.start)
 
 
+class JobClock(L.Callback):
+    """For a sweep's jobs, run in another process: appends one JSON line a job to the file named
+    by $BIGRAMLAB_JOB_CLOCK, with the job's end (after its last checkpoint) and the summed wall
+    time of its training steps (`trainer.fit`'s batches, each from its start to its end)."""
+
+    def setup(self, trainer: L.Trainer, *args: object) -> None:
+        self.steps_s = 0.0
+
+    def on_train_batch_start(self, *args: object) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, *args: object) -> None:
+        self.steps_s += time.perf_counter() - self.start
+
+    def teardown(self, trainer: L.Trainer, *args: object) -> None:
+        with open(os.environ["BIGRAMLAB_JOB_CLOCK"], "a") as f:
+            f.write(json.dumps({"end": time.time(), "steps_s": self.steps_s}) + "\n")
+
+
+def sweep_job_times(corpus_args: list[str], n_jobs: int, workdir: Path) -> list[dict[str, float]]:
+    """A basic-launcher grid of `n_jobs` default 1000-step jobs (lr 10, 20, ...) in a fresh
+    process; for each job after the first: its wall time (from the previous job's end to its own:
+    Hydra's job set-up, data, model, Trainer, fit, metrics.json), its training steps, and the
+    difference, the per-job overhead."""
+    clock = workdir / f"jobs-{time.monotonic_ns()}.jsonl"
+    lrs = ",".join(str(10 * (i + 1)) for i in range(n_jobs))
+    env = {
+        **os.environ,
+        "BIGRAMLAB_JOB_CLOCK": str(clock),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "scripts"), os.environ.get("PYTHONPATH", "")]),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "bigramlab.train", "-m", *corpus_args, f"optim.lr={lrs}",
+         f"paths.log_dir={workdir / 'logs'}", f"paths.data_dir={ROOT / 'data'}",
+         "callbacks.progress_bar.refresh_rate=0",
+         "+callbacks.job_clock._target_=benchmark.JobClock"],
+        cwd=workdir, check=True, capture_output=True, env=env,
+    )  # fmt: skip
+    jobs = [json.loads(line) for line in clock.read_text().splitlines()]
+    return [
+        {"job_s": job["end"] - previous["end"], "steps_s": job["steps_s"],
+         "overhead_s": job["end"] - previous["end"] - job["steps_s"]}
+        for previous, job in zip(jobs, jobs[1:])
+    ]  # fmt: skip
+
+
 def pipeline_step_time(corpus_args: list[str], impl: str, steps: int, device: str,
                        workdir: Path) -> tuple[float, float | None]:  # fmt: skip
     """(median step time, amortized step time) of the Lightning pipeline (default callbacks and
@@ -276,6 +322,8 @@ def main() -> None:
                 _, row["pipeline_amortized_s"] = pipeline_step_time(
                     corpus_args, "counts", 1000, args.device, tmp
                 )
+            if name == "names" and not args.skip_process:
+                row["sweep_jobs"] = sweep_job_times(corpus_args, 6, tmp)
             results["corpora"][name] = row
             print(name, json.dumps(row), flush=True)
         if not args.skip_process:
@@ -343,6 +391,14 @@ def report(results: dict, json_path: Path | None, markdown_path: Path | None) ->
         times = f", {reference / step:,.0f}× faster than the reference loop" if reference else ""
         lines += ["", f"Amortized step on {name} (training and validation every 50 steps, from "
                   f"the second validation to the second-to-last): {ms(step)}{times}."]  # fmt: skip
+    for name, r in results["corpora"].items():
+        if jobs := r.get("sweep_jobs"):
+            median = {key: statistics.median(j[key] for j in jobs) for key in jobs[0]}
+            lines += ["", f"Sweep on {name}, basic launcher, default 1000-step jobs, jobs 2 to "
+                      f"{len(jobs) + 1} (median): {median['job_s']:.2f} s a job, of which training "
+                      f"steps {median['steps_s']:.2f} s; beyond the steps "
+                      f"{median['overhead_s']:.2f} s (jobs: "
+                      + ", ".join(f"{j['overhead_s']:.2f}" for j in jobs) + ")."]  # fmt: skip
     if "imports_s" in results:
         lines += ["", "Imports, a fresh process each (median):", ""]
         for key, seconds in results["imports_s"].items():

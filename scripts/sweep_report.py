@@ -1,11 +1,17 @@
-"""Summarise a sweep: a ranked table, report.md, results.csv and figures.
+"""Summarise one or more sweeps: a ranked table, report.md, results.csv, jobs.csv and a figure.
 
-    python scripts/sweep_report.py logs/train/multiruns/<time>
+    python scripts/sweep_report.py logs/train/multiruns/<time> [more sweep dirs ...] [--out DIR]
+                                   [--repeat-keys model.init_seed,data.split_seed,...]
 
 Reads every job directory's .hydra/ config and metrics.json (failed and diverged jobs are listed
-with their reason), ranks the jobs by validation NLL, and draws the validation NLL of the learned
-model against reg for each lr, beside the counted model's validation NLL against its smoothing α
-when the sweep varied α.
+with their reason). Jobs whose configs differ only in their repeat keys (by default the seeds:
+seed, model.init_seed, data.split_seed, data.shuffle_seed) are repeats of one configuration: each
+configuration is one row, with the mean, the standard deviation (n − 1 in the denominator; none
+for a single run) and the number n of its finished jobs. Configurations are ranked by mean
+validation NLL; jobs of several sweeps are ranked together, each row naming its sweep(s). The
+figure draws the mean validation NLL of the learned model against reg for each lr, with error bars
+of one standard deviation, beside the counted model's validation NLL against its smoothing α when
+the sweep varied α.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ import argparse
 import csv
 import json
 import math
+import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,26 +34,70 @@ from rich.table import Table
 from bigramlab.config import HYPERPARAMETERS, hyperparameters
 from bigramlab.results import METRIC_KEYS
 
-COLUMNS = ["job", "status", *HYPERPARAMETERS, *METRIC_KEYS, "reason"]
+DEFAULT_REPEAT_KEYS = ("seed", "model.init_seed", "data.split_seed", "data.shuffle_seed")
+JOB_COLUMNS = ["sweep", "job", "status", *HYPERPARAMETERS, *METRIC_KEYS, "reason"]
+SHOWN_METRICS = ["train_nll", "val_nll", "test_nll", "mle_val_nll", "gap_val"]
 
 
-def read_job(job_dir: Path) -> dict[str, Any]:
-    """One row: the job's hyperparameters from .hydra/, its results from metrics.json."""
+def read_job(job_dir: Path, sweep: str, repeat_keys: Sequence[str]) -> dict[str, Any]:
+    """One job: its hyperparameters from .hydra/, its results from metrics.json, and `config`,
+    its whole config without the repeat keys (what makes jobs repeats of one configuration)."""
     cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
     choices = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices
-    row: dict[str, Any] = {"job": job_dir.name, **hyperparameters(cfg, dict(choices))}
+    row: dict[str, Any] = {"sweep": sweep, "job": job_dir.name,
+                           **hyperparameters(cfg, dict(choices))}  # fmt: skip
+    row["repeat"] = {key: OmegaConf.select(cfg, key) for key in repeat_keys}
+    for key in repeat_keys:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if node is not None and leaf in node:
+            del node[leaf]
+    row["config"] = OmegaConf.to_yaml(cfg, sort_keys=True)
     metrics_path = job_dir / "metrics.json"
     if not metrics_path.is_file():
         return {**row, "status": "missing", "reason": "no metrics.json: the job did not finish"}
     metrics = json.loads(metrics_path.read_text())
-    row |= {key: metrics.get(key) for key in COLUMNS if key in metrics}
+    row |= {key: metrics.get(key) for key in JOB_COLUMNS if key in metrics}
     if row.get("gap_val") is None and None not in (row.get("val_nll"), row.get("mle_val_nll")):
         row["gap_val"] = row["val_nll"] - row["mle_val_nll"]
     return row
 
 
+def group_repeats(jobs: list[dict[str, Any]], repeat_keys: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per configuration: its hyperparameters, `n` finished jobs, and per metric the mean
+    (under the metric's name) and the standard deviation (`<metric>_std`, None where n < 2) over
+    those jobs. `repeats`: the repeat keys' values of its jobs; failed jobs count in `failed`."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        groups.setdefault(job["config"], []).append(job)
+    rows = []
+    for members in groups.values():
+        ok = [j for j in members if j.get("status") == "ok"]
+        first = (ok or members)[0]
+        row: dict[str, Any] = {
+            "sweep": ", ".join(sorted({j["sweep"] for j in members})),
+            "jobs": " ".join(j["job"] for j in members),
+            "status": "ok" if ok else first.get("status"),
+            "n": len(ok),
+            "failed": len(members) - len(ok),
+            **{name: first.get(name) for name in HYPERPARAMETERS},
+            "repeats": ", ".join(
+                f"{key.rpartition('.')[2]}={','.join(str(j['repeat'][key]) for j in members)}"
+                for key in repeat_keys
+                if len({str(j["repeat"][key]) for j in members}) > 1
+            ),
+            "reason": None if ok else first.get("reason"),
+        }
+        for key in METRIC_KEYS:
+            values = [j[key] for j in ok if isinstance(j.get(key), int | float)]
+            row[key] = statistics.fmean(values) if values else None
+            row[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
+        rows.append(row)
+    return rows
+
+
 def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Finished jobs by validation NLL (then train NLL), then the rest."""
+    """Finished configurations by (mean) validation NLL, then train NLL, then the rest."""
 
     def key(row: dict[str, Any]) -> tuple[float, float, str]:
         ok = row.get("status") == "ok"
@@ -55,7 +106,7 @@ def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return (
             val if ok and val is not None else math.inf,
             train if ok and train is not None else math.inf,
-            row["job"],
+            row.get("jobs", row.get("job", "")),
         )
 
     return sorted(rows, key=key)
@@ -79,45 +130,57 @@ def formatter(values: list[Any], digits: int) -> Callable[[Any], str]:
 
 
 def formatted(rows: list[dict[str, Any]], columns: list[str], digits: int) -> list[list[str]]:
-    """The rows' cells in `columns`, each column in one format."""
+    """The rows' cells in `columns`, each column in one format; a metric with a standard
+    deviation in the row (`<metric>_std`) is shown as mean ± std."""
     shows = {c: formatter([r.get(c) for r in rows], digits) for c in columns}
-    return [[shows[c](r.get(c)) for c in columns] for r in rows]
-
-
-def print_table(rows: list[dict[str, Any]], console: Console) -> None:
-    table = Table(title="sweep, ranked by validation NLL")
-    shown = [
-        "job",
-        "status",
-        "lr",
-        "reg",
-        "alpha",
-        "train_nll",
-        "val_nll",
-        "mle_val_nll",
-        "gap_val",
+    stds = {c: formatter([r.get(f"{c}_std") for r in rows], digits) for c in columns}
+    return [
+        [
+            shows[c](r.get(c))
+            + (f" ± {stds[c](r[f'{c}_std'])}" if r.get(f"{c}_std") is not None else "")
+            for c in columns
+        ]
+        for r in rows
     ]
-    for column in ["#", *shown]:
-        table.add_column(column, justify="right" if column not in ("job", "status") else "left")
-    for i, (row, cells) in enumerate(zip(rows, formatted(rows, shown, 4)), start=1):
+
+
+def shown_columns(rows: list[dict[str, Any]], several_sweeps: bool) -> list[str]:
+    """The table's columns: the sweep where there are several, n where there are repeats."""
+    columns = ["sweep"] if several_sweeps else []
+    columns += ["jobs", "status", "lr", "reg", "alpha"]
+    if any(r["n"] > 1 or r["repeats"] for r in rows):
+        columns += ["n", "repeats"]
+    return columns + SHOWN_METRICS
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str], console: Console) -> None:
+    table = Table(title="sweep, ranked by validation NLL (mean ± standard deviation over repeats)")
+    left = ("sweep", "jobs", "status", "repeats")
+    for column in ["#", *columns]:
+        table.add_column(column, justify="left" if column in left else "right")
+    for i, (row, cells) in enumerate(zip(rows, formatted(rows, columns, 4)), start=1):
         style = None if row.get("status") == "ok" else "red"
         table.add_row(str(i), *cells, style=style)
     console.print(table)
     for row in rows:
         if row.get("status") != "ok":
-            console.print(f"[red]{row['job']}: {row.get('status')}: {row.get('reason')}[/red]")
+            console.print(f"[red]{row['jobs']}: {row.get('status')}: {row.get('reason')}[/red]")
 
 
 def figure_val_nll(rows: list[dict[str, Any]]) -> Figure:
-    """Validation NLL against reg (or lr, where reg did not vary), one line for each value of the
-    other; where α varied too, the counted model's validation NLL against α on the same axis."""
+    """Mean validation NLL against reg (or lr, where reg did not vary), one line for each value of
+    the other, with error bars of one standard deviation where there are repeats; where α varied
+    too, the counted model's validation NLL against α on the same axis."""
     fig = Figure(figsize=(8, 5), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ok = [r for r in rows if r.get("status") == "ok" and r.get("val_nll") is not None]
     x, line = ("reg", "lr") if len({r["reg"] for r in ok}) > 1 else ("lr", "reg")
     for value in sorted({r[line] for r in ok}):
-        points = sorted((r[x], r["val_nll"]) for r in ok if r[line] == value)
-        ax.plot(*zip(*points), marker="o", label=f"learned, {line}={value:g}")
+        points = sorted((r[x], r["val_nll"], r.get("val_nll_std") or 0.0)
+                        for r in ok if r[line] == value)  # fmt: skip
+        xs, means, stds = zip(*points)
+        ax.errorbar(xs, means, yerr=stds if any(stds) else None, marker="o", capsize=3,
+                    label=f"learned, {line}={value:g}")  # fmt: skip
     alphas = sorted(
         {(r["alpha"], r["mle_val_nll"]) for r in ok if r.get("mle_val_nll") is not None}
     )
@@ -137,42 +200,75 @@ def figure_val_nll(rows: list[dict[str, Any]]) -> Figure:
     return fig
 
 
-def write_report(sweep_dir: Path, rows: list[dict[str, Any]], figure_name: str) -> None:
-    with open(sweep_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    shown = ["job", "status", "lr", "reg", "alpha", "train_nll", "val_nll", "test_nll",
-             "mle_val_nll", "gap_val"]  # fmt: skip
-    lines = [f"# Sweep {sweep_dir.name}", "", f"{len(rows)} jobs, ranked by validation NLL.", ""]
-    lines.append("| # | " + " | ".join(shown) + " |")
-    lines.append("|---" * (len(shown) + 1) + "|")
-    for i, cells in enumerate(formatted(rows, shown, 6), start=1):
+
+
+def write_report(
+    out_dir: Path,
+    title: str,
+    rows: list[dict[str, Any]],
+    jobs: list[dict[str, Any]],
+    columns: list[str],
+    figure_name: str,
+) -> None:
+    stats = [c for key in METRIC_KEYS for c in (key, f"{key}_std")]
+    group_columns = ["sweep", "jobs", "status", "n", "failed", *HYPERPARAMETERS, "repeats",
+                     *stats, "reason"]  # fmt: skip
+    write_csv(out_dir / "results.csv", rows, group_columns)
+    write_csv(out_dir / "jobs.csv", jobs, JOB_COLUMNS)
+    lines = [f"# {title}", "", f"{len(jobs)} jobs, {len(rows)} configurations, ranked by "
+             "validation NLL (mean ± standard deviation over repeats).", ""]  # fmt: skip
+    lines.append("| # | " + " | ".join(columns) + " |")
+    lines.append("|---" * (len(columns) + 1) + "|")
+    for i, cells in enumerate(formatted(rows, columns, 6), start=1):
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
-    failed = [r for r in rows if r.get("status") != "ok"]
+    failed = [j for j in jobs if j.get("status") != "ok"]
     if failed:
         lines += ["", "## Failed jobs", ""]
-        lines += [f"- `{r['job']}`: {r.get('status')}: {r.get('reason')}" for r in failed]
+        lines += [f"- `{j['sweep']}/{j['job']}`: {j.get('status')}: {j.get('reason')}"
+                  for j in failed]  # fmt: skip
     lines += ["", f"![validation NLL]({figure_name})", ""]
-    (sweep_dir / "report.md").write_text("\n".join(lines))
+    (out_dir / "report.md").write_text("\n".join(lines))
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun directory: logs/train/multiruns/…")
-    args = parser.parse_args()
-    job_dirs = sorted(p.parent.parent for p in args.sweep_dir.glob("*/.hydra/config.yaml"))
-    if not job_dirs:
-        sys.exit(f"error: no job directories (*/.hydra/config.yaml) in {args.sweep_dir}: "
-                 "pass a sweep directory such as logs/train/multiruns/<time>")  # fmt: skip
-    rows = rank([read_job(d) for d in job_dirs])
+    parser.add_argument("sweep_dirs", type=Path, nargs="+",
+                        help="multirun directories: logs/train/multiruns/<time>")  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help="the report's directory (default: the sweep directory, if only one)",
+    )  # fmt: skip
+    parser.add_argument("--repeat-keys", default=",".join(DEFAULT_REPEAT_KEYS),
+                        help="config keys whose values make repeats of one configuration, "
+                             "comma-separated ('' for none); default: %(default)s")  # fmt: skip
+    args = parser.parse_args(argv)
+    repeat_keys = [k for k in args.repeat_keys.split(",") if k]
+    if args.out is None and len(args.sweep_dirs) > 1:
+        sys.exit("error: several sweeps and no --out: pass --out DIR for the combined report")
+    out_dir = args.out or args.sweep_dirs[0]
+    jobs = []
+    for sweep_dir in args.sweep_dirs:
+        job_dirs = sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
+        if not job_dirs:
+            sys.exit(f"error: no job directories (*/.hydra/config.yaml) in {sweep_dir}: "
+                     "pass a sweep directory such as logs/train/multiruns/<time>")  # fmt: skip
+        jobs += [read_job(d, sweep_dir.name, repeat_keys) for d in job_dirs]
+    rows = rank(group_repeats(jobs, repeat_keys))
+    columns = shown_columns(rows, several_sweeps=len(args.sweep_dirs) > 1)
     # Piped output (a file, CI) gets a wide table instead of rich's 80-column default.
-    print_table(rows, Console() if sys.stdout.isatty() else Console(width=200))
+    print_table(rows, columns, Console() if sys.stdout.isatty() else Console(width=220))
+    out_dir.mkdir(parents=True, exist_ok=True)
     figure_name = "val_nll.png"
-    figure_val_nll(rows).savefig(args.sweep_dir / figure_name)
-    write_report(args.sweep_dir, rows, figure_name)
-    for name in ("report.md", "results.csv", figure_name):
-        print(f"wrote {args.sweep_dir / name}")
+    figure_val_nll(rows).savefig(out_dir / figure_name)
+    title = "Sweep " + ", ".join(d.name for d in args.sweep_dirs)
+    write_report(out_dir, title, rows, jobs, columns, figure_name)
+    for name in ("report.md", "results.csv", "jobs.csv", figure_name):
+        print(f"wrote {out_dir / name}")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ from PIL import Image
 from bigramlab.figures import (
     CELL_TEXT_MAX_V,
     GRID_MAX_INCHES,
+    HeatmapFrames,
     fonts_for,
     heatmap,
+    nice_ceiling,
     nll_curves,
     outlines,
     render,
@@ -99,3 +101,30 @@ def test_characters_the_default_font_lacks_are_drawn_with_another_or_named() -> 
         assert len(families) == 2 and notes == []
     assert fonts_for(".abc") == (("DejaVu Sans",), "")
     assert heatmap(torch.full((4, 4), 0.25), ".abc", "P").texts == []
+
+
+@pytest.mark.parametrize(("V", "diverging"), [(5, False), (27, True), (60, False)])
+def test_recoloured_frame_shows_what_matplotlib_draws(V: int, diverging: bool) -> None:
+    g = torch.Generator().manual_seed(V)
+    first, later = (torch.randn(V, V, generator=g).softmax(1) for _ in range(2))
+    if diverging:
+        first, later = first - 1 / V, later - 1 / V
+    itos = "." + "".join(chr(ord("a") + i % 26) for i in range(V - 1))
+    scale = float(first.abs().max()) * 100
+    frames = HeatmapFrames(itos, "P", diverging=diverging, scale=scale)
+    fast = np.asarray(Image.open(io.BytesIO(frames.png(later))).convert("RGB"), dtype=int)
+    drawn = render(heatmap(later, itos, "P", diverging=diverging, annotate=False, scale=scale))
+    slow = np.asarray(Image.open(io.BytesIO(drawn)).convert("RGB"), dtype=int)
+    assert fast.shape == slow.shape
+    # The same picture but at the cells' edges, where matplotlib resamples to whole pixels.
+    same = (np.abs(fast - slow).max(axis=2) <= 3).mean()
+    assert same > 0.97
+    # ...and the cells are recoloured: `later` differs from `first` everywhere.
+    first_png = np.asarray(Image.open(io.BytesIO(frames.png(first))).convert("RGB"), dtype=int)
+    assert (np.abs(first_png - fast).max(axis=2) > 3).mean() > 0.2
+
+
+def test_nice_ceiling_rounds_up_to_1_2_or_5() -> None:
+    assert [nice_ceiling(v) for v in (0.7, 1.0, 1.3, 2.0, 4.9, 5.01, 85.0, 100.0, 3e-5)] == [
+        pytest.approx(v) for v in (1.0, 1.0, 2.0, 2.0, 5.0, 10.0, 100.0, 100.0, 5e-5)
+    ]

@@ -74,11 +74,15 @@ def run_dir(cwd: Path, sha: str) -> Path:
     return latest(runs)
 
 
-def sweep_dir(cwd: Path) -> Path:
-    """README's `logs/train/multiruns/<time>`: the latest sweep in `cwd`, run here if none."""
+def sweep_dir(cwd: Path, optuna: bool = False) -> Path:
+    """README's `logs/train/multiruns/<time>`: the latest sweep in `cwd` (with `optuna`, the
+    latest Optuna study), run here if none."""
     sweeps = cwd / "logs" / "train" / "multiruns"
     if not sweeps.is_dir():
         execute([sys.executable, "-m", "bigramlab.train", "-m", "optim.lr=10,50", *FAST], cwd)
+    if optuna:
+        return max((d for d in sweeps.iterdir() if (d / "optuna.db").is_file()),
+                   key=lambda d: d.stat().st_mtime)  # fmt: skip
     return latest(sweeps)
 
 
@@ -95,7 +99,11 @@ def test_readme_command_runs_as_written(command: str, workdir: tuple[Path, str])
         ckpt_run = str(run_dir(cwd, sha))
         command = command.replace("<run dir>", ckpt_run).replace("<run>", ckpt_run)
     if "<time>" in command:
-        command = command.replace("logs/train/multiruns/<time>", str(sweep_dir(cwd)))
+        optuna = "hparams_search=optuna" in command or "experiment=best_trial" in command
+        command = command.replace("logs/train/multiruns/<time>", str(sweep_dir(cwd, optuna)))
+    if "<other time>" in command:  # another sweep: the earliest
+        earliest = min((cwd / "logs" / "train" / "multiruns").iterdir(), key=lambda d: d.name)
+        command = command.replace("logs/train/multiruns/<other time>", str(earliest))
     argv = shlex.split(command)
     assert "<" not in command, f"a placeholder this test does not know: {command}"
 

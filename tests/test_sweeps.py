@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import sqlite3
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -22,17 +24,27 @@ QUICK = ["trainer.max_steps=12", "trainer.val_check_interval=6",
          "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
 
 
+def train_command(words_file: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "bigramlab.train", "-m", "dataset=text_file",
+            f"dataset.path={words_file}", *QUICK, *overrides]  # fmt: skip
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
+
+
 def sweep(tmp_path: Path, words_file: Path, *overrides: str) -> tuple[Path, list[Path]]:
-    """Run `python -m bigramlab.train -m ...` in tmp_path; return the sweep dir and its job dirs."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bigramlab.train", "-m", "dataset=text_file",
-         f"dataset.path={words_file}", *QUICK, *overrides],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    """Run `python -m bigramlab.train -m ...` in tmp_path; return the sweep dir and its job dirs
+    (the only sweep directory under logs/, unless hydra.sweep.dir names one)."""
+    result = subprocess.run(train_command(words_file, *overrides), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
-    jobs = sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
-    return sweep_dir, jobs
+    named = [o.partition("=")[2] for o in overrides if o.startswith("hydra.sweep.dir=")]
+    if named:
+        sweep_dir = tmp_path / named[0]
+    else:
+        (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    return sweep_dir, job_dirs(sweep_dir)
 
 
 def objective(job_dir: Path) -> float:
@@ -62,16 +74,20 @@ def check_grid(sweep_dir: Path, jobs: list[Path], names: set[str]) -> None:
         assert list((job / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def report(sweep_dir: Path) -> list[dict[str, str]]:
+def report(*sweep_dirs: Path, out: Path | None = None) -> list[dict[str, str]]:
+    """Run scripts/sweep_report.py over the sweeps; return the rows of its results.csv."""
+    extra = ["--out", str(out)] if out else []
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(sweep_dir)],
+        [sys.executable, str(ROOT / "scripts" / "sweep_report.py"), *map(str, sweep_dirs),
+         *extra],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "ranked by validation NLL" in result.stdout
-    for name in ("report.md", "results.csv", "val_nll.png"):
-        assert (sweep_dir / name).is_file()
-    with open(sweep_dir / "results.csv") as f:
+    out = out or sweep_dirs[0]
+    for name in ("report.md", "results.csv", "jobs.csv", "val_nll.png"):
+        assert (out / name).is_file()
+    with open(out / "results.csv") as f:
         return list(csv.DictReader(f))
 
 
@@ -87,6 +103,56 @@ def test_grid_with_the_basic_launcher_and_the_report(tmp_path: Path, words_file:
     vals = [float(r["val_nll"]) for r in rows]
     assert vals == sorted(vals)
     assert "| 1 |" in (sweep_dir / "report.md").read_text()
+
+
+def test_repeats_are_grouped_with_mean_and_standard_deviation(
+    tmp_path: Path, words_file: Path
+) -> None:
+    sweep_dir, jobs = sweep(tmp_path, words_file, "model.init_seed=1,2,3", "model.reg=0,0.1")
+    assert len(jobs) == 6
+    rows = report(sweep_dir)
+    assert len(rows) == 2
+    for row in rows:
+        members = [j for j in jobs if j.name in row["jobs"].split()]
+        assert len(members) == 3 and int(row["n"]) == 3
+        assert {re.search(r"reg=[^,]+", j.name).group(0) for j in members} == {f"reg={row['reg']}"}
+        for key in ("val_nll", "train_nll", "test_nll", "gap_val"):
+            values = [json.loads((j / "metrics.json").read_text())[key] for j in members]
+            assert float(row[key]) == pytest.approx(statistics.fmean(values), rel=1e-12)
+            assert float(row[f"{key}_std"]) == pytest.approx(statistics.stdev(values), rel=1e-9)
+        # The seeds give different models: the spread is real, not zero.
+        assert float(row["val_nll_std"]) > 0
+        assert row["repeats"] == "init_seed=1,2,3"
+    assert [float(r["val_nll"]) for r in rows] == sorted(float(r["val_nll"]) for r in rows)
+    assert "± " in (sweep_dir / "report.md").read_text()
+    with open(sweep_dir / "jobs.csv") as f:
+        assert len(list(csv.DictReader(f))) == 6
+    # With no repeat keys, every job is a configuration of its own.
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(sweep_dir),
+         "--repeat-keys", ""], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with open(sweep_dir / "results.csv") as f:
+        assert [r["n"] for r in csv.DictReader(f)] == ["1"] * 6
+
+
+def test_several_sweeps_are_ranked_in_one_table(tmp_path: Path, words_file: Path) -> None:
+    first, _ = sweep(tmp_path, words_file, "optim.lr=5,20", "hydra.sweep.dir=sweeps/first")
+    second, _ = sweep(tmp_path, words_file, "optim.lr=10", "hydra.sweep.dir=sweeps/second")
+    rows = report(first, second, out=tmp_path / "both")
+    assert sorted((r["sweep"], r["lr"]) for r in rows) == [
+        ("first", "20"),
+        ("first", "5"),
+        ("second", "10"),
+    ]
+    vals = [float(r["val_nll"]) for r in rows]
+    assert vals == sorted(vals)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(first), str(second)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and "--out" in result.stderr
 
 
 def test_grid_with_joblib(tmp_path: Path, words_file: Path) -> None:
@@ -155,3 +221,96 @@ def test_report_columns_keep_one_number_format() -> None:
     cells = formatted(rows, ["reg", "val_nll"], 4)
     assert [c[0] for c in cells] == ["2.667e-04", "1.100e-03", "—"]
     assert [c[1] for c in cells] == ["2.5000", "2.4500", "—"]
+
+
+KILLER = '''
+import os
+import signal
+from pathlib import Path
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+
+
+class KillSweepAtJob(L.Callback):
+    """Kills the sweep's process outright (no clean-up, like a lost machine) when job `num`
+    starts training, the first time only."""
+
+    def __init__(self, num: int, marker: str) -> None:
+        self.num, self.marker = num, Path(marker)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if HydraConfig.get().job.get("num") == self.num and not self.marker.exists():
+            self.marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def trials(study_db: Path) -> list[tuple[int, str, tuple[float, ...]]]:
+    """(number, state, parameter values) of every trial in the Optuna SQLite study."""
+    with sqlite3.connect(study_db) as db:
+        rows = db.execute("SELECT trial_id, number, state FROM trials ORDER BY number").fetchall()
+        params = db.execute("SELECT trial_id, param_name, param_value FROM trial_params")
+        by_trial: dict[int, dict[str, float]] = {}
+        for trial_id, name, value in params.fetchall():
+            by_trial.setdefault(trial_id, {})[name] = value
+    return [(n, state, tuple(sorted(by_trial.get(i, {}).items()))) for i, n, state in rows]
+
+
+def test_a_killed_optuna_sweep_resumes_and_leaves_its_best_trial_runnable(
+    tmp_path: Path, words_file: Path
+) -> None:
+    (tmp_path / "killer.py").write_text(KILLER)
+    command = train_command(
+        words_file, "hparams_search=optuna", "hydra.sweeper.n_trials=4", "hydra.sweep.dir=study",
+        "+callbacks.killer._target_=killer.KillSweepAtJob", "+callbacks.killer.num=2",
+        f"+callbacks.killer.marker={tmp_path / 'killed'}",
+    )  # fmt: skip
+    killed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    study = tmp_path / "study"
+    finished = {j.name: (j / "metrics.json").stat().st_mtime_ns
+                for j in job_dirs(study) if (j / "metrics.json").is_file()}  # fmt: skip
+    assert len(finished) == 2
+    assert [(n, s) for n, s, _ in trials(study / "optuna.db")] == [
+        (0, "COMPLETE"),
+        (1, "COMPLETE"),
+        (2, "RUNNING"),
+    ]
+
+    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = trials(study / "optuna.db")
+    # Trial 2 was killed: failed, and replaced by two new trials; 0 and 1 were not run again.
+    assert [(n, s) for n, s, _ in after] == [
+        (0, "COMPLETE"),
+        (1, "COMPLETE"),
+        (2, "FAIL"),
+        (3, "COMPLETE"),
+        (4, "COMPLETE"),
+    ]
+    complete = [params for _, state, params in after if state == "COMPLETE"]
+    assert len(set(complete)) == 4
+    done = [j for j in job_dirs(study) if (j / "metrics.json").is_file()]
+    assert [j.name.split("_")[0] for j in done] == ["0", "1", "3", "4"]
+    for name, mtime in finished.items():
+        assert (study / name / "metrics.json").stat().st_mtime_ns == mtime
+        assert len(re.findall("objective val_nll", (study / name / "train.log").read_text())) == 1
+
+    best = yaml.safe_load((study / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(min(objective(j) for j in done))
+    # Run once more after the end: nothing left to run.
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(trials(study / "optuna.db")) == 5 and len(job_dirs(study)) == 5
+
+    experiment = study / "experiment" / "best_trial.yaml"
+    assert "experiment=best_trial" in experiment.read_text()
+    rerun = subprocess.run(
+        [sys.executable, "-m", "bigramlab.train", "--config-dir", "study",
+         "experiment=best_trial", "hydra.run.dir=best"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    metrics = json.loads((tmp_path / "best" / "metrics.json").read_text())
+    assert metrics["val_nll"] == pytest.approx(best["best_value"], rel=1e-9)

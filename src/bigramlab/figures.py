@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
 from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -17,6 +19,7 @@ from matplotlib.ft2font import FT2Font
 from matplotlib.path import Path
 from matplotlib.textpath import TextPath
 from matplotlib.transforms import Affine2D
+from PIL import Image
 from torch import Tensor
 
 CELL_TEXT_MAX_V = 30
@@ -65,12 +68,18 @@ def fonts_for(chars: str) -> tuple[tuple[str, ...], str]:
 
 
 def heatmap(
-    matrix: Tensor, itos: str, title: str, diverging: bool = False, annotate: bool = True
+    matrix: Tensor,
+    itos: str,
+    title: str,
+    diverging: bool = False,
+    annotate: bool = True,
+    scale: float | None = None,
 ) -> Figure:
     """A (V, V) matrix with the characters on both axes (row: current, column: next character).
 
     Probabilities are shown in percent; with `annotate` and V ≤ 30 every cell carries its value,
     like the lecture's count grid. `diverging` centres a red-blue colour map on 0, for differences.
+    `scale`: the top of the colour scale in percent (±scale if diverging); None: the largest value.
     The grid is at most 16 inches wide: past V ≈ 230 (a corpus of many scripts, or of Chinese) the
     characters are too small to draw and the axes say V instead.
     """
@@ -111,10 +120,10 @@ def heatmap(
         )
     )
     if diverging:
-        limit = max(float(np.abs(values).max()), 1e-9)
+        limit = scale if scale is not None else max(float(np.abs(values).max()), 1e-9)
         image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit)
     else:
-        image = ax.imshow(values, cmap="Blues", vmin=0)
+        image = ax.imshow(values, cmap="Blues", vmin=0, vmax=scale)
     ax.set_xticks([])
     ax.set_yticks([])
     positions = np.arange(V)
@@ -145,6 +154,62 @@ def heatmap(
                                  colours=np.where(dark, "white", "black")))  # fmt: skip
     fig.colorbar(image, cax=colorbar_ax, label="percent")
     return fig
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 5 × 10^k at or above `value` (> 0): a colour scale's top."""
+    power = 10 ** math.floor(math.log10(value))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= value * (1 - 1e-12))
+
+
+class HeatmapFrames:
+    """One heatmap drawn by matplotlib once, then only its cells recoloured: the frames of
+    TensorBoard's image slider, on one fixed colour scale so that they compare.
+
+    The frame (title, names, colour bar) is `heatmap(..., annotate=False, scale=scale)` drawn to
+    pixels; `png(matrix)` paints each cell's pixels in the colour the colour map gives its value
+    (clipped to the scale) and encodes the image, without drawing anything again. The frame
+    depends only on the arguments: `HeatmapFrames.of` keeps the frames drawn in this process, for
+    the jobs of a sweep.
+    """
+
+    def __init__(self, itos: str, title: str, diverging: bool = False, scale: float = 1.0) -> None:
+        V = len(itos)
+        fig = heatmap(torch.zeros(V, V), itos, title, diverging=diverging, annotate=False,
+                      scale=scale)  # fmt: skip
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        self.frame = np.asarray(canvas.buffer_rgba())[..., :3].copy()  # (height, width, 3)
+        ax = fig.axes[0]
+        image = ax.images[0]
+        self.colour_map, self.norm = image.cmap, image.norm
+        # The image's corners in pixels (matplotlib's y axis points up, the array's down).
+        (left, bottom), (right, top) = ax.transData.transform([(-0.5, V - 0.5), (V - 0.5, -0.5)])
+        height = self.frame.shape[0]
+        self.x = slice(round(left), round(right))
+        self.y = slice(round(height - top), round(height - bottom))
+        # For each pixel of the image, the cell it shows: (pixel rows,) and (pixel columns,).
+        self.cell_rows = np.arange(self.y.stop - self.y.start) * V // (self.y.stop - self.y.start)
+        self.cell_cols = np.arange(self.x.stop - self.x.start) * V // (self.x.stop - self.x.start)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def of(itos: str, title: str, diverging: bool = False, scale: float = 1.0) -> HeatmapFrames:
+        return HeatmapFrames(itos, title, diverging, scale)
+
+    def png(self, matrix: Tensor) -> bytes:
+        """The frame with the cells of `matrix` ((V, V), probabilities) as PNG (RGB)."""
+        values = matrix.detach().double().cpu().numpy() * 100
+        colours = self.colour_map(self.norm(values), bytes=True)[..., :3]  # (V, V, 3) uint8
+        pixels = self.frame.copy()
+        cells = pixels[self.y, self.x]
+        cells[...] = colours[self.cell_rows][:, self.cell_cols]
+        # The axes' outline, painted over by the cells: drawn again as a one-pixel black line.
+        cells[[0, -1], :] = 0
+        cells[:, [0, -1]] = 0
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+        return buffer.getvalue()
 
 
 def outlines(

@@ -17,19 +17,23 @@ At every validation (cheap: a few (V, V) operations and a dozen scalars):
 At the snapshot steps (`figures_every_n_steps`; by default 0, ≈ max/16, ≈ max/4 and the end, so
 that TensorBoard's image slider shows the learned model converge):
 
-    compare/heatmap_{learned,diff}  images (compare/heatmap_mle once, at the start)
+    compare/heatmap_{learned,diff}  images (compare/heatmap_mle once, at the start); between the
+                                    first and the last step on one fixed colour scale, the
+                                    last with every cell's value
     samples                         words of both models side by side (text)
     weights/W, entropy/{learned,mle}  histograms
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from PIL import Image
 from tensorboard.compat.proto.summary_pb2 import Summary
@@ -39,12 +43,14 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from bigramlab.callbacks import tensorboard
 from bigramlab.estimators import compare, perplexity, row_entropy, split_nlls
-from bigramlab.figures import heatmap, nll_curves, render
+from bigramlab.figures import HeatmapFrames, heatmap, nice_ceiling, nll_curves, render
 from bigramlab.model import BigramLM
 from bigramlab.sampling import sample_words
 from bigramlab.vocab import SPLITS
 
 SAMPLE_MAX_LENGTH = 40  # characters of a sampled word shown in the samples table
+LEARNED_TITLE = "learned P_W = softmax(W)"
+DIFF_TITLE = "P_W − P_MLE"
 HP_METRICS = ("hp/val_nll", "hp/mle_val_nll", "hp/gap_val", "hp/train_nll")
 
 
@@ -117,6 +123,15 @@ def add_png(writer: SummaryWriter, tag: str, png: bytes, step: int) -> None:
     writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
 
+@functools.lru_cache(maxsize=4)
+def mle_heatmap_png(itos: str, probs: bytes) -> bytes:
+    """The counted model's heatmap as PNG, from its probabilities' bytes ((V, V) float64): drawn
+    once in a process, for all the jobs of a sweep on the same data and α."""
+    V = len(itos)
+    matrix = torch.from_numpy(np.frombuffer(probs, dtype=np.float64).reshape(V, V).copy())
+    return render(heatmap(matrix, itos, "MLE P"))
+
+
 class ComparisonReport(L.Callback):
     """Logs the learned model against the counted one at the start and at each validation.
 
@@ -143,7 +158,7 @@ class ComparisonReport(L.Callback):
         self.figures_dir = Path(figures_dir) if figures_dir else None
         self.history_steps: list[int] = []
         self.history: dict[str, list[float]] = {}
-        self.mle_png: bytes | None = None
+        self.scales: tuple[float, float] | None = None  # the slider's colour scales
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
         data = trainer.datamodule.data
@@ -210,15 +225,36 @@ class ComparisonReport(L.Callback):
         writer.add_histogram("entropy/mle", row_entropy(self.mle), step)
         # TensorBoard's own text summary keeps the tag as is (add_text would append /text_summary).
         writer.file_writer.add_summary(text_pb("samples", self._samples(P_W)), step)
-        # Cell values on the final figures only (also saved as PNG): hundreds of numbers would
-        # not be read on the figures in between.
-        learned = heatmap(P_W, self.itos, "learned P_W = softmax(W)", annotate=final)
-        diff = heatmap(P_W - self.mle, self.itos, "P_W − P_MLE", diverging=True, annotate=final)
-        pngs = {"heatmap_learned": render(learned), "heatmap_diff": render(diff)}
+        if final:
+            # Drawn in full, with every cell's value and a colour scale of their own: the figures
+            # that are also saved as PNG files.
+            learned = heatmap(P_W, self.itos, LEARNED_TITLE)
+            diff = heatmap(P_W - self.mle, self.itos, DIFF_TITLE, diverging=True)
+            pngs = {"heatmap_learned": render(learned), "heatmap_diff": render(diff)}
+        else:
+            pngs = {name: frames.png(matrix)
+                    for name, frames, matrix in self._frames(P_W)}  # fmt: skip
         for name, png in pngs.items():
             add_png(writer, f"compare/{name}", png, step)
         if final and self.figures_dir is not None:
             self._save_figures(pngs)
+
+    def _frames(self, P_W: torch.Tensor) -> list[tuple[str, HeatmapFrames, torch.Tensor]]:
+        """The slider's heatmaps between the first and the last step, on fixed colour scales:
+        the MLE's largest probability (learned) and the first snapshot's largest difference
+        (diff), each rounded up to 1, 2 or 5 × 10^k percent."""
+        if self.scales is None:
+            self.scales = (
+                nice_ceiling(float(self.mle.max()) * 100),
+                nice_ceiling(max(float((P_W - self.mle).abs().max()) * 100, 1e-6)),
+            )
+        learned_top, diff_top = self.scales
+        return [
+            ("heatmap_learned", HeatmapFrames.of(self.itos, LEARNED_TITLE, False, learned_top),
+             P_W),
+            ("heatmap_diff", HeatmapFrames.of(self.itos, DIFF_TITLE, True, diff_top),
+             P_W - self.mle),
+        ]  # fmt: skip
 
     def _samples(self, P_W: torch.Tensor) -> str:
         """The same generator seed for both models: where they agree, they draw the same words."""
@@ -237,10 +273,8 @@ class ComparisonReport(L.Callback):
             self.history.setdefault(split, []).append(value)
 
     def _mle_png(self) -> bytes:
-        """The MLE's heatmap, drawn once: it does not change during training."""
-        if self.mle_png is None:
-            self.mle_png = render(heatmap(self.mle, self.itos, "MLE P"))
-        return self.mle_png
+        """The MLE's heatmap: it does not change during training."""
+        return mle_heatmap_png(self.itos, self.mle.double().cpu().numpy().tobytes())
 
     def _save_figures(self, pngs: dict[str, bytes]) -> None:
         """The final heatmaps, the MLE's and the NLL curves as PNG files in `figures_dir`."""
