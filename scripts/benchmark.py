@@ -120,7 +120,7 @@ class JobClock(L.Callback):
     by $BIGRAMLAB_JOB_CLOCK, with the job's end (after its last checkpoint) and the summed wall
     time of its training steps (`trainer.fit`'s batches, each from its start to its end)."""
 
-    def setup(self, trainer: L.Trainer, *args: object) -> None:
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.steps_s = 0.0
 
     def on_train_batch_start(self, *args: object) -> None:
@@ -129,7 +129,7 @@ class JobClock(L.Callback):
     def on_train_batch_end(self, *args: object) -> None:
         self.steps_s += time.perf_counter() - self.start
 
-    def teardown(self, trainer: L.Trainer, *args: object) -> None:
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         with open(os.environ["BIGRAMLAB_JOB_CLOCK"], "a") as f:
             f.write(json.dumps({"end": time.time(), "steps_s": self.steps_s}) + "\n")
 
@@ -245,6 +245,50 @@ writer.close()
 """
 
 
+# The frameworks' own floor: the bare script's counting and steps, as a LightningModule fitted by
+# a Lightning Trainer from a config composed by Hydra, validating every 50 steps as the default run
+# does; and nothing of bigramlab's logging, checkpoints, report or figures.
+FLOOR_SCRIPT = """
+import sys, torch, lightning as L
+from hydra import compose, initialize_config_dir
+from bigramlab.config import CONFIG_DIR
+from bigramlab.corpora import EnglishWords
+from bigramlab.counting import count_corpus
+from bigramlab.losses import nll_sum_counts
+with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+    cfg = compose("train", return_hydra_config=True)
+vocab, _, counts = count_corpus(EnglishWords(), [0.8, 0.1, 0.1], 42)
+N = counts["train"].float()
+class Batches(torch.utils.data.IterableDataset):
+    def __init__(self, batch, n=None):
+        self.batch, self.n = batch, n
+    def __iter__(self):
+        i = 0
+        while self.n is None or i < self.n:
+            i += 1
+            yield self.batch
+class Floor(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(2147483647)
+        self.W = torch.nn.Parameter(torch.randn(N.shape, generator=g))
+    def training_step(self, batch, i):
+        return nll_sum_counts(self.W, batch) / batch.sum() + 0.01 * (self.W**2).mean()
+    def validation_step(self, batch, i):
+        return {s: nll_sum_counts(self.W, c.float()) / c.sum() for s, c in batch.items()}
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=50)
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(Batches(N), batch_size=None)
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(Batches(counts, 1), batch_size=None)
+trainer = L.Trainer(max_steps=1000, val_check_interval=50, check_val_every_n_epoch=None,
+                    logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, num_sanity_val_steps=1, accelerator=sys.argv[1])
+trainer.fit(Floor())
+"""
+
+
 # What each command imports, against what it cannot do without.
 IMPORTS = {
     "torch + hydra": "import torch, hydra",
@@ -255,6 +299,10 @@ IMPORTS = {
         "import bigramlab.corpora, bigramlab.counting, bigramlab.losses"
     ),
     "bigramlab.train": "import bigramlab.train",
+    "the floor script's: Lightning, Hydra, counting": (
+        "import torch, lightning, hydra; "
+        "import bigramlab.config, bigramlab.corpora, bigramlab.counting, bigramlab.losses"
+    ),
 }
 
 
@@ -342,13 +390,16 @@ def main() -> None:
                 f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}",
             ]
             bare_cmd = [sys.executable, "-c", BARE_SCRIPT, str(tmp / "bare"), args.device]
+            floor_cmd = [sys.executable, "-c", FLOOR_SCRIPT,
+                         "gpu" if args.device == "cuda" else "cpu"]  # fmt: skip
             every_250 = [*train_cmd, "callbacks.report.figures_every_n_steps=250"]
             # Back to back, repeat by repeat, so that a slow spell of the machine hits all three.
             runs: dict[str, list[tuple[float, float]]] = {
-                "train_default": [], "train_heatmaps_every_250_steps": [], "bare_script": []
+                "train_default": [], "train_heatmaps_every_250_steps": [], "bare_script": [],
+                "framework_floor": [],
             }  # fmt: skip
             for _ in range(args.repeats):
-                for key, cmd in zip(runs, (train_cmd, every_250, bare_cmd)):
+                for key, cmd in zip(runs, (train_cmd, every_250, bare_cmd, floor_cmd)):
                     runs[key].append(wall_and_peak(cmd, tmp))
             results["process"] = {
                 key: (statistics.median(w for w, _ in v), statistics.median(p for _, p in v))
@@ -419,6 +470,15 @@ def report(results: dict, json_path: Path | None, markdown_path: Path | None) ->
             lines.append(
                 f"- default run − bare script: {default - bare:.2f} s, of which the imports "
                 f"{extra_imports:.2f} s; beyond them: {default - bare - extra_imports:.2f} s"
+            )
+            floor = results["process"]["framework_floor"][0]
+            floor_imports = (
+                imports["the floor script's: Lightning, Hydra, counting"]
+                - imports["bare script (torch, TensorBoard, counting)"]
+            )
+            lines.append(
+                f"- framework floor − bare script: {floor - bare:.2f} s, of which the imports "
+                f"{floor_imports:.2f} s; beyond them: {floor - bare - floor_imports:.2f} s"
             )
     text = "\n".join(lines) + "\n"
     print(text)

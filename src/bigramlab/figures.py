@@ -304,12 +304,12 @@ def nll_curves(
     ax.set_xlabel("step")
     ax.set_ylabel("NLL per bigram (nats)")
     ax.set_title("Learned model and the counted MLE")
-    ax.legend()
+    ax.legend(loc="upper right")  # a fixed place: "best" searches every position
     gap_ax.axhline(0.0, color="black", linewidth=0.8)
     gap_ax.set_xlabel("step")
     gap_ax.set_ylabel("learned NLL − MLE NLL (nats)")
     gap_ax.set_title("Gap to the MLE")
-    gap_ax.legend()
+    gap_ax.legend(loc="upper right")
     for a in (ax, gap_ax):
         a.grid(alpha=0.3)
     return fig

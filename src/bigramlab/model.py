@@ -67,11 +67,14 @@ class BigramLM(L.LightningModule):
             self.make_weights(vocab)
 
     def make_weights(self, vocab: str) -> None:
-        """W ~ N(0, 1) (V, V) from a generator seeded with `init_seed`, as in the lecture."""
         self.hparams.vocab = vocab
-        V = len(vocab)
+        self.W = nn.Parameter(self.initial_weights(len(vocab)))
+
+    def initial_weights(self, V: int) -> Tensor:
+        """W before training: N(0, 1) (V, V) from a generator seeded with `init_seed`, as in the
+        lecture."""
         g = torch.Generator().manual_seed(self.hparams.init_seed)
-        self.W = nn.Parameter(torch.randn((V, V), generator=g))
+        return torch.randn((V, V), generator=g)
 
     def configure_model(self) -> None:
         if self.W is None:

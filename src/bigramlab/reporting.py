@@ -158,7 +158,6 @@ class ComparisonReport(L.Callback):
         self.figures_dir = Path(figures_dir) if figures_dir else None
         self.history_steps: list[int] = []
         self.history: dict[str, list[float]] = {}
-        self.scales: tuple[float, float] | None = None  # the slider's colour scales
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
         data = trainer.datamodule.data
@@ -233,22 +232,22 @@ class ComparisonReport(L.Callback):
             pngs = {"heatmap_learned": render(learned), "heatmap_diff": render(diff)}
         else:
             pngs = {name: frames.png(matrix)
-                    for name, frames, matrix in self._frames(P_W)}  # fmt: skip
+                    for name, frames, matrix in self._frames(pl_module, P_W)}  # fmt: skip
         for name, png in pngs.items():
             add_png(writer, f"compare/{name}", png, step)
         if final and self.figures_dir is not None:
             self._save_figures(pngs)
 
-    def _frames(self, P_W: torch.Tensor) -> list[tuple[str, HeatmapFrames, torch.Tensor]]:
+    def _frames(
+        self, pl_module: BigramLM, P_W: torch.Tensor
+    ) -> list[tuple[str, HeatmapFrames, torch.Tensor]]:
         """The slider's heatmaps between the first and the last step, on fixed colour scales:
-        the MLE's largest probability (learned) and the first snapshot's largest difference
-        (diff), each rounded up to 1, 2 or 5 × 10^k percent."""
-        if self.scales is None:
-            self.scales = (
-                nice_ceiling(float(self.mle.max()) * 100),
-                nice_ceiling(max(float((P_W - self.mle).abs().max()) * 100, 1e-6)),
-            )
-        learned_top, diff_top = self.scales
+        the MLE's largest probability (learned) and the largest difference at step 0 (diff, from
+        the initial W, so that a resumed run keeps the scale), each rounded up to 1, 2 or
+        5 × 10^k percent."""
+        P_0 = pl_module.initial_weights(len(self.itos)).double().softmax(dim=1)
+        learned_top = nice_ceiling(float(self.mle.max()) * 100)
+        diff_top = nice_ceiling(max(float((P_0 - self.mle.cpu()).abs().max()) * 100, 1e-6))
         return [
             ("heatmap_learned", HeatmapFrames.of(self.itos, LEARNED_TITLE, False, learned_top),
              P_W),
