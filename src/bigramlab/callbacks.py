@@ -21,6 +21,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
@@ -37,6 +38,13 @@ def tensorboard(trainer: L.Trainer) -> SummaryWriter | None:
         if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
             return logger.experiment
     return None
+
+
+def add_scalars(writer: SummaryWriter, scalars: dict[str, float], step: int) -> None:
+    """Scalars of one step as one event: what `add_scalar` writes for each (a simple value under
+    its tag), serialised and queued once rather than once a tag."""
+    values = [Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
+    writer.file_writer.add_summary(Summary(value=values), step)
 
 
 class StepLosses(L.Callback):
@@ -102,8 +110,7 @@ class StepLosses(L.Callback):
         writer = tensorboard(trainer)
         for global_step, (objective, nll, reg, W_finite) in zip(steps, values):
             if writer is not None:
-                for tag, value in zip(self.TAGS, (objective, nll, reg)):
-                    writer.add_scalar(tag, value, global_step - 1)
+                add_scalars(writer, dict(zip(self.TAGS, (objective, nll, reg))), global_step - 1)
                 self.wrote = True
             if not check or (objective <= self.max_loss and W_finite):  # NaN fails `<=`
                 continue

@@ -41,7 +41,7 @@ from tensorboard.plugins.text.summary_v2 import text_pb
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-from bigramlab.callbacks import tensorboard
+from bigramlab.callbacks import add_scalars, tensorboard
 from bigramlab.estimators import compare, perplexity, row_entropy, split_nlls
 from bigramlab.figures import HeatmapFrames, heatmap, nice_ceiling, nll_curves, render
 from bigramlab.model import BigramLM
@@ -212,8 +212,7 @@ class ComparisonReport(L.Callback):
         self, writer: SummaryWriter, pl_module: BigramLM, step: int, learned_nll: dict[str, float]
     ) -> None:
         compared = compare(pl_module.W, self.train_counts, self.counted, learned_nll)
-        for tag, value in comparison_scalars(learned_nll, compared).items():
-            writer.add_scalar(tag, value, step)
+        add_scalars(writer, comparison_scalars(learned_nll, compared), step)
         self._record(step, learned_nll)
 
     def _snapshot(self, writer: SummaryWriter, pl_module: BigramLM, step: int, final: bool) -> None:
