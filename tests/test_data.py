@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import time
 from pathlib import Path
 
@@ -54,6 +55,35 @@ def test_splits_are_disjoint_seeded_and_cover_the_corpus() -> None:
     # Each part keeps corpus order; [1, 0, 0] is the corpus itself.
     assert train == sorted(train, key=words.index)
     assert split_words(words, [1.0, 0.0, 0.0], seed=7) == (words, [], [])
+
+
+@pytest.mark.parametrize("n", [1, 7, 10, 1000, 32033])
+def test_lecture_split_is_the_lectures_code(n: int) -> None:
+    words = [f"w{i}" for i in range(n)]
+    # The lecture (makemore part 2), verbatim but for the names.
+    lecture = list(words)
+    random.seed(42)
+    random.shuffle(lecture)
+    n1, n2 = int(0.8 * len(lecture)), int(0.9 * len(lecture))
+    expected = (lecture[:n1], lecture[n1:n2], lecture[n2:])
+    parts = split_words(words, [0.8, 0.1, 0.1], seed=42, rule="lecture")
+    assert [sorted(p) for p in parts] == [sorted(p) for p in expected]
+    assert parts != split_words(words, [0.8, 0.1, 0.1], seed=42) or n < 10
+
+
+def test_count_corpus_splits_by_the_rule(tmp_path: Path) -> None:
+    path = tmp_path / "words.txt"
+    words = make_words(300, seed=5)
+    path.write_text("\n".join(words) + "\n")
+    for rule in ("randperm", "lecture"):
+        _, n_words, counts = count_corpus(TextFile(str(path)), [0.8, 0.1, 0.1], 42, rule)
+        for name, part in zip(("train", "val", "test"),
+                              split_words(words, [0.8, 0.1, 0.1], 42, rule)):  # fmt: skip
+            vocab = Vocab.from_words(words)
+            assert n_words[name] == len(part)
+            assert torch.equal(counts[name], bigram_counts(*bigram_pairs(part, vocab), len(vocab)))
+    with pytest.raises(UserError, match="data.split_rule='shuffle' is unknown"):
+        split_words(words, [0.8, 0.1, 0.1], 42, "shuffle")
 
 
 def test_text_file_skips_blank_lines_handles_crlf_and_lowercases(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bigramlab.errors import UserError
 from bigramlab.losses import IMPLS
+from bigramlab.vocab import SPLIT_RULES
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -86,6 +87,11 @@ def validate_data(cfg: DictConfig) -> None:
     if fractions[0] == 0:
         raise UserError(f"data.split={fractions} leaves nothing to train on: give train a share")
     whole_number(cfg, "data.split_seed", 0, "data.split_seed=42")
+    rule = OmegaConf.select(cfg, "data.split_rule", default="randperm")
+    if rule not in SPLIT_RULES:
+        raise UserError(
+            f"data.split_rule={rule!r} is unknown: choose one of {', '.join(SPLIT_RULES)}"
+        )
 
 
 def validate_train(cfg: DictConfig) -> None:

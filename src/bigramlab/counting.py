@@ -156,8 +156,11 @@ def _decoded_pairs(
         pairs[p, a, b] = pairs.get((p, a, b), 0) + n
 
 
-def count_corpus(corpus: Corpus, fractions: Sequence[float], seed: int) -> CorpusCounts:
-    """Vocabulary, words per split and N (V, V) per split of a corpus, read in pieces.
+def count_corpus(
+    corpus: Corpus, fractions: Sequence[float], seed: int, rule: str = "randperm"
+) -> CorpusCounts:
+    """Vocabulary, words per split and N (V, V) per split of a corpus, read in pieces; the split
+    by bigramlab.vocab.split_assignment (fractions, seed, rule).
 
     Equal to encoding the whole corpus at once (bigram_pairs of split_words) with memory that does
     not grow with the corpus: O(V²) for the counts, one piece, and one byte per word.
@@ -188,7 +191,7 @@ def count_corpus(corpus: Corpus, fractions: Sequence[float], seed: int) -> Corpu
         raise UserError(f"{corpus.name} has no words (it is empty or only blank lines)")
 
     # Pass 2: with the split known, move the pairs of words outside train to their part.
-    assignment = split_assignment(n_words, fractions, seed)
+    assignment = split_assignment(n_words, fractions, seed, rule)
     codepoint_pairs: dict[tuple[int, int, int], int] = {}  # (part, code point, next) -> count
     first, line = 0, 1
     for chunk, k, is_clean in zip(pieces(), sizes, clean):

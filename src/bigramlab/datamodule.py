@@ -96,16 +96,17 @@ def _bigram_data(
     stamp: tuple[int, int] | None,
     split: tuple[float, ...],
     split_seed: int,
+    split_rule: str,
     with_pairs: bool,
 ) -> BigramData:
     train_pairs = None
     if not with_pairs:
-        counted = count_corpus(corpus, split, split_seed)
+        counted = count_corpus(corpus, split, split_seed, split_rule)
         vocab, n_words, counts = counted.vocab, counted.n_words, counted.counts
     else:
         words = corpus.load()
         vocab = Vocab.from_words(words)
-        parts = dict(zip(SPLITS, split_words(words, split, split_seed)))
+        parts = dict(zip(SPLITS, split_words(words, split, split_seed, split_rule)))
         n_words = {name: len(part) for name, part in parts.items()}
         V = len(vocab)
         counts = {name: torch.zeros(V, V, dtype=torch.int64) for name in SPLITS}
@@ -124,7 +125,11 @@ def _bigram_data(
 
 
 def bigram_data(
-    corpus: Corpus, split: Sequence[float], split_seed: int, with_pairs: bool
+    corpus: Corpus,
+    split: Sequence[float],
+    split_seed: int,
+    with_pairs: bool,
+    split_rule: str = "randperm",
 ) -> BigramData:
     """Read, split and count a corpus, once per process for each data config.
 
@@ -132,7 +137,7 @@ def bigram_data(
     of reading and counting the corpus again; nothing in it is ever modified.
     """
     split = tuple(float(f) for f in split)
-    return _bigram_data(corpus, corpus.stamp(), split, split_seed, with_pairs)
+    return _bigram_data(corpus, corpus.stamp(), split, split_seed, split_rule, with_pairs)
 
 
 class BigramDataModule(L.LightningDataModule):
@@ -150,6 +155,7 @@ class BigramDataModule(L.LightningDataModule):
         corpus: Corpus,
         split: Sequence[float] = (0.8, 0.1, 0.1),
         split_seed: int = 42,
+        split_rule: str = "randperm",
         batch_size: int | None = None,
         shuffle_seed: int = 0,
         impl: str = "counts",
@@ -158,6 +164,7 @@ class BigramDataModule(L.LightningDataModule):
         self.corpus = corpus
         self.split = tuple(split)
         self.split_seed = split_seed
+        self.split_rule = split_rule
         self.batch_size = batch_size
         self.shuffle_seed = shuffle_seed
         self.impl = impl
@@ -166,7 +173,9 @@ class BigramDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
             with_pairs = self.batch_size is not None or self.impl != "counts"
-            self.data = bigram_data(self.corpus, self.split, self.split_seed, with_pairs)
+            self.data = bigram_data(
+                self.corpus, self.split, self.split_seed, with_pairs, self.split_rule
+            )
 
     @property
     def vocab(self) -> Vocab:

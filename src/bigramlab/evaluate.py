@@ -36,14 +36,19 @@ def word_nlls(
 
 
 def split_rows(
-    log_probs: Tensor, vocab: Vocab, corpus: Corpus, split: Sequence[float], split_seed: int
+    log_probs: Tensor,
+    vocab: Vocab,
+    corpus: Corpus,
+    split: Sequence[float],
+    split_seed: int,
+    split_rule: str = "randperm",
 ) -> list[tuple[str, int, int, float | None]]:
     """(split, words, bigrams, mean NLL or None if empty) for train, val and test.
 
     The corpus is counted in pieces, as for training (memory O(V²), not O(corpus)); its counts,
     over its own vocabulary, are moved to the checkpoint's, which must hold every character.
     """
-    counted = count_corpus(corpus, split, split_seed)
+    counted = count_corpus(corpus, split, split_seed, split_rule)
     if error := vocab.missing(counted.vocab.itos, corpus.name):
         raise error
     ids = torch.tensor([vocab.stoi[ch] for ch in counted.vocab.itos])
@@ -74,9 +79,8 @@ def evaluate(cfg: DictConfig) -> None:
             print(f"{word:<20} {n:>8} {value:>10.6f} {_ppl(value):>10}")
         return
     validate_data(cfg)
-    rows = split_rows(
-        log_probs, vocab, instantiate(cfg.dataset), cfg.data.split, cfg.data.split_seed
-    )
+    rows = split_rows(log_probs, vocab, instantiate(cfg.dataset), cfg.data.split,
+                      cfg.data.split_seed, cfg.data.split_rule)  # fmt: skip
     print(f"checkpoint {cfg.ckpt} ({len(vocab)} tokens)")
     print(f"{'split':<6} {'words':>8} {'bigrams':>10} {'nll':>10} {'ppl':>10}")
     for name, n_words, n_bigrams, value in rows:

@@ -90,6 +90,8 @@ def _data_settings(cfg: DictConfig) -> dict[str, Any]:
     but for where it is cached, and the split."""
     dataset = {f"dataset.{k}": v for k, v in cfg.dataset.items() if k != "cache_dir"}
     split = {f"data.{k}": OmegaConf.select(cfg, f"data.{k}") for k in ("split", "split_seed")}
+    # Runs from before data.split_rule existed used today's default.
+    split["data.split_rule"] = OmegaConf.select(cfg, "data.split_rule", default="randperm")
     return {key: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
             for key, v in (dataset | split).items()}  # fmt: skip
 

@@ -7,6 +7,7 @@ Each word is wrapped in the boundary token `.` on both sides, so "emma" gives th
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,10 @@ from bigramlab.corpora import BOUNDARY
 from bigramlab.errors import UserError
 
 SPLITS = ("train", "val", "test")
+# How words are dealt to the splits: `randperm`, a torch.randperm and rounded cuts (the default);
+# `lecture`, the makemore lecture's Python random.shuffle and int() cuts, so that split_seed=42
+# with [0.8, 0.1, 0.1] gives the lecture's train, dev and test words.
+SPLIT_RULES = ("randperm", "lecture")
 
 
 @dataclass(frozen=True)
@@ -84,14 +89,30 @@ def bigram_pairs(words: Sequence[str], vocab: Vocab) -> tuple[Tensor, Tensor]:
     return ids[:-1], ids[1:]
 
 
-def split_assignment(n: int, fractions: Sequence[float], seed: int) -> np.ndarray:
+def split_assignment(
+    n: int, fractions: Sequence[float], seed: int, rule: str = "randperm"
+) -> np.ndarray:
     """Which part each of n words goes to: (n,) int8 in [0, len(fractions)), by a seeded shuffle.
 
-    The first round(n · f0) words of a seeded permutation go to part 0, and so on; the last part
-    takes the rest.
+    rule "randperm": the first round(n · f0) words of torch.randperm(n) (seeded) go to part 0,
+    and so on. rule "lecture": the words in the order Python's random.seed(seed);
+    random.shuffle(words) leaves them, cut at int(n · f0), int(n · (f0 + f1)), ... as the lecture
+    does. The last part takes the rest.
     """
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-    cuts = [round(n * c) for c in itertools.accumulate(fractions)]
+    cumulative = list(itertools.accumulate(fractions))
+    if rule == "lecture":
+        order = list(range(n))
+        random.Random(seed).shuffle(order)
+        perm = np.array(order, dtype=np.int64)
+        # round(·, 12): 0.8 + 0.1 is 0.9000000000000001, and int(n · it) may pass int(n · 0.9).
+        cuts = [int(n * round(c, 12)) for c in cumulative]
+    elif rule == "randperm":
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+        cuts = [round(n * c) for c in cumulative]
+    else:
+        raise UserError(
+            f"data.split_rule={rule!r} is unknown: choose one of {', '.join(SPLIT_RULES)}"
+        )
     cuts[-1] = n
     assignment = np.empty(n, dtype=np.int8)
     for part, (lo, hi) in enumerate(zip([0, *cuts[:-1]], cuts)):
@@ -100,13 +121,13 @@ def split_assignment(n: int, fractions: Sequence[float], seed: int) -> np.ndarra
 
 
 def split_words(
-    words: Sequence[str], fractions: Sequence[float], seed: int
+    words: Sequence[str], fractions: Sequence[float], seed: int, rule: str = "randperm"
 ) -> tuple[list[str], ...]:
     """Split by word (never inside a word) into len(fractions) disjoint parts, by a seeded shuffle.
 
     Each part keeps the corpus order of its words, so a [1, 0, 0] split is the corpus as it is.
     """
-    assignment = split_assignment(len(words), fractions, seed).tolist()
+    assignment = split_assignment(len(words), fractions, seed, rule).tolist()
     return tuple(
         [w for w, a in zip(words, assignment) if a == part] for part in range(len(fractions))
     )
