@@ -15,7 +15,7 @@ from omegaconf import DictConfig, ListConfig
 from torch import Tensor
 
 from bigramlab.checkpoint import load_trained_model
-from bigramlab.cli import entry_point
+from bigramlab.cli import entry_point, exit_now
 from bigramlab.config import checkpoint_path, validate_data
 from bigramlab.corpora import Corpus
 from bigramlab.counting import count_corpus
@@ -92,3 +92,4 @@ main = entry_point("evaluate", evaluate)
 
 if __name__ == "__main__":
     main()
+    exit_now()

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 
 from bigramlab.callbacks import tensorboard
-from bigramlab.cli import entry_point
+from bigramlab.cli import entry_point, exit_now
 from bigramlab.config import whole_number
 from bigramlab.errors import UserError
 from bigramlab.figures import render
@@ -342,3 +342,4 @@ def main() -> Any:
 
 if __name__ == "__main__":
     main()
+    exit_now()

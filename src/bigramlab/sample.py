@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig
 
 from bigramlab.checkpoint import load_trained_model
-from bigramlab.cli import entry_point
+from bigramlab.cli import entry_point, exit_now
 from bigramlab.config import checkpoint_path, whole_number
 from bigramlab.sampling import sample_words
 
@@ -29,3 +29,4 @@ main = entry_point("sample", sample)
 
 if __name__ == "__main__":
     main()
+    exit_now()

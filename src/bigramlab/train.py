@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.multiprocessing import ProcessRaisedException
 
 from bigramlab.checkpoint import load_trained_model
-from bigramlab.cli import config_error, entry_point
+from bigramlab.cli import config_error, entry_point, exit_now
 from bigramlab.config import validate_train
 from bigramlab.datamodule import BigramData, BigramDataModule
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
@@ -208,3 +208,4 @@ main = entry_point("train", train_task)
 
 if __name__ == "__main__":
     main()
+    exit_now()
