@@ -19,10 +19,11 @@ import os
 import re
 import shutil
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -147,16 +148,20 @@ def run_task(task: Callable[[DictConfig], float | None], cfg: DictConfig) -> flo
         sys.exit(2)
 
 
-def exit_now() -> NoReturn:
+def exit_now() -> None:
     """End a command that has finished, at once, with status 0.
 
     Python's own shutdown would free every object of torch, Lightning and matplotlib one by one,
-    about a second on a 2-core machine (docs/benchmark.md), and nothing is left to do by then.
-    What shutdown does that matters is done here first: the exit handlers (logging's, which
-    flushes the run's log file; multiprocessing's, which joins child processes) and flushing the
-    standard streams. For `python -m bigramlab.<command>` only, not for a `main()` called from
-    other code.
+    1 to 2 s on a 2-core machine (docs/benchmark.md), and nothing is left to do by then. What
+    shutdown does that matters is done here first: the exit handlers (logging's, which flushes the
+    run's log file) and flushing the standard streams. Where threads other than daemons still run
+    (a process pool's manager thread, after a joblib sweep), Python's shutdown joins them before
+    the exit handlers, which may wait for them: this returns and leaves the exit to Python. For
+    `python -m bigramlab.<command>` only, not for a `main()` called from other code.
     """
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
+        return
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
