@@ -128,3 +128,34 @@ def test_nice_ceiling_rounds_up_to_1_2_or_5() -> None:
     assert [nice_ceiling(v) for v in (0.7, 1.0, 1.3, 2.0, 4.9, 5.01, 85.0, 100.0, 3e-5)] == [
         pytest.approx(v) for v in (1.0, 1.0, 2.0, 2.0, 5.0, 10.0, 100.0, 100.0, 5e-5)
     ]
+
+
+@pytest.mark.parametrize("diverging", [False, True])
+def test_recoloured_frame_writes_the_values_matplotlib_writes(diverging: bool) -> None:
+    V = 27
+    g = torch.Generator().manual_seed(1)
+    P = torch.randn(V, V, generator=g).mul(2).softmax(1)
+    if diverging:
+        P = P - torch.randn(V, V, generator=g).mul(2).softmax(1)
+    itos = "." + "abcdefghijklmnopqrstuvwxyz"
+    scale = nice_ceiling(float(P.abs().max()) * 100)
+    frames = HeatmapFrames(itos, "P", diverging=diverging, scale=scale)
+    fast = np.asarray(Image.open(io.BytesIO(frames.png(P, annotate=True))).convert("RGB"), int)
+    drawn = render(heatmap(P, itos, "P", diverging=diverging, scale=scale))
+    slow = np.asarray(Image.open(io.BytesIO(drawn)).convert("RGB"), dtype=int)
+    bare = np.asarray(Image.open(io.BytesIO(frames.png(P))).convert("RGB"), dtype=int)
+    # The ink of the values: each figure against the cells without them.
+    ink_fast = bare.mean(axis=2) - fast.mean(axis=2)
+    ink_slow = bare.mean(axis=2) - slow.mean(axis=2)
+
+    def alignment(dy: int, dx: int) -> float:
+        moved = np.roll(ink_fast, (dy, dx), axis=(0, 1))
+        return float((moved * ink_slow).sum() / np.sqrt((moved**2).sum() * (ink_slow**2).sum()))
+
+    # Nearly as much ink (FreeType's bitmaps are a little lighter than matplotlib's outlines), in
+    # the same places: no shift by a pixel lines the two up better.
+    assert np.abs(ink_fast).sum() == pytest.approx(np.abs(ink_slow).sum(), rel=0.3)
+    assert alignment(0, 0) > 0.45
+    assert alignment(0, 0) > max(alignment(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                                 if (dy, dx) != (0, 0))  # fmt: skip
+    assert (np.abs(fast - slow).max(axis=2) <= 60).mean() > 0.98

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
-from matplotlib.ft2font import FT2Font
+from matplotlib.ft2font import FT2Font, LoadFlags
 from matplotlib.path import Path
 from matplotlib.textpath import TextPath
 from matplotlib.transforms import Affine2D
@@ -23,6 +23,7 @@ from PIL import Image
 from torch import Tensor
 
 CELL_TEXT_MAX_V = 30
+CELL_TEXT_POINTS = 6  # the size of a cell's value
 CELL_INCHES = 0.3  # one cell of the grid, up to...
 GRID_MAX_INCHES = 16.0  # ...a grid of 1280 pixels: a large vocabulary gets smaller cells
 NAME_MIN_POINTS = 4.0  # characters smaller than this are not drawn on the axes
@@ -149,7 +150,7 @@ def heatmap(
         threshold = 0.6 * max(abs(image.norm.vmin), abs(image.norm.vmax))
         dark = (np.abs(values) > threshold).ravel()
         rows, cols = np.divmod(np.arange(V * V), V)
-        cell_values = outlines([f"{v:{fmt}}" for v in values.ravel()], 6)
+        cell_values = outlines([f"{v:{fmt}}" for v in values.ravel()], CELL_TEXT_POINTS)
         ax.add_collection(glyphs(cell_values, np.column_stack([cols, rows]), ax,
                                  colours=np.where(dark, "white", "black")))  # fmt: skip
     fig.colorbar(image, cax=colorbar_ax, label="percent")
@@ -197,8 +198,9 @@ class HeatmapFrames:
     def of(itos: str, title: str, diverging: bool = False, scale: float = 1.0) -> HeatmapFrames:
         return HeatmapFrames(itos, title, diverging, scale)
 
-    def png(self, matrix: Tensor) -> bytes:
-        """The frame with the cells of `matrix` ((V, V), probabilities) as PNG (RGB)."""
+    def png(self, matrix: Tensor, annotate: bool = False) -> bytes:
+        """The frame with the cells of `matrix` ((V, V), probabilities) as PNG (RGB); with
+        `annotate` and V ≤ 30, every cell's value written on it as `heatmap` writes it."""
         values = matrix.detach().double().cpu().numpy() * 100
         colours = self.colour_map(self.norm(values), bytes=True)[..., :3]  # (V, V, 3) uint8
         pixels = self.frame.copy()
@@ -207,9 +209,51 @@ class HeatmapFrames:
         # The axes' outline, painted over by the cells: drawn again as a one-pixel black line.
         cells[[0, -1], :] = 0
         cells[:, [0, -1]] = 0
+        if annotate and len(values) <= CELL_TEXT_MAX_V:
+            self._write_values(cells, values)
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
         return buffer.getvalue()
+
+    def _write_values(self, cells: np.ndarray, values: np.ndarray) -> None:
+        """Each value in the middle of its cell, in the format and colours of `heatmap`'s: white
+        on dark cells; the ink (the digits' height) centred on the cell's middle."""
+        V = len(values)
+        top = max(abs(self.norm.vmin), abs(self.norm.vmax))
+        fmt = ".1f" if self.norm.vmin < 0 and self.norm.vmax < 10 else ".0f"
+        height, width = cells.shape[:2]
+        for (row, col), value in np.ndenumerate(values):
+            alpha, ink_middle = _text_bitmap(f"{value:{fmt}}")
+            h, w = alpha.shape
+            y0 = round((row + 0.5) * height / V - ink_middle)
+            x0 = round((col + 0.5) * width / V - w / 2)
+            if y0 < 0 or x0 < 0 or y0 + h > height or x0 + w > width:
+                continue  # wider than its cell at the grid's edge: left out, as not readable
+            ink = 255.0 if abs(value) > 0.6 * top else 0.0
+            patch = cells[y0 : y0 + h, x0 : x0 + w].astype(np.float32)
+            patch += (ink - patch) * alpha[..., None]
+            cells[y0 : y0 + h, x0 : x0 + w] = patch.round().astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=1)
+def _cell_font() -> FT2Font:
+    font = FT2Font(font_manager.findfont(FontProperties()))
+    font.set_size(CELL_TEXT_POINTS, DPI)
+    return font
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_bitmap(text: str) -> tuple[np.ndarray, float]:
+    """`text` in the cells' font, rendered by FreeType (as matplotlib renders text): (coverage
+    (h, w) in [0, 1], the middle of its ink's rows, in pixels from the top)."""
+    font = _cell_font()
+    # Unhinted: hinting at this size rounds each digit's advance down a pixel, and digits touch.
+    font.set_text(text, 0.0, flags=LoadFlags.NO_HINTING)
+    font.draw_glyphs_to_bitmap(antialiased=True)
+    alpha = np.asarray(font.get_image(), dtype=np.float32) / 255
+    inked = np.flatnonzero(alpha.max(axis=1) > 0.25)
+    middle = (inked[0] + inked[-1] + 1) / 2 if len(inked) else alpha.shape[0] / 2
+    return alpha, float(middle)
 
 
 def outlines(

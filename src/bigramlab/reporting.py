@@ -17,9 +17,9 @@ At every validation (cheap: a few (V, V) operations and a dozen scalars):
 At the snapshot steps (`figures_every_n_steps`; by default 0, ≈ max/16, ≈ max/4 and the end, so
 that TensorBoard's image slider shows the learned model converge):
 
-    compare/heatmap_{learned,diff}  images (compare/heatmap_mle once, at the start); between the
-                                    first and the last step on one fixed colour scale, the
-                                    last with every cell's value
+    compare/heatmap_{learned,diff}  images (compare/heatmap_mle once, at the start), on fixed
+                                    colour scales (the last diff on its own), the last with
+                                    every cell's value
     samples                         words of both models side by side (text)
     weights/W, entropy/{learned,mle}  histograms
 """
@@ -223,35 +223,34 @@ class ComparisonReport(L.Callback):
         writer.add_histogram("entropy/mle", row_entropy(self.mle), step)
         # TensorBoard's own text summary keeps the tag as is (add_text would append /text_summary).
         writer.file_writer.add_summary(text_pb("samples", self._samples(P_W)), step)
-        if final:
-            # Drawn in full, with every cell's value and a colour scale of their own: the figures
-            # that are also saved as PNG files.
-            learned = heatmap(P_W, self.itos, LEARNED_TITLE)
-            diff = heatmap(P_W - self.mle, self.itos, DIFF_TITLE, diverging=True)
-            pngs = {"heatmap_learned": render(learned), "heatmap_diff": render(diff)}
-        else:
-            pngs = {name: frames.png(matrix)
-                    for name, frames, matrix in self._frames(pl_module, P_W)}  # fmt: skip
+        # The last step's carry every cell's value (the files in figures/ are these).
+        pngs = {name: frames.png(matrix, annotate=final)
+                for name, frames, matrix in self._frames(pl_module, P_W, final)}  # fmt: skip
         for name, png in pngs.items():
             add_png(writer, f"compare/{name}", png, step)
         if final and self.figures_dir is not None:
             self._save_figures(pngs)
 
     def _frames(
-        self, pl_module: BigramLM, P_W: torch.Tensor
+        self, pl_module: BigramLM, P_W: torch.Tensor, final: bool
     ) -> list[tuple[str, HeatmapFrames, torch.Tensor]]:
-        """The slider's heatmaps between the first and the last step, on fixed colour scales:
-        the MLE's largest probability (learned) and the largest difference at step 0 (diff, from
-        the initial W, so that a resumed run keeps the scale), each rounded up to 1, 2 or
-        5 × 10^k percent."""
-        P_0 = pl_module.initial_weights(len(self.itos)).double().softmax(dim=1)
+        """The heatmaps of a snapshot, each a frame drawn once and recoloured. Their colour
+        scales, each rounded up to 1, 2 or 5 × 10^k percent: for the learned model, the MLE's
+        largest probability; for the difference, its largest value at step 0 (from the initial
+        W, so that a resumed run keeps the scale), but at the last step its own largest value,
+        as by then it is a small fraction of the first."""
+        diff = P_W - self.mle
+        if final:
+            diff_top = float(diff.abs().max())
+        else:
+            P_0 = pl_module.initial_weights(len(self.itos)).double().softmax(dim=1)
+            diff_top = float((P_0 - self.mle.cpu()).abs().max())
         learned_top = nice_ceiling(float(self.mle.max()) * 100)
-        diff_top = nice_ceiling(max(float((P_0 - self.mle.cpu()).abs().max()) * 100, 1e-6))
+        diff_top = nice_ceiling(max(diff_top * 100, 1e-6))
         return [
             ("heatmap_learned", HeatmapFrames.of(self.itos, LEARNED_TITLE, False, learned_top),
              P_W),
-            ("heatmap_diff", HeatmapFrames.of(self.itos, DIFF_TITLE, True, diff_top),
-             P_W - self.mle),
+            ("heatmap_diff", HeatmapFrames.of(self.itos, DIFF_TITLE, True, diff_top), diff),
         ]  # fmt: skip
 
     def _samples(self, P_W: torch.Tensor) -> str:
