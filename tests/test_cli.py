@@ -55,7 +55,7 @@ def test_sample_is_seeded_and_uses_the_checkpoint_vocabulary(trained_run: Path, 
     assert set("".join(words)) <= set(words_file.read_text())
 
 
-def test_evaluate_splits_and_words(trained_run: Path, words_file: Path) -> None:
+def test_evaluate_splits_and_words(trained_run: Path, words_file: Path, tmp_path: Path) -> None:
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     result = run(
         "bigramlab.evaluate", f"ckpt={ckpt}", "dataset=text_file", f"dataset.path={words_file}",
@@ -66,6 +66,17 @@ def test_evaluate_splits_and_words(trained_run: Path, words_file: Path) -> None:
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:]}
     for split in ("train", "val", "test"):
         assert float(rows[split][3]) == pytest.approx(metrics[f"{split}_nll"], abs=1e-6)
+        # The counted model beside it: training's, with the same α.
+        assert float(rows[split][5]) == pytest.approx(metrics[f"mle_{split}_nll"], abs=1e-6)
+    # Unsmoothed, the counted model calls a bigram train never had impossible, and says so.
+    letters = tmp_path / "letters.txt"
+    letters.write_text("\n".join(sorted(set(words_file.read_text()) - {"\n"})[:10]) + "\n")
+    impossible = run(
+        "bigramlab.evaluate", f"ckpt={ckpt}", "dataset=text_file", f"dataset.path={letters}",
+        "mle.alpha=0", cwd=trained_run,
+    )  # fmt: skip
+    assert impossible.returncode == 0, impossible.stderr
+    assert "inf*" in impossible.stdout and "set mle.alpha above 0" in impossible.stdout
     per_word = run("bigramlab.evaluate", f"ckpt={ckpt}", "words=[abc,ja]", cwd=trained_run)
     assert per_word.returncode == 0, per_word.stderr
     assert [line.split()[0] for line in per_word.stdout.splitlines()[2:]] == ["abc", "ja"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from bigramlab.corpora import TextFile
 from bigramlab.counting import bigram_counts
 from bigramlab.errors import UserError
-from bigramlab.estimators import mean_nll
+from bigramlab.estimators import mean_nll, mle_probs
 from bigramlab.evaluate import split_rows
 from bigramlab.vocab import Vocab, bigram_pairs, split_words
 from tests.conftest import make_words
@@ -27,12 +28,29 @@ def test_split_rows_equal_those_of_the_split_words(tmp_path: Path, accent: str) 
     vocab = Vocab("." + "".join(sorted(set("".join(words)) | set("xyz"), reverse=True)))
     V = len(vocab.itos)
     log_probs = torch.randn(V, V, generator=torch.Generator().manual_seed(0)).log_softmax(dim=1)
-    rows = split_rows(log_probs, vocab, TextFile(str(path)), SPLIT, 5)
+    rows = split_rows(log_probs, vocab, TextFile(str(path)), SPLIT, 5, alpha=0.5)
     assert [row[0] for row in rows] == ["train", "val", "test"]
-    for (_, n_words, n_bigrams, value), part in zip(rows, split_words(words, SPLIT, 5)):
+    parts = split_words(words, SPLIT, 5)
+    # The counted model of training: over the data's own vocabulary, fitted on train.
+    data_vocab = Vocab.from_words(words)
+    P = mle_probs(bigram_counts(*bigram_pairs(parts[0], data_vocab), len(data_vocab)), 0.5)
+    for (_, n_words, n_bigrams, value, counted), part in zip(rows, parts):
         counts = bigram_counts(*bigram_pairs(part, vocab), V)
         assert (n_words, n_bigrams) == (len(part), int(counts.sum()))
         assert value == pytest.approx(mean_nll(log_probs, counts), rel=1e-12)
+        own = bigram_counts(*bigram_pairs(part, data_vocab), len(data_vocab))
+        assert counted == pytest.approx(mean_nll(P.log(), own), rel=1e-12)
+
+
+def test_the_unsmoothed_counted_model_calls_unseen_bigrams_impossible(tmp_path: Path) -> None:
+    # One-letter words: each word's bigrams (.a, a.) are its own, so val and test have bigrams
+    # train never saw.
+    path = tmp_path / "words.txt"
+    path.write_text("\n".join("abcdefghij") + "\n")
+    rows = split_rows(torch.zeros(11, 11), Vocab(".abcdefghij"), TextFile(str(path)),
+                      [0.6, 0.2, 0.2], 0, alpha=0.0)  # fmt: skip
+    counted = {name: nll for name, *_, nll in rows}
+    assert math.isfinite(counted["train"]) and math.isinf(counted["val"])
 
 
 def test_a_character_the_checkpoint_lacks_is_named(tmp_path: Path) -> None:

@@ -94,11 +94,15 @@ def validate_data(cfg: DictConfig) -> None:
         )
 
 
+def validate_alpha(cfg: DictConfig) -> None:
+    _number(cfg, "mle.alpha", lambda x: x >= 0, "a smoothing count >= 0, e.g. mle.alpha=1")
+
+
 def validate_train(cfg: DictConfig) -> None:
     """Raise UserError naming the first bad value and what to set instead."""
     _number(cfg, "optim.lr", lambda x: x > 0, "a positive learning rate, e.g. optim.lr=50")
     _number(cfg, "model.reg", lambda x: x >= 0, "a regularisation strength >= 0, e.g. 0.01")
-    _number(cfg, "mle.alpha", lambda x: x >= 0, "a smoothing count >= 0, e.g. mle.alpha=1")
+    validate_alpha(cfg)
     whole_number(cfg, "trainer.max_steps", 1, "trainer.max_steps=1000")
     whole_number(cfg, "trainer.val_check_interval", 1, "trainer.val_check_interval=50")
     whole_number(cfg, "seed", 0, "seed=0")

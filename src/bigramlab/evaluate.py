@@ -1,4 +1,5 @@
-"""NLL and perplexity of a trained model on a data set's splits, or on given words.
+"""NLL and perplexity of a trained model on a data set's splits, beside the counted model's
+(P = (N_train + mle.alpha) / row sums, from the same split's train words); or on given words.
 
 python -m bigramlab.evaluate ckpt=<run>/checkpoints/last.ckpt dataset=names
 python -m bigramlab.evaluate ckpt=<run>/checkpoints/last.ckpt 'words=[emma,zzz]'
@@ -16,11 +17,11 @@ from torch import Tensor
 
 from bigramlab.checkpoint import load_trained_model
 from bigramlab.cli import entry_point, exit_now
-from bigramlab.config import checkpoint_path, validate_data
+from bigramlab.config import checkpoint_path, validate_alpha, validate_data
 from bigramlab.corpora import Corpus
 from bigramlab.counting import count_corpus
 from bigramlab.errors import UserError
-from bigramlab.estimators import mean_nll
+from bigramlab.estimators import counted_model, mean_nll
 from bigramlab.vocab import SPLITS, Vocab, bigram_pairs
 
 
@@ -42,13 +43,17 @@ def split_rows(
     split: Sequence[float],
     split_seed: int,
     split_rule: str = "randperm",
-) -> list[tuple[str, int, int, float | None]]:
-    """(split, words, bigrams, mean NLL or None if empty) for train, val and test.
+    alpha: float = 1.0,
+) -> list[tuple[str, int, int, float | None, float | None]]:
+    """(split, words, bigrams, mean NLL, the counted model's mean NLL) for train, val and test;
+    the NLLs None where the split is empty.
 
     The corpus is counted in pieces, as for training (memory O(V²), not O(corpus)); its counts,
-    over its own vocabulary, are moved to the checkpoint's, which must hold every character.
+    over its own vocabulary, are moved to the checkpoint's, which must hold every character. The
+    counted model (smoothing `alpha`) is that of training: over the data's own vocabulary.
     """
     counted = count_corpus(corpus, split, split_seed, split_rule)
+    counted_nll = counted_model(counted.counts, alpha).nll
     if error := vocab.missing(counted.vocab.itos, corpus.name):
         raise error
     ids = torch.tensor([vocab.stoi[ch] for ch in counted.vocab.itos])
@@ -56,8 +61,13 @@ def split_rows(
     for name in SPLITS:
         N = torch.zeros(len(vocab), len(vocab), dtype=counted.counts[name].dtype)
         N[ids[:, None], ids[None, :]] = counted.counts[name]
-        rows.append((name, counted.n_words[name], int(N.sum()), mean_nll(log_probs, N)))
+        rows.append((name, counted.n_words[name], int(N.sum()), mean_nll(log_probs, N),
+                     counted_nll.get(name)))  # fmt: skip
     return rows
+
+
+def _nll(value: float | None) -> str:
+    return "null" if value is None else f"{value:.6f}"
 
 
 def _ppl(value: float | None) -> str:
@@ -79,13 +89,24 @@ def evaluate(cfg: DictConfig) -> None:
             print(f"{word:<20} {n:>8} {value:>10.6f} {_ppl(value):>10}")
         return
     validate_data(cfg)
+    validate_alpha(cfg)
+    alpha = float(cfg.mle.alpha)
     rows = split_rows(log_probs, vocab, instantiate(cfg.dataset), cfg.data.split,
-                      cfg.data.split_seed, cfg.data.split_rule)  # fmt: skip
-    print(f"checkpoint {cfg.ckpt} ({len(vocab)} tokens)")
-    print(f"{'split':<6} {'words':>8} {'bigrams':>10} {'nll':>10} {'ppl':>10}")
-    for name, n_words, n_bigrams, value in rows:
-        shown = "null" if value is None else f"{value:.6f}"
-        print(f"{name:<6} {n_words:>8} {n_bigrams:>10} {shown:>10} {_ppl(value):>10}")
+                      cfg.data.split_seed, cfg.data.split_rule, alpha)  # fmt: skip
+    print(f"checkpoint {cfg.ckpt} ({len(vocab)} tokens); mle: the counted model, "
+          f"mle.alpha={cfg.mle.alpha}, fitted on the same train split")  # fmt: skip
+    print(f"{'split':<6} {'words':>8} {'bigrams':>10} {'nll':>10} {'ppl':>10} "
+          f"{'mle_nll':>10} {'mle_ppl':>10}")  # fmt: skip
+    impossible = False
+    for name, n_words, n_bigrams, value, mle_value in rows:
+        mle_shown = _nll(mle_value)
+        if mle_value is not None and math.isinf(mle_value):
+            mle_shown, impossible = "inf*", True
+        print(f"{name:<6} {n_words:>8} {n_bigrams:>10} {_nll(value):>10} {_ppl(value):>10} "
+              f"{mle_shown:>10} {_ppl(mle_value):>10}")  # fmt: skip
+    if impossible:
+        print("* the counted model gives probability 0 to a bigram of this split that the train "
+              "split does not have (mle.alpha=0): set mle.alpha above 0 to smooth it")  # fmt: skip
 
 
 main = entry_point("evaluate", evaluate)
