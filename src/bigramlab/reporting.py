@@ -125,11 +125,12 @@ def add_png(writer: SummaryWriter, tag: str, png: bytes, step: int) -> None:
 
 @functools.lru_cache(maxsize=4)
 def mle_heatmap_png(itos: str, probs: bytes) -> bytes:
-    """The counted model's heatmap as PNG, from its probabilities' bytes ((V, V) float64): drawn
-    once in a process, for all the jobs of a sweep on the same data and α."""
+    """The counted model's heatmap as PNG, from its probabilities' bytes ((V, V) float64), on
+    the learned model's colour scale: drawn once in a process, for all the jobs of a sweep on the
+    same data and α."""
     V = len(itos)
     matrix = torch.from_numpy(np.frombuffer(probs, dtype=np.float64).reshape(V, V).copy())
-    return render(heatmap(matrix, itos, "MLE P"))
+    return render(heatmap(matrix, itos, "MLE P", scale=nice_ceiling(float(matrix.max()) * 100)))
 
 
 class ComparisonReport(L.Callback):
