@@ -17,8 +17,10 @@ from bigramlab.checkpoint import load_trained_model
 from bigramlab.corpora import TextFile
 from bigramlab.counting import bigram_counts
 from bigramlab.errors import UserError
+from bigramlab.figures import HeatmapFrames
 from bigramlab.losses import nll_sum_counts, nll_sum_index, nll_sum_onehot
 from bigramlab.model import BigramLM
+from bigramlab.reporting import mle_heatmap_png
 from bigramlab.train import train
 from bigramlab.vocab import Vocab, bigram_pairs, split_words
 from tests.conftest import lecture_pairs
@@ -200,6 +202,9 @@ def host_reads(train_config, monkeypatch: pytest.MonkeyPatch, steps: int, *overr
         "callbacks.progress_bar.refresh_rate=100000",
         *overrides,
     )
+    # Figures kept from an earlier run of this process are one-off work: each run draws its own.
+    HeatmapFrames.of.cache_clear()
+    mle_heatmap_png.cache_clear()
     with monkeypatch.context() as patched:
         for name in HOST_READS:
             patched.setattr(torch.Tensor, name, counting(name))
