@@ -115,23 +115,17 @@ class StepTimer(L.Callback):
         StepTimer.times.append(time.perf_counter() - self.start)
 
 
-class JobClock(L.Callback):
+class JobClock(StepTimer):
     """For a sweep's jobs, run in another process: appends one JSON line a job to the file named
     by $BIGRAMLAB_JOB_CLOCK, with the job's end (after its last checkpoint) and the summed wall
-    time of its training steps (`trainer.fit`'s batches, each from its start to its end)."""
+    time of its training steps (StepTimer's)."""
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self.steps_s = 0.0
-
-    def on_train_batch_start(self, *args: object) -> None:
-        self.start = time.perf_counter()
-
-    def on_train_batch_end(self, *args: object) -> None:
-        self.steps_s += time.perf_counter() - self.start
+        StepTimer.times = []
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         with open(os.environ["BIGRAMLAB_JOB_CLOCK"], "a") as f:
-            f.write(json.dumps({"end": time.time(), "steps_s": self.steps_s}) + "\n")
+            f.write(json.dumps({"end": time.time(), "steps_s": sum(StepTimer.times)}) + "\n")
 
 
 def sweep_job_times(corpus_args: list[str], n_jobs: int, workdir: Path) -> list[dict[str, float]]:

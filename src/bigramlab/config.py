@@ -16,7 +16,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bigramlab.errors import UserError
 from bigramlab.losses import IMPLS
-from bigramlab.vocab import SPLIT_RULES
+from bigramlab.vocab import SPLIT_RULES, check_split_rule
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -87,11 +87,7 @@ def validate_data(cfg: DictConfig) -> None:
     if fractions[0] == 0:
         raise UserError(f"data.split={fractions} leaves nothing to train on: give train a share")
     whole_number(cfg, "data.split_seed", 0, "data.split_seed=42")
-    rule = OmegaConf.select(cfg, "data.split_rule", default="randperm")
-    if rule not in SPLIT_RULES:
-        raise UserError(
-            f"data.split_rule={rule!r} is unknown: choose one of {', '.join(SPLIT_RULES)}"
-        )
+    check_split_rule(OmegaConf.select(cfg, "data.split_rule", default=SPLIT_RULES[0]))
 
 
 def validate_alpha(cfg: DictConfig) -> None:

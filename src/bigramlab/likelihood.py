@@ -25,7 +25,7 @@ from omegaconf import DictConfig, ListConfig
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from bigramlab.callbacks import tensorboard
+from bigramlab.callbacks import add_scalars, tensorboard
 from bigramlab.cli import entry_point, exit_now
 from bigramlab.config import whole_number
 from bigramlab.errors import UserError
@@ -83,8 +83,7 @@ class GaussianFit(L.LightningModule):
             values = {"fit/mu": self.mu, "fit/sigma": sigma, "fit/nll": nll,
                       "gap/mu": self.mu - mu_mle, "gap/sigma": sigma - sigma_mle,
                       "gap/nll": nll - self.nll_mle}  # fmt: skip
-            for tag, value in values.items():
-                writer.add_scalar(tag, float(value.detach()), step)
+            add_scalars(writer, {tag: float(v.detach()) for tag, v in values.items()}, step)
         return nll
 
     def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:

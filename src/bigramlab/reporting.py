@@ -124,13 +124,13 @@ def add_png(writer: SummaryWriter, tag: str, png: bytes, step: int) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def mle_heatmap_png(itos: str, probs: bytes) -> bytes:
-    """The counted model's heatmap as PNG, from its probabilities' bytes ((V, V) float64), on
-    the learned model's colour scale: drawn once in a process, for all the jobs of a sweep on the
-    same data and α."""
+def mle_heatmap_png(itos: str, probs: bytes, scale: float) -> bytes:
+    """The counted model's heatmap as PNG, from its probabilities' bytes ((V, V) float64), with
+    its colour scale's top `scale` (percent): drawn once in a process, for all the jobs of a sweep
+    on the same data and α."""
     V = len(itos)
     matrix = torch.from_numpy(np.frombuffer(probs, dtype=np.float64).reshape(V, V).copy())
-    return render(heatmap(matrix, itos, "MLE P", scale=nice_ceiling(float(matrix.max()) * 100)))
+    return render(heatmap(matrix, itos, "MLE P", scale=scale))
 
 
 class ComparisonReport(L.Callback):
@@ -172,6 +172,12 @@ class ComparisonReport(L.Callback):
         self.snapshots = snapshot_steps(
             trainer.max_steps, int(trainer.val_check_interval), self.figures_every_n_steps
         )
+        # The heatmaps' colour scales, rounded up to 1, 2 or 5 × 10^k percent: for the MLE and the
+        # learned model, the MLE's largest probability; for the difference, its largest value at
+        # step 0 (from the initial W, so that a resumed run keeps the scale).
+        P_0 = pl_module.initial_weights(len(self.itos)).double().softmax(dim=1)
+        self.learned_top = nice_ceiling(float(counted.probs.max()) * 100)
+        self.diff_top = nice_ceiling(max(float((P_0 - counted.probs).abs().max()) * 100, 1e-6))
         writer = tensorboard(trainer)
         if writer is None or trainer.global_step > 0:  # a resumed run has all this already
             return
@@ -226,33 +232,25 @@ class ComparisonReport(L.Callback):
         writer.file_writer.add_summary(text_pb("samples", self._samples(P_W)), step)
         # The last step's carry every cell's value (the files in figures/ are these).
         pngs = {name: frames.png(matrix, annotate=final)
-                for name, frames, matrix in self._frames(pl_module, P_W, final)}  # fmt: skip
+                for name, frames, matrix in self._frames(P_W, final)}  # fmt: skip
         for name, png in pngs.items():
             add_png(writer, f"compare/{name}", png, step)
         if final and self.figures_dir is not None:
             self._save_figures(pngs)
 
     def _frames(
-        self, pl_module: BigramLM, P_W: torch.Tensor, final: bool
+        self, P_W: torch.Tensor, final: bool
     ) -> list[tuple[str, HeatmapFrames, torch.Tensor]]:
-        """The heatmaps of a snapshot, each a frame drawn once and recoloured. Their colour
-        scales, each rounded up to 1, 2 or 5 × 10^k percent: for the learned model, the MLE's
-        largest probability; for the difference, its largest value at step 0 (from the initial
-        W, so that a resumed run keeps the scale), but at the last step its own largest value,
-        as by then it is a small fraction of the first."""
+        """The heatmaps of a snapshot, each a frame drawn once and recoloured, on the scales of
+        `on_fit_start`; the last step's difference on its own largest value (rounded up to 1, 2 or
+        5 × 10^k percent), as by then it is a small fraction of the first."""
         diff = P_W - self.mle
+        diff_top = self.diff_top
         if final:
-            diff_top = float(diff.abs().max())
-        else:
-            P_0 = pl_module.initial_weights(len(self.itos)).double().softmax(dim=1)
-            diff_top = float((P_0 - self.mle.cpu()).abs().max())
-        learned_top = nice_ceiling(float(self.mle.max()) * 100)
-        diff_top = nice_ceiling(max(diff_top * 100, 1e-6))
-        return [
-            ("heatmap_learned", HeatmapFrames.of(self.itos, LEARNED_TITLE, False, learned_top),
-             P_W),
-            ("heatmap_diff", HeatmapFrames.of(self.itos, DIFF_TITLE, True, diff_top), diff),
-        ]  # fmt: skip
+            diff_top = nice_ceiling(max(float(diff.abs().max()) * 100, 1e-6))
+        learned = HeatmapFrames.of(self.itos, LEARNED_TITLE, False, self.learned_top)
+        differences = HeatmapFrames.of(self.itos, DIFF_TITLE, True, diff_top)
+        return [("heatmap_learned", learned, P_W), ("heatmap_diff", differences, diff)]
 
     def _samples(self, P_W: torch.Tensor) -> str:
         """The same generator seed for both models: where they agree, they draw the same words."""
@@ -272,7 +270,8 @@ class ComparisonReport(L.Callback):
 
     def _mle_png(self) -> bytes:
         """The MLE's heatmap: it does not change during training."""
-        return mle_heatmap_png(self.itos, self.mle.double().cpu().numpy().tobytes())
+        probs = self.mle.double().cpu().numpy().tobytes()
+        return mle_heatmap_png(self.itos, probs, self.learned_top)
 
     def _save_figures(self, pngs: dict[str, bytes]) -> None:
         """The final heatmaps, the MLE's and the NLL curves as PNG files in `figures_dir`."""

@@ -34,7 +34,7 @@ from bigramlab.estimators import COMPARISON_KEYS, compare, split_nlls
 from bigramlab.losses import penalty
 from bigramlab.model import BigramLM
 from bigramlab.results import failed_metrics, write_metrics
-from bigramlab.vocab import SPLITS
+from bigramlab.vocab import SPLIT_RULES, SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def _data_settings(cfg: DictConfig) -> dict[str, Any]:
     dataset = {f"dataset.{k}": v for k, v in cfg.dataset.items() if k != "cache_dir"}
     split = {f"data.{k}": OmegaConf.select(cfg, f"data.{k}") for k in ("split", "split_seed")}
     # Runs from before data.split_rule existed used today's default.
-    split["data.split_rule"] = OmegaConf.select(cfg, "data.split_rule", default="randperm")
+    split["data.split_rule"] = OmegaConf.select(cfg, "data.split_rule", default=SPLIT_RULES[0])
     return {key: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
             for key, v in (dataset | split).items()}  # fmt: skip
 

@@ -25,6 +25,14 @@ SPLITS = ("train", "val", "test")
 SPLIT_RULES = ("randperm", "lecture")
 
 
+def check_split_rule(rule: str) -> None:
+    """Raise UserError unless `rule` is one of SPLIT_RULES."""
+    if rule not in SPLIT_RULES:
+        raise UserError(
+            f"data.split_rule={rule!r} is unknown: choose one of {', '.join(SPLIT_RULES)}"
+        )
+
+
 @dataclass(frozen=True)
 class Vocab:
     """itos: the tokens in index order, `.` first.  stoi is its inverse."""
@@ -99,6 +107,7 @@ def split_assignment(
     random.shuffle(words) leaves them, cut at int(n · f0), int(n · (f0 + f1)), ... as the lecture
     does. The last part takes the rest.
     """
+    check_split_rule(rule)
     cumulative = list(itertools.accumulate(fractions))
     if rule == "lecture":
         order = list(range(n))
@@ -106,13 +115,9 @@ def split_assignment(
         perm = np.array(order, dtype=np.int64)
         # round(·, 12): 0.8 + 0.1 is 0.9000000000000001, and int(n · it) may pass int(n · 0.9).
         cuts = [int(n * round(c, 12)) for c in cumulative]
-    elif rule == "randperm":
+    else:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
         cuts = [round(n * c) for c in cumulative]
-    else:
-        raise UserError(
-            f"data.split_rule={rule!r} is unknown: choose one of {', '.join(SPLIT_RULES)}"
-        )
     cuts[-1] = n
     assignment = np.empty(n, dtype=np.int8)
     for part, (lo, hi) in enumerate(zip([0, *cuts[:-1]], cuts)):

@@ -67,18 +67,18 @@ class ResumableOptunaSweeper(OptunaSweeper):
             study.tell(trial.number, state=TrialState.FAIL)
             log.warning(f"trial {trial.number} never reported (the sweep was stopped): failed")
         trials = study.get_trials(deepcopy=False)
-        finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         if not trials:
             return
+        finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         log.info(
             f"resuming study {impl.study_name}: {finished} of {impl.n_trials} trials finished, "
             f"running {max(impl.n_trials - finished, 0)}"
         )
         impl.n_trials = max(impl.n_trials - finished, 0)
         impl.job_idx = len(trials)
+        # Hydra's sweeper sets job_idx to 0 in setup, not in sweep: this numbering holds.
         if hasattr(impl.sampler, "reseed_rng"):
             impl.sampler.reseed_rng()
-        # Hydra's sweeper sets job_idx to 0 in setup, not in sweep: this numbering holds.
 
     def _write_best_trial(self, sweep_dir: Path) -> None:
         """experiment/best_trial.yaml from optimization_results.yaml (the sweeper's best
