@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bigramlab.checkpoint import TrainedModel
 from bigramlab.corpora import TextFile
 from bigramlab.counting import bigram_counts
 from bigramlab.errors import UserError
@@ -27,19 +28,22 @@ def test_split_rows_equal_those_of_the_split_words(tmp_path: Path, accent: str) 
     # The checkpoint's vocabulary may hold more characters than the data, in another order.
     vocab = Vocab("." + "".join(sorted(set("".join(words)) | set("xyz"), reverse=True)))
     V = len(vocab.itos)
-    log_probs = torch.randn(V, V, generator=torch.Generator().manual_seed(0)).log_softmax(dim=1)
-    rows = split_rows(log_probs, vocab, TextFile(str(path)), SPLIT, 5, alpha=0.5)
+    g = torch.Generator().manual_seed(0)
+    log_probs = torch.randn(V, V, generator=g, dtype=torch.float64).log_softmax(dim=1)
+    model = TrainedModel(log_probs, vocab.itos, 0, False)
+    rows = split_rows(model, TextFile(str(path)), SPLIT, 5, alpha=0.5)
     assert [row[0] for row in rows] == ["train", "val", "test"]
     parts = split_words(words, SPLIT, 5)
     # The counted model of training: over the data's own vocabulary, fitted on train.
     data_vocab = Vocab.from_words(words)
     P = mle_probs(bigram_counts(*bigram_pairs(parts[0], data_vocab), len(data_vocab)), 0.5)
-    for (_, n_words, n_bigrams, value, counted), part in zip(rows, parts):
+    for (_, n_words, n_bigrams, value, counted, rowless), part in zip(rows, parts):
         counts = bigram_counts(*bigram_pairs(part, vocab), V)
         assert (n_words, n_bigrams) == (len(part), int(counts.sum()))
         assert value == pytest.approx(mean_nll(log_probs, counts), rel=1e-12)
         own = bigram_counts(*bigram_pairs(part, data_vocab), len(data_vocab))
         assert counted == pytest.approx(mean_nll(P.log(), own), rel=1e-12)
+        assert rowless == 0
 
 
 def test_the_unsmoothed_counted_model_calls_unseen_bigrams_impossible(tmp_path: Path) -> None:
@@ -47,9 +51,9 @@ def test_the_unsmoothed_counted_model_calls_unseen_bigrams_impossible(tmp_path: 
     # train never saw.
     path = tmp_path / "words.txt"
     path.write_text("\n".join("abcdefghij") + "\n")
-    rows = split_rows(torch.zeros(11, 11), Vocab(".abcdefghij"), TextFile(str(path)),
-                      [0.6, 0.2, 0.2], 0, alpha=0.0)  # fmt: skip
-    counted = {name: nll for name, *_, nll in rows}
+    model = TrainedModel(torch.zeros(11, 11), ".abcdefghij", 0, False)
+    rows = split_rows(model, TextFile(str(path)), [0.6, 0.2, 0.2], 0, alpha=0.0)
+    counted = {row.split: row.mle_nll for row in rows}
     assert math.isfinite(counted["train"]) and math.isinf(counted["val"])
 
 
@@ -57,4 +61,4 @@ def test_a_character_the_checkpoint_lacks_is_named(tmp_path: Path) -> None:
     path = tmp_path / "words.txt"
     path.write_text("abc\nabd\n")
     with pytest.raises(UserError, match=r"character 'd' \(in .*words.txt\) is not in the vocab"):
-        split_rows(torch.zeros(4, 4), Vocab(".abc"), TextFile(str(path)), SPLIT, 0)
+        split_rows(TrainedModel(torch.zeros(4, 4), ".abc", 0, False), TextFile(str(path)), SPLIT, 0)

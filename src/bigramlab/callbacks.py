@@ -49,7 +49,9 @@ def add_scalars(writer: SummaryWriter, scalars: dict[str, float], step: int) -> 
 
 class StepLosses(L.Callback):
     """Every training step's `objective`, `nll` and `penalty` (loss/total, loss/nll, loss/reg in
-    TensorBoard), at the step whose W they are the loss of; and the divergence check.
+    TensorBoard), at the step whose W they are the loss of, and the norm of the gradient the
+    update used (loss/grad_norm: the objective is convex, so it says how far from its optimum a
+    run is); and the divergence check.
 
     The step outputs stay on the device and are read back (one host sync for all of them) every
     `trainer.log_every_n_steps` steps, and before every validation, checkpoint and the end, so
@@ -59,7 +61,7 @@ class StepLosses(L.Callback):
     where float32 has not overflowed yet.
     """
 
-    TAGS = ("loss/total", "loss/nll", "loss/reg")
+    TAGS = ("loss/total", "loss/nll", "loss/reg", "loss/grad_norm")
 
     def __init__(self, max_loss: float = 1000.0) -> None:
         self.max_loss = max_loss
@@ -71,7 +73,11 @@ class StepLosses(L.Callback):
         batch_idx: int,
     ) -> None:  # fmt: skip
         W_finite = torch.isfinite(pl_module.W).all().to(outputs["objective"].dtype)
-        values = [outputs["objective"], outputs["nll"], outputs["penalty"], W_finite]
+        grad_norm = pl_module.grad_norm
+        if grad_norm is None:
+            grad_norm = torch.full_like(W_finite, float("nan"))
+        values = [outputs["objective"], outputs["nll"], outputs["penalty"],
+                  grad_norm.to(W_finite.dtype), W_finite]  # fmt: skip
         self.pending.append((trainer.global_step, torch.stack(values)))
         if trainer.global_step % trainer.log_every_n_steps == 0:
             self.flush(trainer)
@@ -108,9 +114,10 @@ class StepLosses(L.Callback):
         steps = [s for s, _ in self.pending]
         self.pending.clear()
         writer = tensorboard(trainer)
-        for global_step, (objective, nll, reg, W_finite) in zip(steps, values):
+        for global_step, (objective, nll, reg, grad_norm, W_finite) in zip(steps, values):
             if writer is not None:
-                add_scalars(writer, dict(zip(self.TAGS, (objective, nll, reg))), global_step - 1)
+                losses = (objective, nll, reg, grad_norm)
+                add_scalars(writer, dict(zip(self.TAGS, losses)), global_step - 1)
                 self.wrote = True
             if not check or (objective <= self.max_loss and W_finite):  # NaN fails `<=`
                 continue

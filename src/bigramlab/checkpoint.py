@@ -12,17 +12,41 @@ import torch
 from torch import Tensor
 
 from bigramlab.errors import UserError
+from bigramlab.features import FEATURES, feature_keys, logits, row_index
 
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """What a checkpoint holds of the model: W (V, V) float32 and its vocabulary `itos`; the
-    update it was saved at; whether it has the loop state to resume training from."""
+    """What a checkpoint holds of the model: W (R, V) float32, its vocabulary `itos`, its context
+    length `order`, `features` and the feature keys of W's rows (bigramlab.features); the update
+    it was saved at; whether it has the loop state to resume training from."""
 
     W: Tensor
     itos: str
     global_step: int
     resumable: bool
+    order: int = 1
+    features: str = "onehot"
+    row_keys: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.row_keys is None:  # the bigram's: a row per token
+            object.__setattr__(self, "row_keys", torch.arange(len(self.itos)))
+
+    def logits(self, contexts: Tensor) -> Tensor:
+        """Logits (C, V) for contexts (C,) (bigramlab.ngrams keys of `order` tokens)."""
+        keys = feature_keys(contexts, self.order, len(self.itos), self.features)
+        return logits(self.W, row_index(self.row_keys, keys))
+
+    def has_rows(self, contexts: Tensor) -> Tensor:
+        """(C,) bool: whether each context has a row of its own (always, but for onehot)."""
+        if self.features != "onehot":
+            return torch.ones(len(contexts), dtype=torch.bool)
+        return row_index(self.row_keys, contexts) < len(self.row_keys)
+
+    def describe(self) -> str:
+        """`model.context=k model.features=f`, as the configs spell it."""
+        return f"model.context={self.order} model.features={self.features}"
 
 
 def load_trained_model(path: str | Path) -> TrainedModel:
@@ -54,11 +78,25 @@ def load_trained_model(path: str | Path) -> TrainedModel:
         raise UserError(not_a_checkpoint) from None
     try:
         W = ckpt["state_dict"]["W"]
-        itos = ckpt["hyper_parameters"]["vocab"]
-    except (KeyError, TypeError):
+        hparams = ckpt["hyper_parameters"]
+        itos = hparams["vocab"]
+        # Checkpoints from before longer contexts are bigrams: a row per token.
+        order = hparams.get("context", 1)
+        features = hparams.get("features", "onehot")
+        row_keys = ckpt["state_dict"].get("row_keys", torch.arange(len(itos)))
+    except (KeyError, TypeError, AttributeError):
         raise UserError(
             f"{path} is not a bigramlab checkpoint (no W or vocabulary in it)"
         ) from None
-    if not isinstance(itos, str) or W.shape != (len(itos), len(itos)):
-        raise UserError(f"{path} is damaged: W has shape {tuple(W.shape)} for {len(itos)} tokens")
-    return TrainedModel(W.float(), itos, int(ckpt.get("global_step", 0)), "loops" in ckpt)
+    if (
+        not isinstance(itos, str)
+        or not isinstance(order, int)
+        or features not in FEATURES
+        or W.shape != (len(row_keys), len(itos))
+    ):
+        raise UserError(
+            f"{path} is damaged: W has shape {tuple(W.shape)} for {len(row_keys)} rows of "
+            f"{len(itos)} tokens (context {order}, features {features})"
+        )
+    return TrainedModel(W.float(), itos, int(ckpt.get("global_step", 0)), "loops" in ckpt,
+                        order, features, row_keys)  # fmt: skip

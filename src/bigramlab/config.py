@@ -15,6 +15,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bigramlab.errors import UserError
+from bigramlab.estimators import check_smoothing
+from bigramlab.features import FEATURES
 from bigramlab.losses import IMPLS
 from bigramlab.vocab import SPLIT_RULES, check_split_rule
 
@@ -32,6 +34,9 @@ HYPERPARAMETERS = {
     "steps": "trainer.max_steps",
     "batch_size": "data.batch_size",
     "impl": "model.impl",
+    "context": "model.context",
+    "features": "model.features",
+    "smoothing": "mle.smoothing",
     "seed": "seed",
     "init_seed": "model.init_seed",
     "split_seed": "data.split_seed",
@@ -91,7 +96,9 @@ def validate_data(cfg: DictConfig) -> None:
 
 
 def validate_alpha(cfg: DictConfig) -> None:
+    """mle.alpha and mle.smoothing (runs from before mle.smoothing: additive)."""
     _number(cfg, "mle.alpha", lambda x: x >= 0, "a smoothing count >= 0, e.g. mle.alpha=1")
+    check_smoothing(OmegaConf.select(cfg, "mle.smoothing", default="additive"))
 
 
 def validate_train(cfg: DictConfig) -> None:
@@ -109,6 +116,11 @@ def validate_train(cfg: DictConfig) -> None:
     if every is not None and every != "log":
         whole_number(cfg, "callbacks.report.figures_every_n_steps", 0,
                      "figures_every_n_steps=100 (0: the end only), log or null")  # fmt: skip
+    whole_number(cfg, "model.context", 1, "model.context=3 (tokens of context; 1: the bigram)")
+    if cfg.model.features not in FEATURES:
+        raise UserError(
+            f"model.features={cfg.model.features!r} is unknown: choose one of {', '.join(FEATURES)}"
+        )
     if cfg.model.impl not in IMPLS:
         raise UserError(
             f"model.impl={cfg.model.impl!r} is unknown: choose one of {', '.join(IMPLS)}"

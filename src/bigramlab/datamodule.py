@@ -1,7 +1,10 @@
 """The Lightning data module: a corpus counted and split, served as batches, sharded under DDP.
 
-corpus --count_corpus / bigram_pairs--> BigramData (vocabulary, N per split, train pairs)
-       --BigramDataModule--> training batches (CountsBatch or PairBatch), validation counts
+corpus --count_ngrams / bigram_pairs--> BigramData (vocabulary, contexts, N per split)
+    --BigramDataModule--> training batches (CountsBatch, PairBatch), validation counts
+
+With a context of k tokens the counts are N (C, V) over the contexts the data has (bigramlab.ngrams);
+k = 1 is the bigram, N (V, V), every token a context.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler
 
 from bigramlab.corpora import Corpus
-from bigramlab.counting import bigram_counts, count_corpus
+from bigramlab.counting import bigram_counts
 from bigramlab.errors import UserError
 from bigramlab.estimators import CountedModel, counted_model
+from bigramlab.ngrams import count_ngrams
 from bigramlab.vocab import SPLITS, Vocab, bigram_pairs, split_words
 
 
 class CountsBatch(NamedTuple):
-    """A batch as its bigram counts: `counts` (V, V), this process's share; `batch_bigrams`, the
+    """A batch as its bigram counts: `counts` (C, V), this process's share; `batch_bigrams`, the
     number of bigrams in the whole batch over all processes (what the mean NLL divides by)."""
 
     counts: Tensor
@@ -41,7 +45,7 @@ class PairBatch(NamedTuple):
 
 
 def shard_counts(counts: Tensor, rank: int, world_size: int) -> Tensor:
-    """Process `rank`'s share of bigram counts (..., V, V): the bigrams whose first token x has
+    """Process `rank`'s share of counts (..., C, V): the events whose context (row) x has
     x % world_size == rank, zeros elsewhere. The shares sum to `counts`; they are unequal."""
     rows = torch.arange(counts.shape[-2]) % world_size == rank
     return counts * rows[:, None].to(counts.dtype)
@@ -77,17 +81,24 @@ class PairMiniBatches(Dataset):
 
 @dataclass(frozen=True, eq=False)
 class BigramData:
-    """Everything training needs from a corpus: vocabulary, words and counts N (V, V) per split,
-    and the training pairs (xs, ys) when mini-batches or a pair-based loss need them."""
+    """Everything training needs from a corpus: vocabulary, the contexts of `order` tokens seen in
+    any split (their keys (C,), sorted; every token for the bigram), words and counts N (C, V) per
+    split, and the training pairs (xs, ys) when mini-batches or a pair-based loss need them."""
 
     vocab: Vocab
     n_words: dict[str, int]
     counts: dict[str, Tensor]
     train_pairs: tuple[Tensor, Tensor] | None
+    order: int = 1
+    contexts: Tensor | None = None
 
-    @functools.cache  # noqa: B019 -- one per (data, α), kept as long as the data are
-    def counted_model(self, alpha: float) -> CountedModel:
-        return counted_model(self.counts, alpha)
+    def __post_init__(self) -> None:
+        if self.contexts is None:
+            object.__setattr__(self, "contexts", torch.arange(len(self.vocab)))
+
+    @functools.cache  # noqa: B019 -- one per (data, smoothing, α), kept as long as the data are
+    def counted_model(self, alpha: float, smoothing: str = "additive") -> CountedModel:
+        return counted_model(self.counts, alpha, smoothing, self.contexts, self.order)
 
 
 @functools.lru_cache(maxsize=4)
@@ -98,11 +109,14 @@ def _bigram_data(
     split_seed: int,
     split_rule: str,
     with_pairs: bool,
+    order: int,
 ) -> BigramData:
     train_pairs = None
+    contexts = None
     if not with_pairs:
-        counted = count_corpus(corpus, split, split_seed, split_rule)
+        counted = count_ngrams(corpus, order, split, split_seed, split_rule)
         vocab, n_words, counts = counted.vocab, counted.n_words, counted.counts
+        contexts = counted.contexts
     else:
         words = corpus.load()
         vocab = Vocab.from_words(words)
@@ -121,7 +135,7 @@ def _bigram_data(
             f"the train split is empty ({sum(n_words.values())} words, split {list(split)}): "
             "use more data or a larger train fraction in data.split"
         )
-    return BigramData(vocab, n_words, counts, train_pairs)
+    return BigramData(vocab, n_words, counts, train_pairs, order, contexts)
 
 
 def bigram_data(
@@ -130,22 +144,24 @@ def bigram_data(
     split_seed: int,
     with_pairs: bool,
     split_rule: str = "randperm",
+    order: int = 1,
 ) -> BigramData:
-    """Read, split and count a corpus, once per process for each data config.
+    """Read, split and count a corpus at `order` (tokens of context), once per process for each
+    data config. Pairs (`with_pairs`) are the bigram's alone.
 
     The jobs of a sweep in one process (Hydra's basic launcher, Optuna) share the result instead
     of reading and counting the corpus again; nothing in it is ever modified.
     """
     split = tuple(float(f) for f in split)
-    return _bigram_data(corpus, corpus.stamp(), split, split_seed, split_rule, with_pairs)
+    return _bigram_data(corpus, corpus.stamp(), split, split_seed, split_rule, with_pairs, order)
 
 
 class BigramDataModule(L.LightningDataModule):
-    """Bigram data of one corpus, split by word.
+    """The data of one corpus at a context of `context` tokens, split by word.
 
     Training batches: with `batch_size=None` (full batch) every step sees the whole training split,
     as a CountsBatch when the loss form `impl` is "counts", else as a PairBatch; with a number,
-    shuffled mini-batches (PairBatch) of B pairs. Validation batch: {split: (V, V) counts} for
+    shuffled mini-batches (PairBatch) of B pairs. Validation batch: {split: (C, V) counts} for
     every non-empty split, so metrics are exact. Under DDP each process gets its share of every
     batch.
     """
@@ -159,8 +175,15 @@ class BigramDataModule(L.LightningDataModule):
         batch_size: int | None = None,
         shuffle_seed: int = 0,
         impl: str = "counts",
+        context: int = 1,
     ) -> None:
         super().__init__()
+        if context > 1 and (batch_size is not None or impl != "counts"):
+            raise UserError(
+                f"model.context={context} trains full batch on counts: set data.batch_size=null "
+                "and model.impl=counts (mini-batches and the pair forms are the bigram's)"
+            )
+        self.context = context
         self.corpus = corpus
         self.split = tuple(split)
         self.split_seed = split_seed
@@ -173,9 +196,8 @@ class BigramDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
             with_pairs = self.batch_size is not None or self.impl != "counts"
-            self.data = bigram_data(
-                self.corpus, self.split, self.split_seed, with_pairs, self.split_rule
-            )
+            self.data = bigram_data(self.corpus, self.split, self.split_seed, with_pairs,
+                                    self.split_rule, self.context)  # fmt: skip
 
     @property
     def vocab(self) -> Vocab:
@@ -218,7 +240,7 @@ class BigramDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        """One batch {split: (V, V) counts, this process's share} of every non-empty split."""
+        """One batch {split: (C, V) counts, this process's share} of every non-empty split."""
         rank, world_size, _ = self._process()
         shares = {
             name: shard_counts(c, rank, world_size) for name, c in self.counts.items() if c.any()

@@ -1,11 +1,12 @@
-"""The counted estimator (the bigram MLE) and the metrics that compare a learned model with it.
+"""The counted estimators (the MLE, smoothed) and the metrics that compare a learned model to them.
 
 Pure tensor functions, no Lightning: everything here is testable on small random tensors. Both the
 TensorBoard report (at every validation) and the final metrics.json call `compare`.
 
-Notation (as on the lecture's board), for a vocabulary of V tokens:
-    N: (V, V) bigram counts, N[i, j] = how often token j follows token i
-    P: (V, V) row-stochastic probabilities, P[i, j] = P(j | i)
+Notation (as on the lecture's board), for a vocabulary of V tokens and C contexts (for the bigram,
+C = V, the context being the previous token; bigramlab.ngrams for longer ones):
+    N: (C, V) counts, N[i, j] = how often token j follows context i
+    P: (C, V) row-stochastic probabilities, P[i, j] = P(j | i)
     p̂(i) = N[i, :].sum() / N.sum(): how often row i is used in the data
 """
 
@@ -16,6 +17,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from bigramlab.errors import UserError
+from bigramlab.kneser_ney import KneserNey
+
+SMOOTHINGS = ("additive", "kneser_ney")
 
 
 def mle_probs(counts: Tensor, alpha: float = 0.0) -> Tensor:
@@ -92,18 +98,65 @@ def perplexity(nll: float) -> float:
 
 @dataclass(frozen=True)
 class CountedModel:
-    """The counted model P = (N_train + α) / row sums (V, V), and its mean NLL on each non-empty
-    split. It does not change during training: made once a run."""
+    """The counted model of the train counts: P (C, V) for the data's contexts, and its mean NLL
+    on each non-empty split. It does not change during training: made once a run.
+
+    additive: P = (N_train + α) / row sums; kneser_ney: bigramlab.kneser_ney (α unused).
+    `kneser_ney` keeps the fitted model, which gives any context's distribution."""
 
     alpha: float
     probs: Tensor
     nll: dict[str, float]
+    smoothing: str = "additive"
+    kneser_ney: KneserNey | None = None
 
 
-def counted_model(counts: dict[str, Tensor], alpha: float) -> CountedModel:
-    """The counted model of `counts` ({split: N (V, V)}, fitted on "train") with smoothing α."""
-    probs = mle_probs(counts["train"], alpha)
-    return CountedModel(alpha, probs, split_nlls(probs.log(), counts))
+def check_smoothing(smoothing: str) -> None:
+    """Raise UserError unless `smoothing` is one of SMOOTHINGS."""
+    if smoothing not in SMOOTHINGS:
+        raise UserError(
+            f"mle.smoothing={smoothing!r} is unknown: choose one of {', '.join(SMOOTHINGS)}"
+        )
+
+
+def counted_model(
+    counts: dict[str, Tensor],
+    alpha: float,
+    smoothing: str = "additive",
+    contexts: Tensor | None = None,
+    order: int = 1,
+) -> CountedModel:
+    """The counted model of `counts` ({split: N (C, V)}, fitted on "train"), contexts `contexts`
+    (C,) of `order` tokens (default: the bigram's, every token), smoothed as `smoothing` says."""
+    check_smoothing(smoothing)
+    if smoothing == "additive":
+        probs = mle_probs(counts["train"], alpha)
+        return CountedModel(alpha, probs, split_nlls(probs.log(), counts))
+    if contexts is None:
+        contexts = torch.arange(counts["train"].shape[0])
+    model = KneserNey(contexts, counts["train"], order)
+    probs = model.probs(contexts)
+    return CountedModel(alpha, probs, split_nlls(probs.log(), counts), smoothing, model)
+
+
+def bigram_marginal(probs: Tensor, contexts: Tensor, weights: Tensor, order: int) -> Tensor:
+    """The V x V view of a model of longer contexts: row x is the average of P(· | h) over the
+    contexts h that end in token x, weighted by `weights` (C,) (how often the data has h; equal
+    weights where a token ends no weighted context). probs (C, V) -> (V, V). For the bigram
+    (order 1) it is P itself; for the unsmoothed MLE weighted by the train counts, the bigram
+    MLE."""
+    if order == 1:
+        return probs
+    V = probs.shape[1]
+    last = contexts % V
+    weights = weights.double()
+    totals = torch.zeros(V, dtype=torch.float64).index_add_(0, last, weights)
+    weights = torch.where(totals[last] > 0, weights, 1.0)
+    totals = torch.zeros(V, dtype=torch.float64).index_add_(0, last, weights)
+    summed = torch.zeros(V, V, dtype=torch.float64).index_add_(
+        0, last, weights[:, None] * probs.double()
+    )
+    return summed / totals.clamp_min(1e-300)[:, None]
 
 
 # The comparison's numbers beside the per-split NLLs, as metrics.json and TensorBoard name them.
@@ -111,9 +164,10 @@ COMPARISON_KEYS = ("gap_val", "kl_train", "tv_train", "max_abs_diff")
 
 
 def compare(
-    W: Tensor, train_counts: Tensor, counted: CountedModel, learned_nll: dict[str, float]
+    logits: Tensor, train_counts: Tensor, counted: CountedModel, learned_nll: dict[str, float]
 ) -> dict[str, float]:
-    """The learned model P_W = softmax(W) (W: (V, V)) beside the counted one, as named numbers:
+    """The learned model P_W = softmax(logits) (logits (C, V): W for the bigram) beside the
+    counted one, as named numbers:
 
         mle_<split>_nll  the counted model's NLL on each non-empty split
         gap_val          learned − counted NLL on val (where there is a val split)
@@ -123,10 +177,11 @@ def compare(
         max_abs_diff     max |P_counted − P_W|
 
     `learned_nll` ({split: mean NLL}) is the learned model's own, measured by the caller (exact
-    per split: from the counts, or summed over processes by torchmetrics). `train_counts` (V, V)
-    and `counted.probs` are moved to W's device unless they are there (the report keeps them there).
+    per split: from the counts, or summed over processes by torchmetrics). `train_counts` (C, V)
+    and `counted.probs` are moved to the logits' device unless they are there (the report keeps
+    them there).
     """
-    W = W.detach().double()
+    W = logits.detach().double()
     P_W = W.softmax(dim=1)
     probs = counted.probs.to(W.device)
     train = train_counts.to(W.device)

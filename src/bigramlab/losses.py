@@ -42,5 +42,8 @@ def nll_sum_counts(W: Tensor, counts: Tensor) -> Tensor:
 
 
 def penalty(W: Tensor, reg: float) -> Tensor:
-    """reg · mean(W²): the L2 term of the objective (what `reg > 0` adds, like smoothing α > 0)."""
-    return reg * (W**2).mean()
+    """reg · ΣW²/V² for W (R, V): the L2 term of the objective (what `reg > 0` adds, like
+    smoothing α > 0). For the bigram's (V, V) W it is reg · mean(W²), the lecture's; at longer
+    contexts every weight keeps the bigram's penalty whatever the number of rows, so that one
+    `reg` means the same at every order (a mean over rows would weaken it as rows grow)."""
+    return reg * (W**2).mean() * (W.shape[0] / W.shape[1])

@@ -1,9 +1,13 @@
-"""The learned bigram model as a LightningModule: W (V, V), trained on the objective of
-bigramlab.losses (NLL + reg · mean(W²)) by the optimizer of the config (plain SGD by default).
+"""The learned model as a LightningModule: W (R, V), trained on the objective of bigramlab.losses
+(NLL + reg · ΣW²/V², reg · mean(W²) for the bigram) by the optimizer of the config (plain SGD by
+default).
 
-W is made when the vocabulary is known, in `configure_model` (from the data module's vocabulary),
-so that Hydra builds the module from its config alone; its tokens are saved in the checkpoint
-(hyper_parameters.vocab).
+A context of `context` = k tokens predicts the next one from logits = features(context) @ W
+(bigramlab.features): onehot, one row per context (k = 1: W is the lecture's (V, V)), or
+interpolated, one row per suffix of the context. W is made when the data are known, in
+`configure_model` (from the data module's vocabulary and contexts), so that Hydra builds the module
+from its config alone; its tokens (hyper_parameters.vocab) and its rows' feature keys (the buffer
+row_keys) are saved in the checkpoint.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from bigramlab.counting import bigram_counts
 from bigramlab.datamodule import CountsBatch, PairBatch
 from bigramlab.errors import UserError
 from bigramlab.estimators import nll_sum
+from bigramlab.features import FEATURES, feature_keys, logits, model_rows, row_index
 from bigramlab.losses import IMPLS, nll_sum_counts, nll_sum_index, nll_sum_onehot, penalty
 from bigramlab.vocab import SPLITS
 
@@ -45,7 +50,8 @@ class MeanNLL(Metric):
 
 
 class BigramLM(L.LightningModule):
-    """One (V, V) parameter matrix W, logits = one_hot(x) @ W; `impl` picks the loss form."""
+    """W (R, V): logits = features(x) @ W for the data's contexts x; `impl` picks the loss form
+    (at context 1; longer contexts train on counts)."""
 
     def __init__(
         self,
@@ -54,35 +60,80 @@ class BigramLM(L.LightningModule):
         init_seed: int = 2147483647,
         impl: str = "counts",
         vocab: str | None = None,
+        context: int = 1,
+        features: str = "onehot",
+        n_rows: int | None = None,
     ) -> None:
         super().__init__()
         if impl not in IMPLS:
             raise UserError(f"model.impl={impl!r} is unknown: choose one of {', '.join(IMPLS)}")
+        if features not in FEATURES:
+            raise UserError(
+                f"model.features={features!r} is unknown: choose one of {', '.join(FEATURES)}"
+            )
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
         self.W: nn.Parameter | None = None
+        # Rows of W for the data's contexts (C, F): set with the data (configure_model).
+        self.context_rows: Tensor | None = None
+        self.grad_norm: Tensor | None = None  # of the last update's gradient
         # Keyed "<split>_nll": a ModuleDict key may not shadow a Module attribute such as `train`.
         self.split_nll = nn.ModuleDict({f"{split}_nll": MeanNLL() for split in SPLITS})
         if vocab is not None:
-            self.make_weights(vocab)
+            # The bigram's rows (every token), or a checkpoint's shapes, which loading fills.
+            rows = n_rows if n_rows is not None else len(vocab)
+            self.register_buffer("row_keys", torch.arange(rows))
+            self.W = nn.Parameter(self.initial_weights(rows, len(vocab)))
 
-    def make_weights(self, vocab: str) -> None:
+    def make_weights(self, vocab: str, contexts: Tensor, train_counts: Tensor) -> None:
+        """W and its rows for the data: onehot, a row for every context of the data (`contexts`
+        (C,), any split: the rows only held-out data use are trained by the penalty alone);
+        interpolated, a row for every suffix of the contexts seen in training."""
+        V, k, features = len(vocab), self.hparams.context, self.hparams.features
+        if features == "onehot":
+            row_keys = contexts.clone()
+        else:
+            row_keys = model_rows(contexts[train_counts.sum(dim=1) > 0], k, V, features)
         self.hparams.vocab = vocab
-        self.W = nn.Parameter(self.initial_weights(len(vocab)))
+        self.hparams.n_rows = len(row_keys)
+        self.register_buffer("row_keys", row_keys)
+        self.W = nn.Parameter(self.initial_weights(len(row_keys), V))
+        self.set_contexts(contexts)
 
-    def initial_weights(self, V: int) -> Tensor:
-        """W before training: N(0, 1) (V, V) from a generator seeded with `init_seed`, as in the
-        lecture."""
+    def set_contexts(self, contexts: Tensor) -> None:
+        """The rows each of the data's contexts (C,) adds up (`context_rows`, (C, F))."""
+        V = len(self.hparams.vocab)
+        keys = feature_keys(contexts, self.hparams.context, V, self.hparams.features)
+        self.context_rows = row_index(self.row_keys, keys).to(self.W.device)
+
+    def initial_weights(self, rows: int, V: int) -> Tensor:
+        """W before training: onehot, N(0, 1) (rows, V) from a generator seeded with
+        `init_seed`, as in the lecture; interpolated, zeros (every context uniform: the objective
+        is convex, and a solver started at zero has no scale to undo)."""
+        if self.hparams.features == "interpolated":
+            return torch.zeros(rows, V)
         g = torch.Generator().manual_seed(self.hparams.init_seed)
-        return torch.randn((V, V), generator=g)
+        return torch.randn((rows, V), generator=g)
 
     def configure_model(self) -> None:
+        data = self.trainer.datamodule.data
         if self.W is None:
-            self.make_weights(self.trainer.datamodule.vocab.itos)
+            self.make_weights(data.vocab.itos, data.contexts, data.counts["train"])
+        else:
+            self.set_contexts(data.contexts)
+
+    def table_logits(self) -> Tensor:
+        """Logits for every context of the data (C, V). Onehot: W itself (its rows are the
+        contexts, in order)."""
+        if self.hparams.features == "onehot":
+            return self.W
+        return logits(self.W, self.context_rows)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits for the next token: x (n,) -> (n, V)."""
-        return F.one_hot(x, num_classes=self.W.shape[0]).float() @ self.W
+        """Logits for the next token: x (n,) indices of the data's contexts -> (n, V)."""
+        if self.hparams.features == "onehot":
+            return F.one_hot(x, num_classes=self.W.shape[0]).float() @ self.W
+        return logits(self.W, self.context_rows[x])
 
     def data_nll(self, batch: CountsBatch | PairBatch) -> Tensor:
         """This process's part of the batch's mean NLL: Σ −log P(y|x) over its bigrams · world
@@ -94,7 +145,7 @@ class BigramLM(L.LightningModule):
         """
         world_size = self.trainer.world_size
         if isinstance(batch, CountsBatch):
-            summed = nll_sum_counts(self.W, batch.counts)
+            summed = nll_sum_counts(self.table_logits(), batch.counts)
         elif self.hparams.impl == "counts":
             summed = nll_sum_counts(self.W, bigram_counts(batch.xs, batch.ys, len(self.W)))
         elif self.hparams.impl == "index":
@@ -105,7 +156,7 @@ class BigramLM(L.LightningModule):
         return summed * world_size / batch.batch_bigrams
 
     def training_step(self, batch: CountsBatch | PairBatch, batch_idx: int) -> dict[str, Tensor]:
-        """loss = NLL + reg · mean(W²), this process's part of it (see data_nll).
+        """loss = NLL + reg · ΣW²/V², this process's part of it (see data_nll).
 
         Returned beside it for the callbacks, detached and over all processes: `objective`, `nll`
         and `penalty`. They stay on the device: bigramlab.callbacks.StepLosses reads them back in
@@ -123,9 +174,9 @@ class BigramLM(L.LightningModule):
         }
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        """batch: {split: (V, V) counts, this process's share}; accumulates the exact data NLL (no
+        """batch: {split: (C, V) counts, this process's share}; accumulates the exact data NLL (no
         penalty) per split. The metrics sum over processes when computed."""
-        log_probs = self.W.log_softmax(dim=1)
+        log_probs = self.table_logits().log_softmax(dim=1)
         for split, counts in batch.items():
             self.split_nll[f"{split}_nll"].update(log_probs, counts)
 
@@ -139,6 +190,10 @@ class BigramLM(L.LightningModule):
             if metric.update_count:  # an empty split is never in the batch
                 self.log(f"nll/{split}", metric.compute(), logger=False, sync_dist=True)
             metric.reset()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Kept on the device: StepLosses reads it back with the losses (loss/grad_norm).
+        self.grad_norm = self.W.grad.detach().norm()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer(self.parameters())

@@ -15,7 +15,9 @@ At every validation (cheap: a few (V, V) operations and a dozen scalars):
     hp/{val_nll,mle_val_nll,gap_val,train_nll}   the metrics of the HParams dashboard
 
 At the snapshot steps (`figures_every_n_steps`; by default 0, ≈ max/16, ≈ max/4 and the end, so
-that TensorBoard's image slider shows the learned model converge):
+that TensorBoard's image slider shows the learned model converge; with a context of k > 1 tokens
+the heatmaps are V × V bigram marginals, bigramlab.estimators.bigram_marginal, each row the
+average of P(· | h) over the contexts h ending in that token, weighted by their train counts):
 
     compare/heatmap_{learned,diff}  images (compare/heatmap_mle once, at the start), on fixed
                                     colour scales (the last diff on its own), the last with
@@ -42,10 +44,11 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from bigramlab.callbacks import add_scalars, tensorboard
-from bigramlab.estimators import compare, perplexity, row_entropy, split_nlls
+from bigramlab.estimators import bigram_marginal, compare, perplexity, row_entropy, split_nlls
+from bigramlab.features import logits
 from bigramlab.figures import HeatmapFrames, heatmap, nice_ceiling, nll_curves, render
 from bigramlab.model import BigramLM
-from bigramlab.sampling import sample_words
+from bigramlab.sampling import counted_next_probs, learned_next_probs, sample_words
 from bigramlab.vocab import SPLITS
 
 SAMPLE_MAX_LENGTH = 40  # characters of a sampled word shown in the samples table
@@ -136,7 +139,7 @@ def mle_heatmap_png(itos: str, probs: bytes, scale: float) -> bytes:
 class ComparisonReport(L.Callback):
     """Logs the learned model against the counted one at the start and at each validation.
 
-    alpha: the counted model's additive smoothing. n_samples: words sampled from each model at a
+    alpha, smoothing: the counted model's (mle.*). n_samples: words sampled from each model at a
     snapshot. figures_every_n_steps: the snapshot steps (see snapshot_steps). hparams: the run's
     hyperparameters for the HParams dashboard (bigramlab.config.hyperparameters). figures_dir:
     where the final figures are saved as PNG.
@@ -145,6 +148,7 @@ class ComparisonReport(L.Callback):
     def __init__(
         self,
         alpha: float = 1.0,
+        smoothing: str = "additive",
         n_samples: int = 10,
         sample_seed: int = 0,
         figures_every_n_steps: int | str | None = "log",
@@ -152,6 +156,7 @@ class ComparisonReport(L.Callback):
         figures_dir: str | None = None,
     ) -> None:
         self.alpha = alpha
+        self.smoothing = smoothing
         self.n_samples = n_samples
         self.sample_seed = sample_seed
         self.figures_every_n_steps = figures_every_n_steps
@@ -162,22 +167,33 @@ class ComparisonReport(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
         data = trainer.datamodule.data
+        self.data = data
         self.itos = data.vocab.itos
         self.counts = data.counts  # on the host: for the NLLs of a resumed run's first point
         # Kept where W is, so that validations compare without copying them again.
-        counted = data.counted_model(self.alpha)
+        counted = data.counted_model(self.alpha, self.smoothing)
         self.counted = replace(counted, probs=counted.probs.to(pl_module.device))
-        self.mle = self.counted.probs
         self.train_counts = data.counts["train"].to(pl_module.device)
+        # How often train has each context: the heatmaps' rows average the contexts by it.
+        weights = data.counts["train"].sum(dim=1)
+        self.contexts, self.weights = (
+            data.contexts.to(pl_module.device),
+            weights.to(pl_module.device),
+        )
+        mle = bigram_marginal(counted.probs, data.contexts, weights, data.order)
+        self.mle = mle.to(pl_module.device)
         self.snapshots = snapshot_steps(
             trainer.max_steps, int(trainer.val_check_interval), self.figures_every_n_steps
         )
         # The heatmaps' colour scales, rounded up to 1, 2 or 5 × 10^k percent: for the MLE and the
         # learned model, the MLE's largest probability; for the difference, its largest value at
         # step 0 (from the initial W, so that a resumed run keeps the scale).
-        P_0 = pl_module.initial_weights(len(self.itos)).double().softmax(dim=1)
-        self.learned_top = nice_ceiling(float(counted.probs.max()) * 100)
-        self.diff_top = nice_ceiling(max(float((P_0 - counted.probs).abs().max()) * 100, 1e-6))
+        W_0 = pl_module.initial_weights(*pl_module.W.shape)
+        if pl_module.hparams.features != "onehot":
+            W_0 = logits(W_0, pl_module.context_rows.cpu())
+        P_0 = bigram_marginal(W_0.double().softmax(dim=1), data.contexts, weights, data.order)
+        self.learned_top = nice_ceiling(float(mle.max()) * 100)
+        self.diff_top = nice_ceiling(max(float((P_0 - mle).abs().max()) * 100, 1e-6))
         writer = tensorboard(trainer)
         if writer is None or trainer.global_step > 0:  # a resumed run has all this already
             return
@@ -194,7 +210,7 @@ class ComparisonReport(L.Callback):
         if writer is None or trainer.global_step == 0:
             return
         learned_nll = split_nlls(
-            pl_module.W.detach().double().log_softmax(dim=1).cpu(), self.counts
+            pl_module.table_logits().detach().double().log_softmax(dim=1).cpu(), self.counts
         )
         self._write_comparison(writer, pl_module, trainer.global_step, learned_nll)
         writer.flush()
@@ -218,18 +234,19 @@ class ComparisonReport(L.Callback):
     def _write_comparison(
         self, writer: SummaryWriter, pl_module: BigramLM, step: int, learned_nll: dict[str, float]
     ) -> None:
-        compared = compare(pl_module.W, self.train_counts, self.counted, learned_nll)
+        compared = compare(pl_module.table_logits(), self.train_counts, self.counted, learned_nll)
         add_scalars(writer, comparison_scalars(learned_nll, compared), step)
         self._record(step, learned_nll)
 
     def _snapshot(self, writer: SummaryWriter, pl_module: BigramLM, step: int, final: bool) -> None:
         W = pl_module.W.detach().double()
-        P_W = W.softmax(dim=1)
+        P_table = pl_module.table_logits().detach().double().softmax(dim=1)
+        P_W = self._marginal(P_table)
         writer.add_histogram("weights/W", W, step)
-        writer.add_histogram("entropy/learned", row_entropy(P_W), step)
-        writer.add_histogram("entropy/mle", row_entropy(self.mle), step)
+        writer.add_histogram("entropy/learned", row_entropy(P_table), step)
+        writer.add_histogram("entropy/mle", row_entropy(self.counted.probs), step)
         # TensorBoard's own text summary keeps the tag as is (add_text would append /text_summary).
-        writer.file_writer.add_summary(text_pb("samples", self._samples(P_W)), step)
+        writer.file_writer.add_summary(text_pb("samples", self._samples(pl_module)), step)
         # The last step's carry every cell's value (the files in figures/ are these).
         pngs = {name: frames.png(matrix, annotate=final)
                 for name, frames, matrix in self._frames(P_W, final)}  # fmt: skip
@@ -252,12 +269,20 @@ class ComparisonReport(L.Callback):
         differences = HeatmapFrames.of(self.itos, DIFF_TITLE, True, diff_top)
         return [("heatmap_learned", learned, P_W), ("heatmap_diff", differences, diff)]
 
-    def _samples(self, P_W: torch.Tensor) -> str:
+    def _marginal(self, probs: torch.Tensor) -> torch.Tensor:
+        return bigram_marginal(probs, self.contexts, self.weights, self.data.order)
+
+    def _samples(self, pl_module: BigramLM) -> str:
         """The same generator seed for both models: where they agree, they draw the same words."""
+        models = (
+            counted_next_probs(self.counted, self.data.contexts),
+            learned_next_probs(pl_module),
+        )
         words = [
-            sample_words(P.cpu(), self.itos, self.n_samples,
-                         torch.Generator().manual_seed(self.sample_seed), SAMPLE_MAX_LENGTH)
-            for P in (self.mle, P_W)
+            sample_words(next_probs, self.itos, self.n_samples,
+                         torch.Generator().manual_seed(self.sample_seed), SAMPLE_MAX_LENGTH,
+                         self.data.order)
+            for next_probs in models
         ]  # fmt: skip
         return markdown_samples(*words)
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from bigramlab.checkpoint import load_trained_model
 from bigramlab.cli import entry_point, exit_now
 from bigramlab.config import checkpoint_path, whole_number
-from bigramlab.sampling import sample_words
+from bigramlab.sampling import sample_words, weights_next_probs
 
 
 def sample(cfg: DictConfig) -> None:
@@ -21,7 +21,8 @@ def sample(cfg: DictConfig) -> None:
         whole_number(cfg, "max_length", 1, "max_length=200 (longer words are cut), or null")
     model = load_trained_model(checkpoint_path(cfg))
     generator = torch.Generator().manual_seed(cfg.seed)
-    for word in sample_words(model.W.softmax(dim=1), model.itos, cfg.n, generator, cfg.max_length):
+    next_probs = weights_next_probs(model.W, model.row_keys, model.order, model.features)
+    for word in sample_words(next_probs, model.itos, cfg.n, generator, cfg.max_length, model.order):
         print(word)
 
 

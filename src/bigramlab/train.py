@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,9 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor
 from torch.multiprocessing import ProcessRaisedException
 
-from bigramlab.checkpoint import load_trained_model
+from bigramlab.checkpoint import TrainedModel, load_trained_model
 from bigramlab.cli import config_error, entry_point, exit_now
 from bigramlab.config import validate_train
 from bigramlab.datamodule import BigramData, BigramDataModule
@@ -39,13 +39,16 @@ from bigramlab.vocab import SPLIT_RULES, SPLITS
 log = logging.getLogger(__name__)
 
 
-def final_metrics(W: Tensor, reg: float, data: BigramData, alpha: float) -> dict[str, Any]:
-    """metrics.json's numbers (bigramlab.results) for the final W (V, V), in float64: the learned
+def final_metrics(
+    model: TrainedModel, reg: float, data: BigramData, alpha: float, smoothing: str = "additive"
+) -> dict[str, Any]:
+    """metrics.json's numbers (bigramlab.results) for the final model, in float64: the learned
     and the counted model's NLL on every split (None where a split is empty), the comparison, and
     the training objective over the whole train split."""
-    W = W.detach().cpu().double()
-    learned = split_nlls(W.log_softmax(dim=1), data.counts)
-    compared = compare(W, data.counts["train"], data.counted_model(alpha), learned)
+    W = model.W.double()
+    logits = replace(model, W=W).logits(data.contexts)
+    learned = split_nlls(logits.log_softmax(dim=1), data.counts)
+    compared = compare(logits, data.counts["train"], data.counted_model(alpha, smoothing), learned)
     metrics: dict[str, Any] = {f"{split}_nll": learned.get(split) for split in SPLITS}
     metrics |= {f"mle_{split}_nll": compared.get(f"mle_{split}_nll") for split in SPLITS}
     metrics |= {key: compared.get(key) for key in COMPARISON_KEYS}
@@ -72,6 +75,12 @@ def check_resume(cfg: DictConfig, itos: str) -> int:
                 f"{now.get(key)}): resume with the overrides of that run ({given or 'none'}) "
                 "and the new ones"
             )
+    now = f"model.context={cfg.model.context} model.features={cfg.model.features}"
+    if ckpt.describe() != now:
+        raise UserError(
+            f"{cfg.ckpt_path} is a model of another kind ({ckpt.describe()}; this run has "
+            f"{now}): resume with the model settings it was trained with"
+        )
     if ckpt.itos != itos:
         raise UserError(
             f"{cfg.ckpt_path} was trained on another vocabulary ({ckpt.itos!r}, this data has "
@@ -172,7 +181,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # The run's result is its last checkpoint, written in the process(es) that trained: under
     # ddp_fork/ddp_spawn this process's model never saw the steps.
     final = load_trained_model(Path(cfg.callbacks.checkpoint.dirpath) / "last.ckpt")
-    metrics = final_metrics(final.W, cfg.model.reg, datamodule.data, cfg.mle.alpha)
+    metrics = final_metrics(final, cfg.model.reg, datamodule.data, cfg.mle.alpha,
+                            cfg.mle.smoothing)  # fmt: skip
     metrics |= {"steps": final.global_step, "status": "ok"}
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)
@@ -183,6 +193,12 @@ def _show(value: float | None) -> str:
     return "null (empty split)" if value is None else f"{value:.6f}"
 
 
+def _smoothing(cfg: DictConfig) -> str:
+    if cfg.mle.smoothing == "additive":
+        return f"α={cfg.mle.alpha}"
+    return cfg.mle.smoothing
+
+
 def train_task(cfg: DictConfig) -> float:
     """Train, print the summary, and return the objective (`optimized_metric`) for sweepers."""
     metrics = train(cfg)
@@ -191,7 +207,7 @@ def train_task(cfg: DictConfig) -> float:
             f"steps {metrics['steps']}  final loss {metrics['final_loss']:.6f}\n"
             f"  learned NLL  train {_show(metrics['train_nll'])}  val {_show(metrics['val_nll'])}"
             f"  test {_show(metrics['test_nll'])}\n"
-            f"  MLE (α={cfg.mle.alpha}) train {_show(metrics['mle_train_nll'])}"
+            f"  MLE ({_smoothing(cfg)}) train {_show(metrics['mle_train_nll'])}"
             f"  val {_show(metrics['mle_val_nll'])}  test {_show(metrics['mle_test_nll'])}\n"
             f"run directory: {cfg.paths.output_dir}\n"
             f"  tensorboard --logdir {cfg.paths.output_dir}"

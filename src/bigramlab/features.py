@@ -1,0 +1,55 @@
+"""The learned model's features: which rows of W a context of k tokens adds up to its logits.
+
+    onehot        one row per context (the lecture's model): logits = one_hot(context) @ W
+    interpolated  one row per suffix of the context, of every length 0..k (the empty suffix is a
+                  row every context shares, a bias): logits = multi_hot(context) @ W, the sum of
+                  the k + 1 rows of its suffixes
+
+A row is named by an integer feature key: for onehot the context's key (bigramlab.ngrams), for
+interpolated the key of a suffix of j tokens offset by V^0 + … + V^(j-1), so that suffixes of
+different lengths never share a key. W has one row per key of `row_keys` (sorted); a context
+whose feature has no row (never seen in the data W was made for) gets nothing from it: for
+onehot, logits 0, the uniform distribution. Pure tensor functions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+FEATURES = ("onehot", "interpolated")
+
+
+def feature_keys(contexts: Tensor, order: int, vocab_size: int, features: str) -> Tensor:
+    """The feature keys of contexts (C,): (C, 1) for onehot, (C, k + 1) for interpolated."""
+    if features == "onehot":
+        return contexts[:, None]
+    offset, keys = 0, []
+    for length in range(order + 1):
+        keys.append(offset + contexts % vocab_size**length)
+        offset += vocab_size**length
+    return torch.stack(keys, dim=1)
+
+
+def row_index(row_keys: Tensor, keys: Tensor) -> Tensor:
+    """Rows of W for feature keys (any shape): the index into `row_keys`, len(row_keys) where a
+    key has no row (the zero row that `logits` appends)."""
+    if len(row_keys) == 0:
+        return torch.zeros_like(keys)
+    index = torch.searchsorted(row_keys, keys).clamp(max=len(row_keys) - 1)
+    return torch.where(row_keys[index] == keys, index, len(row_keys))
+
+
+def logits(W: Tensor, rows: Tensor) -> Tensor:
+    """Σ_f W[rows[:, f]], a missing row (index len(W)) counting as zeros: W (R, V), rows (C, F)
+    -> (C, V). Summed one feature at a time, so memory is (C, V), not (C, F, V)."""
+    padded = torch.cat([W, W.new_zeros(1, W.shape[1])])
+    total = padded[rows[:, 0]]
+    for f in range(1, rows.shape[1]):
+        total = total + padded[rows[:, f]]
+    return total
+
+
+def model_rows(train_contexts: Tensor, order: int, vocab_size: int, features: str) -> Tensor:
+    """The feature keys W has rows for, sorted: the features of the contexts seen in training."""
+    return torch.unique(feature_keys(train_contexts, order, vocab_size, features))
