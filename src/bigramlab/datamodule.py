@@ -3,8 +3,8 @@
 corpus --count_ngrams / bigram_pairs--> BigramData (vocabulary, contexts, N per split)
     --BigramDataModule--> training batches (CountsBatch, PairBatch), validation counts
 
-With a context of k tokens the counts are N (C, V) over the contexts the data has (bigramlab.ngrams);
-k = 1 is the bigram, N (V, V), every token a context.
+With a context of k tokens the counts are N (C, V) over the contexts the data has
+(bigramlab.ngrams); k = 1 is the bigram, N (V, V), every token a context.
 """
 
 from __future__ import annotations

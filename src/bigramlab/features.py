@@ -50,6 +50,22 @@ def logits(W: Tensor, rows: Tensor) -> Tensor:
     return total
 
 
+def suffix_lengths(row_keys: Tensor, order: int, vocab_size: int) -> Tensor:
+    """The suffix length (0..k) of each interpolated feature key (R,) -> (R,) int64."""
+    offsets = torch.tensor([sum(vocab_size**i for i in range(j)) for j in range(1, order + 2)])
+    return torch.searchsorted(offsets, row_keys, right=True)
+
+
+def row_penalty_scale(
+    row_keys: Tensor, order: int, vocab_size: int, features: str, by_length: list[float] | None
+) -> Tensor | None:
+    """Each row's multiplier of the penalty (R,): by_length[j] for the rows of suffixes of j
+    tokens (interpolated only); None where every row has the same penalty."""
+    if by_length is None or features != "interpolated":
+        return None
+    return torch.tensor(by_length, dtype=torch.float32)[suffix_lengths(row_keys, order, vocab_size)]
+
+
 def model_rows(train_contexts: Tensor, order: int, vocab_size: int, features: str) -> Tensor:
     """The feature keys W has rows for, sorted: the features of the contexts seen in training."""
     return torch.unique(feature_keys(train_contexts, order, vocab_size, features))

@@ -41,9 +41,13 @@ def nll_sum_counts(W: Tensor, counts: Tensor) -> Tensor:
     return -(counts * W.log_softmax(dim=1)).sum()
 
 
-def penalty(W: Tensor, reg: float) -> Tensor:
-    """reg · ΣW²/V² for W (R, V): the L2 term of the objective (what `reg > 0` adds, like
-    smoothing α > 0). For the bigram's (V, V) W it is reg · mean(W²), the lecture's; at longer
-    contexts every weight keeps the bigram's penalty whatever the number of rows, so that one
-    `reg` means the same at every order (a mean over rows would weaken it as rows grow)."""
-    return reg * (W**2).mean() * (W.shape[0] / W.shape[1])
+def penalty(W: Tensor, reg: float, row_scale: Tensor | None = None) -> Tensor:
+    """reg · Σ_r s_r ΣW[r]²/V² for W (R, V), s_r = row_scale (R,) or 1: the L2 term of the
+    objective (what `reg > 0` adds, like smoothing α > 0). For the bigram's (V, V) W it is
+    reg · mean(W²), the lecture's; at longer contexts every weight keeps the bigram's penalty
+    whatever the number of rows, so that one `reg` means the same at every order (a mean over rows
+    would weaken it as rows grow). row_scale: a penalty per row (per suffix length,
+    model.reg_by_length)."""
+    if row_scale is None:
+        return reg * (W**2).mean() * (W.shape[0] / W.shape[1])
+    return reg * (row_scale[:, None] * W**2).sum() / W.shape[1] ** 2

@@ -24,7 +24,14 @@ from bigramlab.counting import bigram_counts
 from bigramlab.datamodule import CountsBatch, PairBatch
 from bigramlab.errors import UserError
 from bigramlab.estimators import nll_sum
-from bigramlab.features import FEATURES, feature_keys, logits, model_rows, row_index
+from bigramlab.features import (
+    FEATURES,
+    feature_keys,
+    logits,
+    model_rows,
+    row_index,
+    row_penalty_scale,
+)
 from bigramlab.losses import IMPLS, nll_sum_counts, nll_sum_index, nll_sum_onehot, penalty
 from bigramlab.vocab import SPLITS
 
@@ -62,6 +69,7 @@ class BigramLM(L.LightningModule):
         vocab: str | None = None,
         context: int = 1,
         features: str = "onehot",
+        reg_by_length: list[float] | None = None,
         n_rows: int | None = None,
     ) -> None:
         super().__init__()
@@ -77,6 +85,14 @@ class BigramLM(L.LightningModule):
         # Rows of W for the data's contexts (C, F): set with the data (configure_model).
         self.context_rows: Tensor | None = None
         self.grad_norm: Tensor | None = None  # of the last update's gradient
+        self.row_scale: Tensor | None = None  # the penalty of each row (reg_by_length)
+        if reg_by_length is not None:
+            self.hparams.reg_by_length = [float(x) for x in reg_by_length]
+            if len(reg_by_length) != context + 1:
+                raise UserError(
+                    f"model.reg_by_length has {len(reg_by_length)} values for model.context="
+                    f"{context}: give {context + 1}, one per suffix length 0..{context}, or null"
+                )
         # Keyed "<split>_nll": a ModuleDict key may not shadow a Module attribute such as `train`.
         self.split_nll = nn.ModuleDict({f"{split}_nll": MeanNLL() for split in SPLITS})
         if vocab is not None:
@@ -100,11 +116,18 @@ class BigramLM(L.LightningModule):
         self.W = nn.Parameter(self.initial_weights(len(row_keys), V))
         self.set_contexts(contexts)
 
+    def set_row_scale(self) -> None:
+        h = self.hparams
+        scale = row_penalty_scale(self.row_keys, h.context, len(h.vocab), h.features,
+                                  h.reg_by_length)  # fmt: skip
+        self.row_scale = None if scale is None else scale.to(self.W.device)
+
     def set_contexts(self, contexts: Tensor) -> None:
         """The rows each of the data's contexts (C,) adds up (`context_rows`, (C, F))."""
         V = len(self.hparams.vocab)
         keys = feature_keys(contexts, self.hparams.context, V, self.hparams.features)
         self.context_rows = row_index(self.row_keys, keys).to(self.W.device)
+        self.set_row_scale()
 
     def initial_weights(self, rows: int, V: int) -> Tensor:
         """W before training: onehot, N(0, 1) (rows, V) from a generator seeded with
@@ -163,7 +186,7 @@ class BigramLM(L.LightningModule):
         batches, so that no step waits for the device.
         """
         data_nll = self.data_nll(batch)
-        reg_loss = penalty(self.W, self.hparams.reg)
+        reg_loss = penalty(self.W, self.hparams.reg, self.row_scale)
         # The parts average to the whole batch's NLL: one all-reduce (none in one process).
         nll = self.trainer.strategy.reduce(data_nll.detach().clone(), reduce_op="mean")
         return {

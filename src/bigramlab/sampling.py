@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from bigramlab.estimators import CountedModel
-from bigramlab.features import feature_keys, logits, row_index
+from bigramlab.features import feature_keys, row_index
 from bigramlab.ngrams import next_keys
 
 CUT = "…"  # ends a word cut at max_length
@@ -74,12 +74,13 @@ def weights_next_probs(W: Tensor, row_keys: Tensor, order: int, features: str) -
     """A learned model's P(· | h) = softmax(features(h) @ W) for any context h (W (R, V), its rows'
     feature keys (R,)): a feature without a row adds nothing (bigramlab.features). In W's dtype."""
     W = W.detach().cpu()
+    padded = torch.cat([W, W.new_zeros(1, W.shape[1])])  # the zero row of a missing feature
     row_keys = row_keys.cpu()
     V = W.shape[1]
 
     def next_probs(key: int) -> Tensor:
-        keys = feature_keys(torch.tensor([key]), order, V, features)
-        return logits(W, row_index(row_keys, keys))[0].softmax(dim=0)
+        rows = row_index(row_keys, feature_keys(torch.tensor([key]), order, V, features))[0]
+        return padded[rows].sum(dim=0).softmax(dim=0)
 
     return next_probs
 

@@ -31,6 +31,7 @@ from bigramlab.config import validate_train
 from bigramlab.datamodule import BigramData, BigramDataModule
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.estimators import COMPARISON_KEYS, compare, split_nlls
+from bigramlab.features import row_penalty_scale
 from bigramlab.losses import penalty
 from bigramlab.model import BigramLM
 from bigramlab.results import failed_metrics, write_metrics
@@ -40,7 +41,12 @@ log = logging.getLogger(__name__)
 
 
 def final_metrics(
-    model: TrainedModel, reg: float, data: BigramData, alpha: float, smoothing: str = "additive"
+    model: TrainedModel,
+    reg: float,
+    data: BigramData,
+    alpha: float,
+    smoothing: str = "additive",
+    reg_by_length: list[float] | None = None,
 ) -> dict[str, Any]:
     """metrics.json's numbers (bigramlab.results) for the final model, in float64: the learned
     and the counted model's NLL on every split (None where a split is empty), the comparison, and
@@ -52,7 +58,9 @@ def final_metrics(
     metrics: dict[str, Any] = {f"{split}_nll": learned.get(split) for split in SPLITS}
     metrics |= {f"mle_{split}_nll": compared.get(f"mle_{split}_nll") for split in SPLITS}
     metrics |= {key: compared.get(key) for key in COMPARISON_KEYS}
-    metrics["final_loss"] = metrics["train_nll"] + float(penalty(W, reg))
+    V = len(model.itos)
+    scale = row_penalty_scale(model.row_keys, model.order, V, model.features, reg_by_length)
+    metrics["final_loss"] = metrics["train_nll"] + float(penalty(W, reg, scale))
     return metrics
 
 
@@ -182,7 +190,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # ddp_fork/ddp_spawn this process's model never saw the steps.
     final = load_trained_model(Path(cfg.callbacks.checkpoint.dirpath) / "last.ckpt")
     metrics = final_metrics(final, cfg.model.reg, datamodule.data, cfg.mle.alpha,
-                            cfg.mle.smoothing)  # fmt: skip
+                            cfg.mle.smoothing, cfg.model.reg_by_length)  # fmt: skip
     metrics |= {"steps": final.global_step, "status": "ok"}
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)

@@ -1,0 +1,232 @@
+"""Longer contexts: k-gram counting, Kneser–Ney against a direct implementation of its formulas,
+and the learned models of any order (the KL identity at k = 2 and 3, sampling, evaluation)."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bigramlab.corpora import TextFile
+from bigramlab.counting import count_corpus
+from bigramlab.errors import UserError
+from bigramlab.estimators import kl_to_mle, mean_nll, mle_probs
+from bigramlab.kneser_ney import FALLBACK_DISCOUNTS, KneserNey
+from bigramlab.ngrams import (
+    check_order,
+    context_tokens,
+    count_ngrams,
+    event_keys,
+    ngram_counts_of_words,
+)
+from bigramlab.vocab import SPLITS, Vocab, split_words
+from tests.conftest import make_words, train_and_load
+
+SPLIT = [0.7, 0.2, 0.1]
+
+
+def events_by_loop(words: list[str], k: int) -> Counter:
+    """(context string, next character) of every event, the lecture's way with k `.`s of padding."""
+    found: Counter = Counter()
+    for w in words:
+        chars = ["."] * k + list(w) + ["."]
+        for i in range(k, len(chars)):
+            found["".join(chars[i - k : i]), chars[i]] += 1
+    return found
+
+
+def as_strings(vocab: Vocab, k: int, contexts: torch.Tensor, N: torch.Tensor) -> Counter:
+    tokens = context_tokens(contexts, k, len(vocab))
+    found: Counter = Counter()
+    for row, col in torch.nonzero(N).tolist():
+        found["".join(vocab.itos[t] for t in tokens[row].tolist()), vocab.itos[col]] = int(
+            N[row, col]
+        )
+    return found
+
+
+def test_event_keys_are_the_padded_contexts() -> None:
+    vocab = Vocab.from_words(["emma", "ab"])
+    contexts, tokens = event_keys(vocab.encode_words(["emma", "ab"]).numpy(), 3, len(vocab))
+    shown = ["".join(vocab.itos[t] for t in row) for row in
+             context_tokens(torch.from_numpy(contexts), 3, len(vocab)).tolist()]  # fmt: skip
+    assert shown == ["...", "..e", ".em", "emm", "mma", "...", "..a", ".ab"]
+    assert "".join(vocab.itos[t] for t in tokens) == "emma.ab."
+
+
+@pytest.mark.parametrize("accent", ["", "é"], ids=["ascii", "decoded"])
+@pytest.mark.parametrize("k", [2, 3])
+def test_count_ngrams_equals_a_loop_over_the_split_words(tmp_path: Path, k: int, accent: str):
+    words = [w + accent for w in make_words(400, seed=3)]
+    path = tmp_path / "w.txt"
+    path.write_text("\n".join(words) + "\n", encoding="utf-8")
+    counted = count_ngrams(TextFile(str(path)), k, SPLIT, 7)
+    parts = split_words(words, SPLIT, 7)
+    assert counted.n_words == {s: len(p) for s, p in zip(SPLITS, parts)}
+    for split, part in zip(SPLITS, parts):
+        assert as_strings(counted.vocab, k, counted.contexts, counted.counts[split]) == (
+            events_by_loop(part, k)
+        )
+    table, counts = ngram_counts_of_words(dict(zip(SPLITS, parts)), counted.vocab, k)
+    assert torch.equal(table, counted.contexts)
+    assert all(torch.equal(counts[s], counted.counts[s]) for s in SPLITS)
+
+
+def test_order_one_is_the_bigram_count(words_file: Path) -> None:
+    counted = count_ngrams(TextFile(str(words_file)), 1, SPLIT, 7)
+    bigram = count_corpus(TextFile(str(words_file)), SPLIT, 7)
+    assert torch.equal(counted.contexts, torch.arange(len(bigram.vocab)))
+    assert all(torch.equal(counted.counts[s], bigram.counts[s]) for s in SPLITS)
+
+
+def test_an_order_too_long_for_64_bit_keys_is_refused_with_the_longest_that_fits() -> None:
+    check_order(11, 27)
+    with pytest.raises(UserError, match=r"model.context=12 is too long .* use model.context <= 11"):
+        check_order(12, 27)
+
+
+def kneser_ney_by_dicts(words: list[str], k: int, vocab: str) -> dict:
+    """Interpolated modified Kneser–Ney written from its formulas with dicts of strings: P(w | h)
+    for every context h of k characters (a function of h)."""
+    top = events_by_loop(words, k)
+    counts = {k: top}  # counts[j][(h, w)], h of j characters
+    for j in range(k - 1, -1, -1):
+        cont: Counter = Counter()
+        for h, w in counts[j + 1]:
+            cont[h[1:], w] += 1
+        counts[j] = cont
+    discounts = {}
+    for j, c in counts.items():
+        n = [sum(1 for v in c.values() if v == r) for r in (1, 2, 3, 4)]
+        if min(n) == 0:
+            discounts[j] = FALLBACK_DISCOUNTS
+            continue
+        y = n[0] / (n[0] + 2 * n[1])
+        d = (1 - 2 * y * n[1] / n[0], 2 - 3 * y * n[2] / n[1], 3 - 4 * y * n[3] / n[2])
+        ok = all(0 <= x <= r for r, x in enumerate(d, start=1))
+        discounts[j] = d if ok else FALLBACK_DISCOUNTS
+    by_context = {j: defaultdict(dict) for j in counts}
+    for j, c in counts.items():
+        for (h, w), v in c.items():
+            by_context[j][h][w] = v
+
+    def prob(h: str, w: str) -> float:
+        p = 1 / len(vocab)
+        for j in range(0, k + 1):
+            seen = by_context[j].get(h[len(h) - j :] if j else "", {})
+            total = sum(seen.values())
+            if total == 0:
+                continue
+            d1, d2, d3 = discounts[j]
+            disc = {v: d1 if v == 1 else d2 if v == 2 else d3 for v in seen.values()}
+            gamma = sum(disc[v] for v in seen.values())
+            a = seen.get(w, 0)
+            p = (max(a - disc.get(a, 0), 0) + gamma * p) / total
+        return p
+
+    return prob
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_kneser_ney_equals_its_formulas_written_with_dicts(k: int) -> None:
+    words = make_words(300, seed=k, alphabet="abcde")
+    vocab = Vocab.from_words(words)
+    contexts, counts = ngram_counts_of_words({"train": words}, vocab, k)
+    model = KneserNey(contexts, counts["train"], k)
+    # Seen contexts and unseen ones (every context of k characters, including ones never seen).
+    every = torch.arange(len(vocab) ** k)
+    probs = model.probs(every)
+    reference = kneser_ney_by_dicts(words, k, vocab.itos)
+    tokens = context_tokens(every, k, len(vocab))
+    for row in range(0, len(every), max(1, len(every) // 60)):
+        h = "".join(vocab.itos[t] for t in tokens[row].tolist())
+        expected = [reference(h, w) for w in vocab.itos]
+        torch.testing.assert_close(probs[row], torch.tensor(expected, dtype=torch.float64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.text(alphabet="abcd", min_size=1, max_size=6), min_size=1, max_size=40),
+    st.integers(1, 4),
+    st.lists(st.integers(0, 10**6), min_size=1, max_size=20),
+)
+def test_kneser_ney_distributions_sum_to_one_for_seen_and_unseen_contexts(words, k, queries):
+    vocab = Vocab.from_words(words)
+    V = len(vocab)
+    contexts, counts = ngram_counts_of_words({"train": words}, vocab, k)
+    model = KneserNey(contexts, counts["train"], k)
+    keys = torch.cat([contexts, torch.tensor(queries) % V**k])
+    probs = model.probs(keys)
+    assert bool((probs > 0).all())
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(len(keys), dtype=torch.float64))
+
+
+def test_kneser_ney_falls_back_where_counts_of_counts_give_no_discount() -> None:
+    words = ["ab", "ba"]  # every count is 1: n2 = n3 = n4 = 0
+    vocab = Vocab.from_words(words)
+    contexts, counts = ngram_counts_of_words({"train": words}, vocab, 2)
+    model = KneserNey(contexts, counts["train"], 2)
+    assert all(order.fallback and order.discounts == FALLBACK_DISCOUNTS for order in model.orders)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_onehot_gap_to_the_mle_is_the_kl_at_order_k(train_config, tmp_path: Path, k: int):
+    """NLL_train(learned) − NLL_train(MLE, α=0) = Σ_x p̂(x) KL(P̂(·|x) ‖ P_W(·|x)) for the trained
+    W, from metrics.json; and training (reg 0) lowers it."""
+    cfg = train_config(f"model.context={k}", "model.reg=0", "mle.alpha=0", "trainer.max_steps=30")
+    metrics, W = train_and_load(cfg, tmp_path / "out")
+    assert metrics["kl_train"] == pytest.approx(
+        metrics["train_nll"] - metrics["mle_train_nll"], abs=1e-9
+    )
+    counted = count_ngrams(TextFile(cfg.dataset.path), k, [0.8, 0.1, 0.1], 42)
+    N = counted.counts["train"]
+    assert W.shape == (len(counted.contexts), len(counted.vocab))
+    W0 = torch.randn(W.shape, generator=torch.Generator().manual_seed(2147483647))
+    before = float(kl_to_mle(N, W0.double().log_softmax(dim=1)))
+    assert metrics["kl_train"] < before
+    gap = mean_nll(W.double().log_softmax(dim=1), N) - mean_nll(mle_probs(N).log(), N)
+    assert metrics["kl_train"] == pytest.approx(gap, abs=1e-6)
+
+
+def syllable_words(n: int, seed: int = 0) -> list[str]:
+    """Words of 1 to 3 syllables: what comes next depends on more than the last letter."""
+    rng = random.Random(seed)
+    syllables = ["ka", "ri", "na", "ot", "el", "mi", "ra", "de"]
+    return ["".join(rng.choices(syllables, k=rng.randint(1, 3))) for _ in range(n)]
+
+
+def test_interpolated_lbfgs_beats_the_bigram_on_held_out_data_and_sample_evaluate_run(
+    train_config, tmp_path: Path
+) -> None:
+    path = tmp_path / "syllables.txt"
+    path.write_text("\n".join(syllable_words(600)) + "\n")
+    data = ["dataset=text_file", f"dataset.path={path}"]
+    bigram, _ = train_and_load(train_config(*data, "trainer.max_steps=200"), tmp_path / "bigram")
+    cfg = train_config(*data, "model.context=3", "model.features=interpolated", "optim=lbfgs",
+                       "trainer.max_steps=5", "trainer.val_check_interval=1")  # fmt: skip
+    metrics, W = train_and_load(cfg, tmp_path / "interp")
+    assert metrics["val_nll"] < bigram["val_nll"] - 0.1
+    ckpt = tmp_path / "interp" / "checkpoints" / "last.ckpt"
+    run = [sys.executable, "-m", "bigramlab.evaluate", f"ckpt={ckpt}", "dataset=text_file",
+           f"dataset.path={cfg.dataset.path}", "mle.smoothing=kneser_ney"]  # fmt: skip
+    out = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert "model.context=3 model.features=interpolated" in out
+    val = next(line for line in out.splitlines() if line.startswith("val "))
+    assert float(val.split()[3]) == pytest.approx(metrics["val_nll"], abs=1e-5)
+    sample = [sys.executable, "-m", "bigramlab.sample", f"ckpt={ckpt}", "n=5"]
+    drawn = subprocess.run(sample, capture_output=True, text=True, check=True).stdout.split()
+    assert len(drawn) == 5 and all(set(w) <= set("kaurinotelmd") for w in drawn)
+    # A run of another order refuses to resume from it.
+    again = train_config("model.context=2", "model.features=interpolated", "optim=lbfgs",
+                         "trainer.max_steps=9", f"ckpt_path={ckpt}")  # fmt: skip
+    with pytest.raises(UserError, match="model of another kind .*model.context=3"):
+        train_and_load(again, tmp_path / "again")
+    assert json.loads((tmp_path / "interp" / "metrics.json").read_text())["status"] == "ok"
