@@ -212,7 +212,7 @@ def test_interpolated_lbfgs_beats_the_bigram_on_held_out_data_and_sample_evaluat
     bigram, _ = train_and_load(train_config(*data, "trainer.max_steps=200"), tmp_path / "bigram")
     cfg = train_config(*data, "model.context=3", "model.features=interpolated", "optim=lbfgs",
                        "trainer.max_steps=5", "trainer.val_check_interval=1")  # fmt: skip
-    metrics, W = train_and_load(cfg, tmp_path / "interp")
+    metrics, _ = train_and_load(cfg, tmp_path / "interp")
     assert metrics["val_nll"] < bigram["val_nll"] - 0.1
     ckpt = tmp_path / "interp" / "checkpoints" / "last.ckpt"
     run = [sys.executable, "-m", "bigramlab.evaluate", f"ckpt={ckpt}", "dataset=text_file",
@@ -230,3 +230,13 @@ def test_interpolated_lbfgs_beats_the_bigram_on_held_out_data_and_sample_evaluat
     with pytest.raises(UserError, match="model of another kind .*model.context=3"):
         train_and_load(again, tmp_path / "again")
     assert json.loads((tmp_path / "interp" / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_an_order_too_large_for_memory_is_refused_before_counting(tmp_path: Path, monkeypatch):
+    path = tmp_path / "w.txt"
+    path.write_text("\n".join(make_words(2000)) + "\n")
+    monkeypatch.setattr("bigramlab.ngrams.physical_memory", lambda: 10 * 2**20)
+    with pytest.raises(UserError, match=r"model.context=4 on .* may need up to .*MiB .* than this "
+                       r"machine's 10.0 MiB: use a shorter model.context"):  # fmt: skip
+        count_ngrams(TextFile(str(path)), 4, SPLIT, 0)
+    count_ngrams(TextFile(str(path)), 2, SPLIT, 0)  # 11^2 contexts at most: fits

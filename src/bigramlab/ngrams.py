@@ -22,6 +22,7 @@ orders and the interpolated features group contexts by these suffixes with integ
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -124,6 +125,8 @@ def count_ngrams(
     if order == 1:
         return NgramCounts(vocab, 1, counted.n_words, torch.arange(V), counted.counts)
     check_order(order, V)
+    events = sum(int(N.sum()) for N in counted.counts.values())
+    check_memory(corpus.name, order, V, min(V**order, events))
     n_words = sum(counted.n_words.values())
     assignment = split_assignment(n_words, fractions, seed, rule)
     grams = V ** (order + 1)
@@ -184,9 +187,26 @@ def ngram_counts_of_words(
     return torch.from_numpy(table), counts
 
 
-def memory_estimate(n_rows: int, vocab_size: int, bytes_per_entry: int = 4) -> int:
-    """Bytes of a (rows, V) table."""
-    return n_rows * vocab_size * bytes_per_entry
+# Bytes per (context, token) entry of a run: the int64 counts of three splits, and in float32 W,
+# its gradient, the optimizer's state (L-BFGS keeps 2 x history_size = 40 copies) and the logits.
+BYTES_PER_ENTRY = 3 * 8 + 44 * 4
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(name: str, order: int, vocab_size: int, max_contexts: int) -> None:
+    """Raise UserError, before counting, where a run on up to `max_contexts` contexts (at most V^k,
+    at most one an event) could need more than the machine's memory."""
+    needed = max_contexts * vocab_size * BYTES_PER_ENTRY
+    if needed > physical_memory():
+        raise UserError(
+            f"model.context={order} on {name} may need up to {format_bytes(needed)} (up to "
+            f"{max_contexts:,} contexts x {vocab_size} tokens), more than this machine's "
+            f"{format_bytes(physical_memory())}: use a shorter model.context or less data"
+        )
 
 
 def format_bytes(n: float) -> str:
