@@ -1,0 +1,111 @@
+"""Issue 13's table: counted and learned models of each order, tuned on dev, tested once.
+
+    python scripts/ngram_report.py [SWEEP_DIR ...] [--data data/names.txt] [--orders 1-6]
+                                   [--split 0.8,0.1,0.1] [--split-seed 42] [--split-rule lecture]
+                                   [--out ngram_report.md]
+
+Counted rows are computed here from the data file: for each order (tokens of context) 1..6, the
+additive model with α chosen on dev from a log grid, and interpolated modified Kneser–Ney (which has
+nothing to tune). Learned rows come from sweeps of bigramlab.train (`experiment=ngram_orders`, or
+`experiment=ngram_best`'s run): for each feature set and order, the job with the lowest dev (val)
+NLL, its test NLL read once. Nats per character, the end of a word included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from bigramlab.corpora import TextFile
+from bigramlab.estimators import counted_model
+from bigramlab.ngrams import count_ngrams
+
+ALPHAS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+
+
+def counted_rows(
+    path: str, orders: Sequence[int], split: Sequence[float], seed: int, rule: str
+) -> list[dict[str, Any]]:
+    """Additive (α tuned on dev) and Kneser–Ney rows for each order."""
+    rows = []
+    for k in orders:
+        counted = count_ngrams(TextFile(path), k, split, seed, rule)
+        fits = [counted_model(counted.counts, a, "additive", counted.contexts, k) for a in ALPHAS]
+        best = min(fits, key=lambda m: m.nll["val"])
+        rows.append({"model": f"counted, additive (α = {best.alpha:g}, tuned on dev)", "k": k,
+                     "dev": best.nll["val"], "test": best.nll["test"]})  # fmt: skip
+        kn = counted_model(counted.counts, 0.0, "kneser_ney", counted.contexts, k)
+        rows.append({"model": "counted, interpolated modified Kneser–Ney", "k": k,
+                     "dev": kn.nll["val"], "test": kn.nll["test"]})  # fmt: skip
+    return rows
+
+
+def learned_rows(sweeps: Sequence[Path]) -> list[dict[str, Any]]:
+    """Per (features, order): the finished job of the lowest val NLL, with its test NLL."""
+    best: dict[tuple[str, int], dict[str, Any]] = {}
+    for sweep in sweeps:
+        for metrics_path in sorted(sweep.glob("**/metrics.json")):
+            job = metrics_path.parent
+            metrics = json.loads(metrics_path.read_text())
+            if metrics.get("status") != "ok" or metrics.get("val_nll") is None:
+                continue
+            cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+            model = cfg.model
+            key = (str(model.features), int(model.context))
+            row = {"model": f"learned, {model.features} (reg {model.reg:g}, tuned on dev)",
+                   "k": key[1], "dev": metrics["val_nll"], "test": metrics["test_nll"],
+                   "job": str(job)}  # fmt: skip
+            if key not in best or row["dev"] < best[key]["dev"]:
+                best[key] = row
+    return [best[key] for key in sorted(best)]
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| model | k | dev | test |", "|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['k']} | {r['dev']:.4f} | {r['test']:.4f} |" for r in rows]
+    by_dev = {}
+    for r in rows:
+        kind = r["model"].split(" (")[0]
+        if kind not in by_dev or r["dev"] < by_dev[kind]["dev"]:
+            by_dev[kind] = r
+    lines += ["", "Best order of each model, chosen on dev:", "",
+              "| model | k | dev | test |", "|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {r['model']} | {r['k']} | {r['dev']:.4f} | {r['test']:.4f} |"
+              for r in sorted(by_dev.values(), key=lambda r: r["dev"])]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweeps", nargs="*", type=Path, help="sweep or run directories")
+    parser.add_argument("--data", default="data/names.txt", help="the text file, a word a line")
+    parser.add_argument("--orders", default="1-6", help="orders as first-last")
+    parser.add_argument("--split", default="0.8,0.1,0.1")
+    parser.add_argument("--split-seed", type=int, default=42)
+    parser.add_argument("--split-rule", default="lecture")
+    parser.add_argument("--out", type=Path, help="also write the table to this Markdown file")
+    args = parser.parse_args(argv)
+    if not Path(args.data).is_file():
+        sys.exit(f"error: {args.data} does not exist: pass --data <file>, e.g. data/names.txt")
+    first, _, last = args.orders.partition("-")
+    orders = range(int(first), int(last or first) + 1)
+    split = [float(f) for f in args.split.split(",")]
+    for sweep in args.sweeps:
+        if not sweep.is_dir():
+            sys.exit(f"error: {sweep} is not a directory: pass the sweep's (or run's) directory")
+    rows = counted_rows(args.data, orders, split, args.split_seed, args.split_rule)
+    rows += learned_rows(args.sweeps)
+    table = markdown(rows)
+    print(table, end="")
+    if args.out:
+        args.out.write_text(table)
+
+
+if __name__ == "__main__":
+    main()
