@@ -1,4 +1,4 @@
-"""Benchmark of longer contexts: k-gram counting throughput, Kneser–Ney's fit, and nltk.lm as the peer.
+"""Benchmark of longer contexts: k-gram counting, Kneser–Ney's fit, and nltk.lm as the peer.
 
     python scripts/benchmark_ngrams.py [--repeats 3] [--nltk-order 3] [--json F]
 
@@ -51,7 +51,9 @@ def counting(path: Path, repeats: int) -> list[dict]:
         seconds = median_time(lambda k=k: count_ngrams(corpus, k, SPLIT, 42), repeats)
         contexts = len(count_ngrams(corpus, k, SPLIT, 42).contexts)
         rows.append({"k": k, "seconds": seconds, "MB/s": megabytes / seconds, "contexts": contexts})
-        print(f"count k={k}: {seconds:.3f} s, {megabytes / seconds:.1f} MB/s, {contexts:,} contexts")
+        print(
+            f"count k={k}: {seconds:.3f} s, {megabytes / seconds:.1f} MB/s, {contexts:,} contexts"
+        )
     return rows
 
 
