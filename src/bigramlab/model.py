@@ -82,10 +82,11 @@ class BigramLM(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
         self.W: nn.Parameter | None = None
-        # Rows of W for the data's contexts (C, F): set with the data (configure_model).
-        self.context_rows: Tensor | None = None
+        # Rows of W for the data's contexts (C, F), and the penalty of each row (reg_by_length):
+        # set with the data (configure_model); buffers, so that they move with W, unsaved.
+        self.register_buffer("context_rows", None, persistent=False)
+        self.register_buffer("row_scale", None, persistent=False)
         self.grad_norm: Tensor | None = None  # of the last update's gradient
-        self.row_scale: Tensor | None = None  # the penalty of each row (reg_by_length)
         if reg_by_length is not None:
             self.hparams.reg_by_length = [float(x) for x in reg_by_length]
             if len(reg_by_length) != context + 1:
