@@ -104,6 +104,11 @@ def test_default_run_trains_on_english_words(tmp_path: Path) -> None:
         (["model.impl=fast"], "model.impl='fast' is unknown"),
         (["trainer=ddp_cpu", "trainer.devices=0"], "trainer.devices=0"),
         (["trainer=ddp_cpu", "trainer.strategy=foo"], "invalid strategy name"),
+        (["model.context=0"], "model.context=0 is not a whole number >= 1"),
+        (["model.context=3", "data.batch_size=64"], "model.context=3 trains full batch"),
+        (["model.features=bag"], "model.features='bag' is unknown"),
+        (["model.context=2", "model.reg_by_length=[1,1]"], "needs 3 values for model.context=2"),
+        (["mle.smoothing=good_turing"], "mle.smoothing='good_turing' is unknown"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_run_directory(

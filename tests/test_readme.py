@@ -27,7 +27,9 @@ from tests.conftest import compose_config, make_words
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["trainer.max_steps=20", "trainer.val_check_interval=10"]
-USES_NAMES = re.compile(r"dataset=names|experiment=(makemore|reg_vs_smoothing)")
+USES_NAMES = re.compile(
+    r"dataset=names|experiment=(makemore|reg_vs_smoothing|ngram_best|ngram_orders)"
+)
 
 
 def readme_commands() -> list[str]:

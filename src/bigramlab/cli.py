@@ -76,6 +76,8 @@ def config_error(cause: BaseException | None, node: str, cfg: DictConfig) -> Use
     """A UserError for `cause`, raised when the config node `node` was built or called: a key its
     target does not take (named as the user wrote it, with the closest the target does take), or
     a value of the wrong kind; None for anything else."""
+    if isinstance(cause, UserError):  # a component's own check of its values
+        return cause
     unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(cause))
     if isinstance(cause, TypeError) and unexpected:
         name = unexpected.group(1)
