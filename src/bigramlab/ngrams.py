@@ -31,11 +31,12 @@ import torch
 from torch import Tensor
 
 from bigramlab.corpora import Corpus, decode_words
-from bigramlab.counting import count_corpus
+from bigramlab.counting import _NEWLINE, _NOT_CLEAN, _framed, count_corpus
 from bigramlab.errors import UserError
 from bigramlab.vocab import SPLITS, Vocab, split_assignment
 
 MAX_KEY = 2**62  # the keys of (part, context, next) are int64
+SMALL_TABLE = 1 << 22  # key spaces up to this size are counted with np.bincount
 
 
 def check_order(order: int, vocab_size: int) -> None:
@@ -67,20 +68,22 @@ def next_keys(keys: Tensor, tokens: Tensor, order: int, vocab_size: int) -> Tens
 
 def event_keys(ids: np.ndarray, order: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(context keys, next tokens) of every event of a framed sequence `.w1.w2. … .wn.` of token
-    ids (0 = `.`): ids (L,) -> two (L - 1,) int64, the event of ids[p] at p - 1."""
-    ids = ids.astype(np.int64)
-    positions = np.arange(1, len(ids))
-    # The `.` opening the word of the token at p: the last boundary before p.
-    boundary = np.where(ids == 0, np.arange(len(ids)), 0)
-    opening = np.maximum.accumulate(boundary)[positions - 1]
-    keys = np.zeros(len(positions), dtype=np.int64)
+    ids (0 = `.`): ids (L,) -> two (L - 1,) int64, the event of ids[p] at p - 1.
+
+    The tokens are laid out again with `order` `.`s before each word, so that the context of every
+    token is simply the `order` slots before it: `order` shifted multiply-adds, no masks."""
+    tokens = ids[1:].astype(np.int64)
+    per_word = np.diff(np.flatnonzero(ids == 0))  # a word's characters and its closing `.`
+    word = np.repeat(np.arange(len(per_word), dtype=np.int64), per_word)
+    slots = np.arange(len(tokens), dtype=np.int64) + order * (word + 1)
+    laid_out = np.zeros(len(tokens) + order * len(per_word), dtype=np.int64)
+    laid_out[slots] = tokens
+    keys = np.zeros(len(tokens), dtype=np.int64)
     scale = 1
     for back in range(1, order + 1):
-        before = positions - back
-        token = np.where(before > opening, ids[np.maximum(before, 0)], 0)
-        keys += token * scale
+        keys += laid_out[slots - back] * scale
         scale *= vocab_size
-    return keys, ids[1:]
+    return keys, tokens
 
 
 class NgramCounts(NamedTuple):
@@ -98,12 +101,38 @@ def _framed_ids(words: list[str], vocab: Vocab) -> np.ndarray:
     return vocab.encode_words(words).numpy()
 
 
-def _pieces(corpus: Corpus) -> Iterator[list[str]]:
+def _clean_ids(chunk: bytes, lookup: np.ndarray) -> np.ndarray | None:
+    """The framed ids of a clean ASCII piece (its lines are its words: nothing str.strip() would
+    remove, no blank line, no `.`), read byte by byte through `lookup` (byte -> id, the line end
+    -> 0); None for any other piece, which is decoded line by line instead."""
+    if not chunk or not chunk.isascii() or chunk.startswith(b"\n") or b"\n\n" in chunk:
+        return None
+    framed = np.frombuffer(_framed(chunk), dtype=np.uint8)
+    ids = lookup[framed]
+    if (ids < 0).any():  # a byte that is not a character of the vocabulary, or not clean
+        return None
+    return ids
+
+
+def _pieces(corpus: Corpus, vocab: Vocab) -> Iterator[np.ndarray]:
+    """The framed ids `.w1.w2. … .` of each piece of the corpus that has words."""
+    lookup = np.full(256, -1, dtype=np.int64)
+    for ch, i in vocab.stoi.items():
+        if len(ch.encode()) == 1 and ord(ch) not in _NOT_CLEAN:
+            lookup[ord(ch)] = i
+    lookup[_NEWLINE] = 0
     line = 1
     lowercase = corpus.lowercase
     for chunk in corpus.byte_chunks():
-        yield decode_words(chunk, corpus.name, line, lowercase)
+        if lowercase and chunk.isascii():
+            chunk = chunk.lower()
+        ids = _clean_ids(chunk, lookup)
+        if ids is None:
+            words = decode_words(chunk, corpus.name, line, lowercase)
+            ids = _framed_ids(words, vocab) if words else None
         line += chunk.count(b"\n")
+        if ids is not None:
+            yield ids
 
 
 def count_ngrams(
@@ -130,24 +159,34 @@ def count_ngrams(
     n_words = sum(counted.n_words.values())
     assignment = split_assignment(n_words, fractions, seed, rule)
     grams = V ** (order + 1)
+    # Small key spaces are counted into one table (np.bincount), others piece by piece with a sort
+    # (np.unique) and merged at the end.
+    table_size = len(fractions) * grams
+    tally = np.zeros(table_size, dtype=np.int64) if table_size <= SMALL_TABLE else None
     found_keys: list[np.ndarray] = []
     found_counts: list[np.ndarray] = []
     first = 0
-    for words in _pieces(corpus):
-        if not words:
-            continue
-        parts = assignment[first : first + len(words)].astype(np.int64)
-        first += len(words)
-        ids = _framed_ids(words, vocab)
+    for ids in _pieces(corpus, vocab):
         contexts, tokens = event_keys(ids, order, V)
-        # The part of each event: the words' events are len(word) + 1 in a row.
-        lengths = np.fromiter((len(w) + 1 for w in words), dtype=np.int64, count=len(words))
-        keys = np.repeat(parts, lengths) * grams + contexts * V + tokens
-        unique, counts = np.unique(keys, return_counts=True)
-        found_keys.append(unique)
-        found_counts.append(counts)
-    keys, inverse = np.unique(np.concatenate(found_keys), return_inverse=True)
-    counts = np.bincount(inverse, weights=np.concatenate(found_counts)).astype(np.int64)
+        # The part of each event: a word's events are its characters and its closing `.`.
+        per_word = np.diff(np.flatnonzero(ids == 0))
+        parts = assignment[first : first + len(per_word)].astype(np.int64)
+        first += len(per_word)
+        keys = np.repeat(parts * grams, per_word)
+        keys += contexts * V
+        keys += tokens
+        if tally is not None:
+            tally += np.bincount(keys, minlength=table_size)
+        else:
+            unique, counts = np.unique(keys, return_counts=True)
+            found_keys.append(unique)
+            found_counts.append(counts)
+    if tally is not None:
+        keys = np.flatnonzero(tally)
+        counts = tally[keys]
+    else:
+        keys, inverse = np.unique(np.concatenate(found_keys), return_inverse=True)
+        counts = np.bincount(inverse, weights=np.concatenate(found_counts)).astype(np.int64)
     part, gram = np.divmod(keys, grams)
     context, token = np.divmod(gram, V)
     table, rows = np.unique(context, return_inverse=True)
