@@ -4,6 +4,7 @@ and the learned models of any order (the KL identity at k = 2 and 3, sampling, e
 from __future__ import annotations
 
 import json
+import math
 import random
 import subprocess
 import sys
@@ -283,3 +284,27 @@ def test_ngram_orders_experiment_and_its_report(tmp_path: Path) -> None:
         kn = table["counted, interpolated modified Kneser–Ney", k]
         assert kn == pytest.approx((mine[0]["mle_val_nll"], mine[0]["mle_test_nll"]), abs=6e-5)
     assert {k for (name, k) in table if name.startswith("counted, additive")} == {1, 2, 3}
+
+
+def test_contexts_never_seen_get_finite_nlls_and_evaluate_says_which_had_no_row(
+    train_config, tmp_path: Path
+) -> None:
+    """Other data than the checkpoint's: interpolated backs off to the suffixes it has, Kneser–Ney
+    to lower orders, and onehot predicts a context without a row uniformly, which evaluate
+    reports."""
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(w[::-1] + "ja" for w in make_words(200, seed=5)) + "\n")
+    for features, optim in (("onehot", "sgd"), ("interpolated", "lbfgs")):
+        cfg = train_config("model.context=3", f"model.features={features}", f"optim={optim}",
+                           "trainer.max_steps=3")  # fmt: skip
+        train_and_load(cfg, tmp_path / features)
+        ckpt = tmp_path / features / "checkpoints" / "last.ckpt"
+        run = [sys.executable, "-m", "bigramlab.evaluate", f"ckpt={ckpt}", "dataset=text_file",
+               f"dataset.path={other}", "mle.smoothing=kneser_ney"]  # fmt: skip
+        out = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+        rows = {line.split()[0]: line.split() for line in out.splitlines()
+                if line.split()[:1] in (["train"], ["val"], ["test"])}  # fmt: skip
+        assert all(math.isfinite(float(row[3])) and math.isfinite(float(row[5]))
+                   for row in rows.values())  # fmt: skip
+        no_row = [line for line in out.splitlines() if "has no row for" in line]
+        assert bool(no_row) == (features == "onehot")
