@@ -1,0 +1,103 @@
+"""ARPA export: KenLM scores every held-out word as bigramlab does (round trip), and bad input is
+one error line with nothing written."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bigramlab.checkpoint import load_trained_model
+from bigramlab.corpora import TextFile
+from bigramlab.estimators import counted_model
+from bigramlab.export import arpa_token
+from bigramlab.ngrams import count_ngrams
+from bigramlab.vocab import Vocab, bigram_pairs, split_words
+from tests.conftest import make_words, train_and_load
+
+kenlm = pytest.importorskip("kenlm")
+
+SPLIT = [0.8, 0.1, 0.1]
+
+
+def export(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bigramlab.export", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def kenlm_nll(model: kenlm.Model, word: str) -> float:
+    """Minus KenLM's log probability of a word, in nats: its characters as tokens, <s> and </s>."""
+    return -model.score(" ".join(arpa_token(ch) for ch in word), bos=True, eos=True) * math.log(10)
+
+
+def bigramlab_nll(probs: torch.Tensor, vocab: Vocab, word: str) -> float:
+    xs, ys = bigram_pairs([word], vocab)
+    return float(-probs[xs, ys].double().log().sum())
+
+
+def assert_round_trip(arpa: Path, probs: torch.Tensor, vocab: Vocab, words: list[str]) -> None:
+    model = kenlm.Model(str(arpa))
+    for word in words:
+        expected = bigramlab_nll(probs, vocab, word)
+        assert kenlm_nll(model, word) == pytest.approx(expected, rel=1e-4), word
+
+
+@pytest.fixture
+def spaced_words(tmp_path: Path) -> Path:
+    """Names-like words, some with a space inside (a character ARPA needs a stand-in for)."""
+    words = [w if i % 7 else f"{w} {w[::-1]}" for i, w in enumerate(make_words(400, seed=4))]
+    path = tmp_path / "spaced.txt"
+    path.write_text("\n".join(words) + "\n")
+    return path
+
+
+def test_learned_bigram_round_trip(train_config, tmp_path: Path, spaced_words: Path) -> None:
+    cfg = train_config("dataset=text_file", f"dataset.path={spaced_words}", "trainer.max_steps=30")
+    train_and_load(cfg, tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    result = export(f"ckpt={ckpt}", f"out={tmp_path / 'learned.arpa'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    model = load_trained_model(ckpt)
+    probs = model.W.double().softmax(dim=1)
+    words = TextFile(str(spaced_words)).load()
+    held_out = split_words(words, SPLIT, 42)[1]
+    assert any(" " in w for w in held_out)
+    assert_round_trip(tmp_path / "learned.arpa", probs, Vocab(model.itos), held_out)
+
+
+@pytest.mark.parametrize("smoothing", ["additive", "kneser_ney"])
+def test_counted_bigram_round_trip(tmp_path: Path, spaced_words: Path, smoothing: str) -> None:
+    out = tmp_path / f"{smoothing}.arpa"
+    result = export("source=counted", "dataset=text_file", f"dataset.path={spaced_words}",
+                    f"mle.smoothing={smoothing}", "mle.alpha=0.5", f"out={out}",
+                    cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    counted = count_ngrams(TextFile(str(spaced_words)), 1, SPLIT, 42)
+    model = counted_model(counted.counts, 0.5, smoothing, counted.contexts, 1)
+    words = TextFile(str(spaced_words)).load()
+    assert_round_trip(out, model.probs, counted.vocab, split_words(words, SPLIT, 42)[2])
+
+
+def test_bad_output_and_checkpoint_are_one_line_and_write_nothing(tmp_path: Path) -> None:
+    (tmp_path / "words.txt").write_text("\n".join(make_words(50)) + "\n")
+    counted = ["source=counted", "dataset=text_file", "dataset.path=words.txt"]
+    missing_dir = export(*counted, "out=nowhere/m.arpa", cwd=tmp_path)
+    assert missing_dir.returncode == 2 and "directory nowhere does not exist" in missing_dir.stderr
+    (tmp_path / "m.arpa").write_text("keep me")
+    exists = export(*counted, "out=m.arpa", cwd=tmp_path)
+    assert exists.returncode == 2 and "add overwrite=true" in exists.stderr
+    assert (tmp_path / "m.arpa").read_text() == "keep me"
+    (tmp_path / "not.ckpt").write_bytes(b"not a checkpoint")
+    bad = export("ckpt=not.ckpt", "out=n.arpa", cwd=tmp_path)
+    assert bad.returncode == 2 and "is not a PyTorch checkpoint file" in bad.stderr
+    for result in (missing_dir, exists, bad):
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.arpa", "not.ckpt", "words.txt"]
+    overwritten = export(*counted, "out=m.arpa", "overwrite=true", cwd=tmp_path)
+    assert overwritten.returncode == 0 and (tmp_path / "m.arpa").read_text().startswith(
+        "\n\\data\\"
+    )
