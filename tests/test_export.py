@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from bigramlab.arpa import arpa_token
 from bigramlab.checkpoint import load_trained_model
 from bigramlab.corpora import TextFile
 from bigramlab.estimators import counted_model
-from bigramlab.export import arpa_token
-from bigramlab.ngrams import count_ngrams
-from bigramlab.vocab import Vocab, bigram_pairs, split_words
+from bigramlab.ngrams import count_ngrams, event_keys
+from bigramlab.sampling import counted_next_probs
+from bigramlab.vocab import Vocab, split_words
 from tests.conftest import make_words, train_and_load
 
 kenlm = pytest.importorskip("kenlm")
@@ -34,15 +35,18 @@ def kenlm_nll(model: kenlm.Model, word: str) -> float:
     return -model.score(" ".join(arpa_token(ch) for ch in word), bos=True, eos=True) * math.log(10)
 
 
-def bigramlab_nll(probs: torch.Tensor, vocab: Vocab, word: str) -> float:
-    xs, ys = bigram_pairs([word], vocab)
-    return float(-probs[xs, ys].double().log().sum())
+def bigramlab_nll(probs, vocab: Vocab, order: int, word: str) -> float:
+    """Minus bigramlab's log probability of a word: `probs(context keys) -> P (n, V)`."""
+    ids = vocab.encode_words([word]).numpy()
+    contexts, tokens = (torch.from_numpy(a) for a in event_keys(ids, order, len(vocab)))
+    return float(-probs(contexts)[torch.arange(len(tokens)), tokens].double().log().sum())
 
 
-def assert_round_trip(arpa: Path, probs: torch.Tensor, vocab: Vocab, words: list[str]) -> None:
+def assert_round_trip(arpa: Path, probs, vocab: Vocab, order: int, words: list[str]) -> None:
     model = kenlm.Model(str(arpa))
+    assert model.order == order + 1
     for word in words:
-        expected = bigramlab_nll(probs, vocab, word)
+        expected = bigramlab_nll(probs, vocab, order, word)
         assert kenlm_nll(model, word) == pytest.approx(expected, rel=1e-4), word
 
 
@@ -55,31 +59,51 @@ def spaced_words(tmp_path: Path) -> Path:
     return path
 
 
-def test_learned_bigram_round_trip(train_config, tmp_path: Path, spaced_words: Path) -> None:
-    cfg = train_config("dataset=text_file", f"dataset.path={spaced_words}", "trainer.max_steps=30")
+@pytest.mark.parametrize(
+    ("k", "features"), [(1, "onehot"), (3, "onehot"), (1, "interpolated"), (3, "interpolated")]
+)
+def test_learned_model_round_trip(
+    train_config, tmp_path: Path, spaced_words: Path, k: int, features: str
+) -> None:
+    optim = "lbfgs" if features == "interpolated" else "sgd"
+    cfg = train_config("dataset=text_file", f"dataset.path={spaced_words}",
+                       f"model.context={k}", f"model.features={features}", f"optim={optim}",
+                       "trainer.max_steps=5")  # fmt: skip
     train_and_load(cfg, tmp_path / "run")
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     result = export(f"ckpt={ckpt}", f"out={tmp_path / 'learned.arpa'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     model = load_trained_model(ckpt)
-    probs = model.W.double().softmax(dim=1)
     words = TextFile(str(spaced_words)).load()
     held_out = split_words(words, SPLIT, 42)[1]
     assert any(" " in w for w in held_out)
-    assert_round_trip(tmp_path / "learned.arpa", probs, Vocab(model.itos), held_out)
+    # Words the data never had: contexts with no row of their own.
+    held_out += ["jjjjjjj", "a b c", "ihgfedcba"]
+    assert_round_trip(tmp_path / "learned.arpa",
+                      lambda keys: model.logits(keys).double().softmax(dim=1),
+                      Vocab(model.itos), k, held_out)  # fmt: skip
 
 
+@pytest.mark.parametrize("k", [1, 2, 4])
 @pytest.mark.parametrize("smoothing", ["additive", "kneser_ney"])
-def test_counted_bigram_round_trip(tmp_path: Path, spaced_words: Path, smoothing: str) -> None:
+def test_counted_model_round_trip(tmp_path: Path, spaced_words: Path, smoothing: str, k: int):
     out = tmp_path / f"{smoothing}.arpa"
     result = export("source=counted", "dataset=text_file", f"dataset.path={spaced_words}",
-                    f"mle.smoothing={smoothing}", "mle.alpha=0.5", f"out={out}",
-                    cwd=tmp_path)  # fmt: skip
+                    f"mle.smoothing={smoothing}", "mle.alpha=0.5", f"model.context={k}",
+                    f"out={out}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    counted = count_ngrams(TextFile(str(spaced_words)), 1, SPLIT, 42)
-    model = counted_model(counted.counts, 0.5, smoothing, counted.contexts, 1)
+    counted = count_ngrams(TextFile(str(spaced_words)), k, SPLIT, 42)
+    model = counted_model(counted.counts, 0.5, smoothing, counted.contexts, k)
+
+    next_probs = counted_next_probs(model, counted.contexts)
+
+    def probs(keys: torch.Tensor) -> torch.Tensor:
+        return torch.stack([next_probs(int(key)) for key in keys])
+
     words = TextFile(str(spaced_words)).load()
-    assert_round_trip(out, model.probs, counted.vocab, split_words(words, SPLIT, 42)[2])
+    # The test words, and words whose contexts the data never had.
+    unseen = ["jjjjjjj", "a b c", "ihgfedcba"]
+    assert_round_trip(out, probs, counted.vocab, k, split_words(words, SPLIT, 42)[2] + unseen)
 
 
 def test_bad_output_and_checkpoint_are_one_line_and_write_nothing(tmp_path: Path) -> None:

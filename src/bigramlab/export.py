@@ -1,25 +1,23 @@
 """A model in ARPA format: `python -m bigramlab.export ckpt=<run>/checkpoints/last.ckpt out=m.arpa`
-or `python -m bigramlab.export source=counted out=m.arpa` (the counted model of the data).
+or `python -m bigramlab.export source=counted out=m.arpa` (the counted model of the data, at
+model.context, smoothed as mle.*).
 
-ARPA lists log10 probabilities of n-grams, and log10 backoff weights for the contexts whose
-n-grams are not all listed. A model whose distribution is listed for every context needs no
-backoff: that is what is written, so KenLM's probability of every listed n-gram is bigramlab's.
+Every model of the project, at any context length: learned (onehot or interpolated) and counted
+(additive or Kneser–Ney). bigramlab.arpa writes the text so that KenLM's probability of every
+word is bigramlab's: each model lists the distributions KenLM asks for, and where KenLM backs off,
+the shorter histories give the model's own value.
 
 Tokens: one character a token; the boundary `.` is `<s>` as a context and `</s>` as a target; a
 character ARPA cannot hold (whitespace: ARPA separates tokens by it) is written `<U+XXXX>`, its
-code point in hex (a space is `<U+0020>`); evaluate the same stand-ins in KenLM. `<unk>` (a
-character outside the vocabulary) is a unigram of probability 1/(V + 1), V the vocabulary with
-`.`: the unigrams are uniform over the characters, `</s>` and `<unk>`, reached only where a context
-is not listed (`<unk>` as a context) or a target is `<unk>`; `<s>` has -99, as in KenLM's files.
-A probability 0 (an unsmoothed counted model's unseen bigram) is written as -99 (log10).
-
-Built for the bigram (context 1, any features and smoothing); longer contexts are refused with a
-message for now.
+code point in hex (a space is `<U+0020>`); give KenLM the same stand-ins. `<unk>` (a character
+outside the vocabulary) is a unigram of probability 1/(V + 1), V the vocabulary with `.`; `<s>`
+has -99, as in KenLM's files. A probability 0 (an unsmoothed counted model's unseen n-gram) is
+written as -99 (log10).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,39 +25,92 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
 
+from bigramlab.arpa import START, History, arpa_text, arpa_token, history
 from bigramlab.atomic import write_atomically
-from bigramlab.checkpoint import load_trained_model
+from bigramlab.checkpoint import TrainedModel, load_trained_model
 from bigramlab.cli import entry_point, exit_now
-from bigramlab.config import validate_alpha, validate_data
+from bigramlab.config import validate_alpha, validate_data, whole_number
 from bigramlab.errors import UserError
-from bigramlab.estimators import counted_model
-from bigramlab.ngrams import count_ngrams
+from bigramlab.estimators import CountedModel, counted_model
+from bigramlab.features import feature_keys, logits, row_index, suffix_lengths
+from bigramlab.ngrams import context_tokens, count_ngrams
 
-ZERO_LOG10 = -99.0  # ARPA's stand-in for log10(0)
-
-
-def arpa_token(ch: str) -> str:
-    """A character as an ARPA token: itself, or `<U+XXXX>` where it is whitespace."""
-    return f"<U+{ord(ch):04X}>" if ch.isspace() or not ch.isprintable() else ch
+Kind = tuple[dict[History, Tensor], Callable[[list[History]], Tensor], Tensor]
 
 
-def arpa_bigram(probs: Tensor, itos: str) -> str:
-    """The ARPA text of a bigram model P (V, V) (row: the context, `.` first), every context's
-    distribution listed."""
+def _by_length(
+    histories: list[History], itos: str, probs: Callable[[Tensor, int], Tensor]
+) -> Tensor:
+    """probs(keys, length) of unpadded histories (a leading <s> dropped: KenLM's backoff drops
+    it too), computed together for each length: (m, V) in the order given."""
+    stoi = {arpa_token(c): i for i, c in enumerate(itos) if i}
+    chars = [[stoi[t] for t in hist if t != START] for hist in histories]
+    out = torch.empty(len(histories), len(itos), dtype=torch.float64)
+    for length in sorted({len(c) for c in chars}):
+        which = [i for i, c in enumerate(chars) if len(c) == length]
+        keys = torch.tensor([sum(t * len(itos) ** (length - 1 - j) for j, t in enumerate(chars[i]))
+                             for i in which], dtype=torch.int64)  # fmt: skip
+        out[which] = probs(keys, length)
+    return out
+
+
+def _tokens(keys: Tensor, length: int, V: int) -> list[list[int]]:
+    return context_tokens(keys, length, V).tolist() if length else [[] for _ in keys]
+
+
+def counted_kind(contexts: Tensor, model: CountedModel, order: int, itos: str) -> Kind:
+    """Listed: the data's contexts with the counted model's P; Kneser–Ney also lists the contexts
+    of its lower orders (without padding) with their own order's P, where KenLM backs off."""
     V = len(itos)
-    names = ["<s>" if i == 0 else arpa_token(ch) for i, ch in enumerate(itos)]
-    targets = ["</s>" if i == 0 else arpa_token(ch) for i, ch in enumerate(itos)]
-    uniform = -math.log10(V + 1)
-    log10 = torch.where(
-        probs > 0, probs.double().log10(), torch.full_like(probs.double(), ZERO_LOG10)
-    )
-    log10 = log10.clamp_min(ZERO_LOG10).tolist()
-    unigrams = [f"{uniform:.8f}\t<unk>\t0", f"{ZERO_LOG10:.1f}\t<s>\t0", f"{uniform:.8f}\t</s>"]
-    unigrams += [f"{uniform:.8f}\t{name}\t0" for name in names[1:]]
-    bigrams = [f"{log10[i][j]:.8f}\t{names[i]} {targets[j]}" for i in range(V) for j in range(V)]
-    lines = ["", "\\data\\", f"ngram 1={len(unigrams)}", f"ngram 2={len(bigrams)}", "",
-             "\\1-grams:", *unigrams, "", "\\2-grams:", *bigrams, "", "\\end\\", ""]  # fmt: skip
-    return "\n".join(lines)
+    listed = {history(t, itos): row for t, row in zip(_tokens(contexts, order, V), model.probs)}
+    kn = model.kneser_ney
+    if kn is None:
+        uniform = torch.full((V,), 1.0 / V, dtype=torch.float64)
+        return listed, lambda hists: uniform.expand(len(hists), V), uniform
+    for length in range(1, order):
+        keys = kn.orders[length].contexts
+        unpadded = keys // V ** (length - 1) != 0
+        keys = keys[unpadded]
+        for t, row in zip(_tokens(keys, length, V), kn.probs(keys, length)):
+            listed[history(t, itos)] = row
+
+    def lower(hists: list[History]) -> Tensor:
+        return _by_length(hists, itos, kn.probs)
+
+    return listed, lower, kn.probs(torch.zeros(1, dtype=torch.int64), 0)[0]
+
+
+def learned_kind(model: TrainedModel) -> Kind:
+    """Onehot: its rows' contexts listed, everything else uniform (logits 0). Interpolated: the
+    context of every row listed (a padded suffix as its whole padded context), each with the
+    logits of the suffixes it has; KenLM's backoff to the longest listed suffix is then exact."""
+    V, order, itos = len(model.itos), model.order, model.itos
+    W = model.W.double()
+    if model.features == "onehot":
+        tokens = _tokens(model.row_keys, order, V)
+        listed = {history(t, itos): row for t, row in zip(tokens, W.softmax(dim=1))}
+        uniform = torch.full((V,), 1.0 / V, dtype=torch.float64)
+        return listed, lambda hists: uniform.expand(len(hists), V), uniform
+
+    def probs(keys: Tensor, length: int) -> Tensor:
+        rows = row_index(model.row_keys, feature_keys(keys, length, V, "interpolated"))
+        return logits(W, rows).softmax(dim=1)
+
+    lengths = suffix_lengths(model.row_keys, order, V)
+    listed = {}
+    for length in range(1, order + 1):
+        offset = sum(V**i for i in range(length))
+        suffixes = model.row_keys[lengths == length] - offset
+        padded = suffixes // V ** (length - 1) == 0
+        # A padded suffix fixes its whole context: the padding is all that comes before it.
+        for keys, n in ((suffixes[padded], order), (suffixes[~padded], length)):
+            for t, row in zip(_tokens(keys, n, V), probs(keys, n)):
+                listed[history(t, itos)] = row
+
+    def lower(hists: list[History]) -> Tensor:
+        return _by_length(hists, itos, probs)
+
+    return listed, lower, probs(torch.zeros(1, dtype=torch.int64), 0)[0]
 
 
 def output_path(cfg: DictConfig) -> Path:
@@ -76,39 +127,37 @@ def output_path(cfg: DictConfig) -> Path:
     return out
 
 
-def model_probs(cfg: DictConfig) -> tuple[Tensor, str, str]:
-    """(P (V, V), its vocabulary, what it is) of the model the config names."""
+def model_arpa(cfg: DictConfig) -> tuple[str, str, int]:
+    """(the ARPA text, what it is, its vocabulary size) of the model the config names."""
     if cfg.source == "checkpoint":
         if cfg.ckpt is None:
             raise UserError("no checkpoint given: add ckpt=<run dir>/checkpoints/last.ckpt, "
                             "or source=counted for the counted model of the data")  # fmt: skip
         model = load_trained_model(cfg.ckpt)
-        if model.order != 1:
-            raise UserError(f"{cfg.ckpt} has model.context={model.order}: export writes bigram "
-                            "models (context 1) so far")  # fmt: skip
-        probs = model.logits(torch.arange(len(model.itos))).double().softmax(dim=1)
-        return probs, model.itos, f"{cfg.ckpt} ({model.describe()})"
+        text = arpa_text(model.itos, *learned_kind(model))
+        return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos)
     if cfg.source != "counted":
         raise UserError(f"source={cfg.source!r} is unknown: choose checkpoint or counted")
-    if cfg.model.context != 1:
-        raise UserError(f"model.context={cfg.model.context}: export writes bigram models "
-                        "(context 1) so far")  # fmt: skip
+    whole_number(cfg, "model.context", 1, "model.context=3 (tokens of context; 1: the bigram)")
     validate_data(cfg)
     validate_alpha(cfg)
-    counted = count_ngrams(instantiate(cfg.dataset), 1, cfg.data.split, cfg.data.split_seed,
+    order = cfg.model.context
+    counted = count_ngrams(instantiate(cfg.dataset), order, cfg.data.split, cfg.data.split_seed,
                            cfg.data.split_rule)  # fmt: skip
     model = counted_model(counted.counts, float(cfg.mle.alpha), cfg.mle.smoothing,
-                          counted.contexts, 1)  # fmt: skip
-    what = f"the counted model (mle.smoothing={cfg.mle.smoothing}, mle.alpha={cfg.mle.alpha})"
-    return model.probs, counted.vocab.itos, what
+                          counted.contexts, order)  # fmt: skip
+    itos = counted.vocab.itos
+    text = arpa_text(itos, *counted_kind(counted.contexts, model, order, itos))
+    what = (f"the counted model (model.context={order}, mle.smoothing={cfg.mle.smoothing}, "
+            f"mle.alpha={cfg.mle.alpha})")  # fmt: skip
+    return text, what, len(itos)
 
 
 def export(cfg: DictConfig) -> None:
     out = output_path(cfg)
-    probs, itos, what = model_probs(cfg)
-    text = arpa_bigram(probs, itos)
+    text, what, V = model_arpa(cfg)
     write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    print(f"wrote {out} ({out.stat().st_size:,} bytes): {what}, {len(itos)} tokens")
+    print(f"wrote {out} ({out.stat().st_size:,} bytes): {what}, {V} tokens")
 
 
 main = entry_point("export", export)

@@ -99,11 +99,13 @@ class KneserNey:
             levels.append(Order(keys, dense, tuple(found), fell_back))
         self.orders = levels[::-1]  # index j: contexts of j tokens
 
-    def probs(self, keys: Tensor) -> Tensor:
-        """P(· | h) for contexts `keys` (m,) of `order` tokens: (m, V) float64, rows sum to 1."""
+    def probs(self, keys: Tensor, length: int | None = None) -> Tensor:
+        """P(· | h) for contexts `keys` (m,) of `length` tokens (default: the model's order), the
+        distribution of the model's order `length`: (m, V) float64, rows sum to 1."""
         V = self.vocab_size
         probs = torch.full((len(keys), V), 1.0 / V, dtype=torch.float64)
-        for j, level in enumerate(self.orders):
+        levels = self.orders if length is None else self.orders[: length + 1]
+        for j, level in enumerate(levels):
             h = keys % V**j
             index = torch.searchsorted(level.contexts, h).clamp(max=len(level.contexts) - 1)
             seen = level.contexts[index] == h
