@@ -137,7 +137,7 @@ def test_readme_command_runs_as_written(command: str, workdir: tuple[Path, str])
             argv.append(f"dataset.sha256={sha}")
         if argv[1:2] == ["train"]:  # scripts/run.sh runs in the repository: keep it out of logs/
             argv += [f"paths.log_dir={cwd / 'logs'}", f"paths.data_dir={cwd / 'data'}"]
-    if "bigramlab.evaluate" in argv and USES_NAMES.search(command):
+    if {"bigramlab.evaluate", "bigramlab.export"} & set(argv) and USES_NAMES.search(command):
         argv.append(f"dataset.sha256={sha}")
 
     result = execute(argv, cwd)
