@@ -35,6 +35,8 @@ from bigramlab.estimators import CountedModel, counted_model
 from bigramlab.features import feature_keys, logits, row_index, suffix_lengths
 from bigramlab.ngrams import context_tokens, count_ngrams
 
+KENLM_DEFAULT_MAX_ORDER = 6  # KenLM's KENLM_MAX_ORDER unless built with another
+
 Kind = tuple[dict[History, Tensor], Callable[[list[History]], Tensor], Tensor]
 
 
@@ -127,15 +129,16 @@ def output_path(cfg: DictConfig) -> Path:
     return out
 
 
-def model_arpa(cfg: DictConfig) -> tuple[str, str, int]:
-    """(the ARPA text, what it is, its vocabulary size) of the model the config names."""
+def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
+    """(the ARPA text, what it is, its vocabulary size, its context length) of the model the
+    config names."""
     if cfg.source == "checkpoint":
         if cfg.ckpt is None:
             raise UserError("no checkpoint given: add ckpt=<run dir>/checkpoints/last.ckpt, "
                             "or source=counted for the counted model of the data")  # fmt: skip
         model = load_trained_model(cfg.ckpt)
         text = arpa_text(model.itos, *learned_kind(model))
-        return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos)
+        return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos), model.order
     if cfg.source != "counted":
         raise UserError(f"source={cfg.source!r} is unknown: choose checkpoint or counted")
     whole_number(cfg, "model.context", 1, "model.context=3 (tokens of context; 1: the bigram)")
@@ -150,14 +153,19 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int]:
     text = arpa_text(itos, *counted_kind(counted.contexts, model, order, itos))
     what = (f"the counted model (model.context={order}, mle.smoothing={cfg.mle.smoothing}, "
             f"mle.alpha={cfg.mle.alpha})")  # fmt: skip
-    return text, what, len(itos)
+    return text, what, len(itos), order
 
 
 def export(cfg: DictConfig) -> None:
     out = output_path(cfg)
-    text, what, V = model_arpa(cfg)
+    text, what, V, order = model_arpa(cfg)
+    n_grams = order + 1
     write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(f"wrote {out} ({out.stat().st_size:,} bytes): {what}, {V} tokens")
+    if n_grams > KENLM_DEFAULT_MAX_ORDER:
+        print(f"note: these are {n_grams}-grams; KenLM as built by `pip install kenlm` reads up "
+              f"to {KENLM_DEFAULT_MAX_ORDER}-grams: build it with KENLM_MAX_ORDER={n_grams} or "
+              "more to load this file")  # fmt: skip
 
 
 main = entry_point("export", export)
