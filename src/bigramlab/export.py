@@ -37,7 +37,9 @@ from bigramlab.ngrams import context_tokens, count_ngrams
 
 KENLM_DEFAULT_MAX_ORDER = 6  # KenLM's KENLM_MAX_ORDER unless built with another
 
-Kind = tuple[dict[History, Tensor], Callable[[list[History]], Tensor], Tensor]
+# What bigramlab.arpa.arpa_text writes a model from: the histories listed whole, the distributions
+# of shorter histories it must add, and the unigrams.
+Listing = tuple[dict[History, Tensor], Callable[[list[History]], Tensor], Tensor]
 
 
 def _by_length(
@@ -60,7 +62,7 @@ def _tokens(keys: Tensor, length: int, V: int) -> list[list[int]]:
     return context_tokens(keys, length, V).tolist() if length else [[] for _ in keys]
 
 
-def counted_kind(contexts: Tensor, model: CountedModel, order: int, itos: str) -> Kind:
+def counted_listing(contexts: Tensor, model: CountedModel, order: int, itos: str) -> Listing:
     """Listed: the data's contexts with the counted model's P; Kneser–Ney also lists the contexts
     of its lower orders (without padding) with their own order's P, where KenLM backs off."""
     V = len(itos)
@@ -82,7 +84,7 @@ def counted_kind(contexts: Tensor, model: CountedModel, order: int, itos: str) -
     return listed, lower, kn.probs(torch.zeros(1, dtype=torch.int64), 0)[0]
 
 
-def learned_kind(model: TrainedModel) -> Kind:
+def learned_listing(model: TrainedModel) -> Listing:
     """Onehot: its rows' contexts listed, everything else uniform (logits 0). Interpolated: the
     context of every row listed (a padded suffix as its whole padded context), each with the
     logits of the suffixes it has; KenLM's backoff to the longest listed suffix is then exact."""
@@ -137,7 +139,7 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
             raise UserError("no checkpoint given: add ckpt=<run dir>/checkpoints/last.ckpt, "
                             "or source=counted for the counted model of the data")  # fmt: skip
         model = load_trained_model(cfg.ckpt)
-        text = arpa_text(model.itos, *learned_kind(model))
+        text = arpa_text(model.itos, *learned_listing(model))
         return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos), model.order
     if cfg.source != "counted":
         raise UserError(f"source={cfg.source!r} is unknown: choose checkpoint or counted")
@@ -150,7 +152,7 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
     model = counted_model(counted.counts, float(cfg.mle.alpha), cfg.mle.smoothing,
                           counted.contexts, order)  # fmt: skip
     itos = counted.vocab.itos
-    text = arpa_text(itos, *counted_kind(counted.contexts, model, order, itos))
+    text = arpa_text(itos, *counted_listing(counted.contexts, model, order, itos))
     what = (f"the counted model (model.context={order}, mle.smoothing={cfg.mle.smoothing}, "
             f"mle.alpha={cfg.mle.alpha})")  # fmt: skip
     return text, what, len(itos), order
