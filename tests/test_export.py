@@ -21,6 +21,7 @@ from bigramlab.vocab import Vocab, split_words
 from tests.conftest import make_words, train_and_load
 
 kenlm = pytest.importorskip("kenlm")
+pytestmark = pytest.mark.slow  # trains and runs the command in subprocesses
 
 SPLIT = [0.8, 0.1, 0.1]
 

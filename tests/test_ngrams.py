@@ -214,6 +214,7 @@ def syllable_words(n: int, seed: int = 0) -> list[str]:
     return ["".join(rng.choices(syllables, k=rng.randint(1, 3))) for _ in range(n)]
 
 
+@pytest.mark.slow
 def test_interpolated_lbfgs_beats_the_bigram_on_held_out_data_and_sample_evaluate_run(
     train_config, tmp_path: Path
 ) -> None:
@@ -286,6 +287,7 @@ def test_ngram_orders_experiment_and_its_report(tmp_path: Path) -> None:
     assert {k for (name, k) in table if name.startswith("counted, additive")} == {1, 2, 3}
 
 
+@pytest.mark.slow
 def test_contexts_never_seen_get_finite_nlls_and_evaluate_says_which_had_no_row(
     train_config, tmp_path: Path
 ) -> None:
