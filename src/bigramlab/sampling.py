@@ -7,6 +7,7 @@ the bigram, the previous token), or for the bigram as its matrix P (V, V).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -14,6 +15,9 @@ from torch import Tensor
 from bigramlab.estimators import CountedModel
 from bigramlab.features import feature_keys, row_index
 from bigramlab.ngrams import next_keys
+
+if TYPE_CHECKING:  # the model module imports Lightning, which sample.py does not load
+    from bigramlab.model import BigramLM
 
 CUT = "…"  # ends a word cut at max_length
 NextProbs = Callable[[int], Tensor]
@@ -85,7 +89,7 @@ def weights_next_probs(W: Tensor, row_keys: Tensor, order: int, features: str) -
     return next_probs
 
 
-def learned_next_probs(pl_module) -> NextProbs:
+def learned_next_probs(pl_module: BigramLM) -> NextProbs:
     """weights_next_probs of a training module's current W."""
     hparams = pl_module.hparams
     W = pl_module.W.double()
