@@ -122,7 +122,7 @@ def kneser_ney_by_dicts(words: list[str], k: int, vocab: str) -> dict:
             continue
         y = n[0] / (n[0] + 2 * n[1])
         d = (1 - 2 * y * n[1] / n[0], 2 - 3 * y * n[2] / n[1], 3 - 4 * y * n[3] / n[2])
-        ok = all(0 <= x <= r for r, x in enumerate(d, start=1))
+        ok = all(0 < x <= r for r, x in enumerate(d, start=1))
         discounts[j] = d if ok else FALLBACK_DISCOUNTS
     by_context = {j: defaultdict(dict) for j in counts}
     for j, c in counts.items():

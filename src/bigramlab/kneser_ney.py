@@ -17,9 +17,11 @@ order come from that order's counts of counts n_r (how many (h, w) have a_j = r)
 
     Y = n1 / (n1 + 2 n2),  D_j1 = 1 - 2Y n2/n1,  D_j2 = 2 - 3Y n3/n2,  D_j3+ = 3 - 4Y n4/n3
 
-valid where 0 ≤ D_jr ≤ r; where they are not (a count of counts is 0, as at the low orders of a
-character model), the order takes the fallback discounts (KenLM's --discount_fallback: 0.5, 1,
-1.5). Each P_j(· | h) sums to 1 because Σ_w D(a) = γ_j(h) · a_j(h). Pure tensor code.
+valid where 0 < D_jr ≤ r (a discount of 0 would leave a context no mass for the lower order and
+give unseen tokens probability 0); where they are not (a count of counts is 0, as at the low
+orders of a character model), the order takes the fallback discounts (KenLM's
+--discount_fallback: 0.5, 1, 1.5). Each P_j(· | h) sums to 1 because Σ_w D(a) = γ_j(h) · a_j(h).
+Pure tensor code.
 """
 
 from __future__ import annotations
@@ -46,13 +48,13 @@ class Order:
 
 def discounts(adjusted: np.ndarray, fallback: tuple[float, float, float]) -> tuple[tuple, bool]:
     """Chen and Goodman's (D1, D2, D3+) from the counts of counts of the nonzero adjusted counts;
-    (fallback, True) where one is undefined or outside [0, r]."""
+    (fallback, True) where one is undefined or outside (0, r]."""
     n = [int(np.count_nonzero(adjusted == r)) for r in (1, 2, 3, 4)]
     if min(n) == 0:
         return fallback, True
     y = n[0] / (n[0] + 2 * n[1])
     found = (1 - 2 * y * n[1] / n[0], 2 - 3 * y * n[2] / n[1], 3 - 4 * y * n[3] / n[2])
-    if all(0 <= d <= r for r, d in enumerate(found, start=1)):
+    if all(0 < d <= r for r, d in enumerate(found, start=1)):
         return found, False
     return fallback, True
 
