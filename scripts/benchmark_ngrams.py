@@ -77,7 +77,8 @@ def nltk_peer(names: Path, order: int) -> dict:
     from nltk.lm.preprocessing import padded_everygram_pipeline
 
     words = TextFile(str(names)).load()
-    train, dev, _ = split_words(words, SPLIT, 42, "lecture")
+    parts = split_words(words, SPLIT, 42, "lecture")
+    train, dev, _ = parts
     k = order - 1
     result: dict = {"order": order}
     for name, make in (("lidstone", lambda: Lidstone(0.1, order)),
@@ -103,9 +104,7 @@ def nltk_peer(names: Path, order: int) -> dict:
     vocab = Vocab.from_words(words)
     for name, smoothing, alpha in (("lidstone", "additive", 0.1), ("kneser_ney", "kneser_ney", 0)):
         start = time.perf_counter()
-        contexts, counts = ngram_counts_of_words(
-            dict(zip(SPLITS, split_words(words, SPLIT, 42, "lecture"))), vocab, k
-        )
+        contexts, counts = ngram_counts_of_words(dict(zip(SPLITS, parts)), vocab, k)
         model = counted_model(counts, alpha, smoothing, contexts, k)
         seconds = time.perf_counter() - start
         result[f"bigramlab_{name}"] = {"fit_and_score_s": seconds, "dev_nll": model.nll["val"]}

@@ -16,8 +16,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bigramlab.errors import UserError
 from bigramlab.estimators import check_smoothing
-from bigramlab.features import FEATURES
-from bigramlab.losses import IMPLS
+from bigramlab.features import check_features, check_reg_by_length
+from bigramlab.losses import IMPLS, check_batches
 from bigramlab.vocab import SPLIT_RULES, check_split_rule
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -117,25 +117,12 @@ def validate_train(cfg: DictConfig) -> None:
         whole_number(cfg, "callbacks.report.figures_every_n_steps", 0,
                      "figures_every_n_steps=100 (0: the end only), log or null")  # fmt: skip
     whole_number(cfg, "model.context", 1, "model.context=3 (tokens of context; 1: the bigram)")
-    context = cfg.model.context
-    if context > 1 and (cfg.data.batch_size is not None or cfg.model.impl != "counts"):
-        raise UserError(
-            f"model.context={context} trains full batch on counts: set data.batch_size=null "
-            "and model.impl=counts (mini-batches and the pair forms are the bigram's)"
-        )
+    check_batches(cfg.model.context, cfg.data.batch_size, cfg.model.impl)
     by_length = OmegaConf.select(cfg, "model.reg_by_length")
-    if by_length is not None and (
-        not isinstance(by_length, ListConfig | list) or len(by_length) != context + 1
-    ):
-        raise UserError(
-            f"model.reg_by_length={by_length} needs {context + 1} values for model.context="
-            f"{context} (one per suffix length 0..{context}), e.g. "
-            f"[{','.join(['1'] * (context + 1))}], or null"
-        )
-    if cfg.model.features not in FEATURES:
-        raise UserError(
-            f"model.features={cfg.model.features!r} is unknown: choose one of {', '.join(FEATURES)}"
-        )
+    if by_length is not None and not isinstance(by_length, ListConfig | list):
+        by_length = str(by_length)  # a number or a word: not a list of multipliers
+    check_reg_by_length(by_length, cfg.model.context)
+    check_features(cfg.model.features)
     if cfg.model.impl not in IMPLS:
         raise UserError(
             f"model.impl={cfg.model.impl!r} is unknown: choose one of {', '.join(IMPLS)}"

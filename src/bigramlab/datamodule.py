@@ -23,6 +23,7 @@ from bigramlab.corpora import Corpus
 from bigramlab.counting import bigram_counts
 from bigramlab.errors import UserError
 from bigramlab.estimators import CountedModel, counted_model
+from bigramlab.losses import check_batches
 from bigramlab.ngrams import count_ngrams
 from bigramlab.vocab import SPLITS, Vocab, bigram_pairs, split_words
 
@@ -178,11 +179,7 @@ class BigramDataModule(L.LightningDataModule):
         context: int = 1,
     ) -> None:
         super().__init__()
-        if context > 1 and (batch_size is not None or impl != "counts"):
-            raise UserError(
-                f"model.context={context} trains full batch on counts: set data.batch_size=null "
-                "and model.impl=counts (mini-batches and the pair forms are the bigram's)"
-            )
+        check_batches(context, batch_size, impl)
         self.context = context
         self.corpus = corpus
         self.split = tuple(split)

@@ -23,7 +23,7 @@ from bigramlab.config import checkpoint_path, validate_alpha, validate_data
 from bigramlab.corpora import Corpus
 from bigramlab.errors import UserError
 from bigramlab.estimators import counted_model, mean_nll
-from bigramlab.ngrams import context_tokens, count_ngrams, event_keys
+from bigramlab.ngrams import context_keys, context_tokens, count_ngrams, event_keys
 from bigramlab.vocab import SPLITS, Vocab
 
 
@@ -77,7 +77,7 @@ def split_rows(
         raise error
     ids = torch.tensor([vocab.stoi[ch] for ch in counted.vocab.itos])
     tokens = ids[context_tokens(counted.contexts, order, len(counted.vocab))]
-    contexts = (tokens * len(vocab) ** torch.arange(order - 1, -1, -1)).sum(dim=1)
+    contexts = context_keys(tokens, len(vocab))
     log_probs = model.logits(contexts).double().log_softmax(dim=1)
     rowless = ~model.has_rows(contexts)
     rows = []

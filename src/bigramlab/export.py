@@ -32,8 +32,8 @@ from bigramlab.cli import entry_point, exit_now
 from bigramlab.config import validate_alpha, validate_data, whole_number
 from bigramlab.errors import UserError
 from bigramlab.estimators import CountedModel, counted_model
-from bigramlab.features import feature_keys, logits, row_index, suffix_lengths
-from bigramlab.ngrams import context_tokens, count_ngrams
+from bigramlab.features import feature_keys, logits, row_index, suffix_lengths, suffix_offset
+from bigramlab.ngrams import context_keys, context_tokens, count_ngrams
 
 KENLM_DEFAULT_MAX_ORDER = 6  # KenLM's KENLM_MAX_ORDER unless built with another
 
@@ -52,21 +52,19 @@ def _by_length(
     out = torch.empty(len(histories), len(itos), dtype=torch.float64)
     for length in sorted({len(c) for c in chars}):
         which = [i for i, c in enumerate(chars) if len(c) == length]
-        keys = torch.tensor([sum(t * len(itos) ** (length - 1 - j) for j, t in enumerate(chars[i]))
-                             for i in which], dtype=torch.int64)  # fmt: skip
-        out[which] = probs(keys, length)
+        tokens = torch.tensor([chars[i] for i in which], dtype=torch.int64).view(len(which), length)
+        out[which] = probs(context_keys(tokens, len(itos)), length)
     return out
-
-
-def _tokens(keys: Tensor, length: int, V: int) -> list[list[int]]:
-    return context_tokens(keys, length, V).tolist() if length else [[] for _ in keys]
 
 
 def counted_listing(contexts: Tensor, model: CountedModel, order: int, itos: str) -> Listing:
     """Listed: the data's contexts with the counted model's P; Kneser–Ney also lists the contexts
     of its lower orders (without padding) with their own order's P, where KenLM backs off."""
     V = len(itos)
-    listed = {history(t, itos): row for t, row in zip(_tokens(contexts, order, V), model.probs)}
+    listed = {
+        history(t, itos): row
+        for t, row in zip(context_tokens(contexts, order, V).tolist(), model.probs)
+    }
     kn = model.kneser_ney
     if kn is None:
         uniform = torch.full((V,), 1.0 / V, dtype=torch.float64)
@@ -75,7 +73,7 @@ def counted_listing(contexts: Tensor, model: CountedModel, order: int, itos: str
         keys = kn.orders[length].contexts
         unpadded = keys // V ** (length - 1) != 0
         keys = keys[unpadded]
-        for t, row in zip(_tokens(keys, length, V), kn.probs(keys, length)):
+        for t, row in zip(context_tokens(keys, length, V).tolist(), kn.probs(keys, length)):
             listed[history(t, itos)] = row
 
     def lower(hists: list[History]) -> Tensor:
@@ -91,7 +89,7 @@ def learned_listing(model: TrainedModel) -> Listing:
     V, order, itos = len(model.itos), model.order, model.itos
     W = model.W.double()
     if model.features == "onehot":
-        tokens = _tokens(model.row_keys, order, V)
+        tokens = context_tokens(model.row_keys, order, V).tolist()
         listed = {history(t, itos): row for t, row in zip(tokens, W.softmax(dim=1))}
         uniform = torch.full((V,), 1.0 / V, dtype=torch.float64)
         return listed, lambda hists: uniform.expand(len(hists), V), uniform
@@ -103,12 +101,11 @@ def learned_listing(model: TrainedModel) -> Listing:
     lengths = suffix_lengths(model.row_keys, order, V)
     listed = {}
     for length in range(1, order + 1):
-        offset = sum(V**i for i in range(length))
-        suffixes = model.row_keys[lengths == length] - offset
+        suffixes = model.row_keys[lengths == length] - suffix_offset(length, V)
         padded = suffixes // V ** (length - 1) == 0
         # A padded suffix fixes its whole context: the padding is all that comes before it.
         for keys, n in ((suffixes[padded], order), (suffixes[~padded], length)):
-            for t, row in zip(_tokens(keys, n, V), probs(keys, n)):
+            for t, row in zip(context_tokens(keys, n, V).tolist(), probs(keys, n)):
                 listed[history(t, itos)] = row
 
     def lower(hists: list[History]) -> Tensor:

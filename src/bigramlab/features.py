@@ -14,20 +14,44 @@ onehot, logits 0, the uniform distribution. Pure tensor functions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
+from bigramlab.errors import UserError
+
 FEATURES = ("onehot", "interpolated")
+
+
+def check_features(features: str) -> None:
+    """Raise UserError unless `features` is one of FEATURES."""
+    if features not in FEATURES:
+        raise UserError(
+            f"model.features={features!r} is unknown: choose one of {', '.join(FEATURES)}"
+        )
+
+
+def check_reg_by_length(by_length: Sequence[float] | None, order: int) -> None:
+    """Raise UserError unless `by_length` is None or k + 1 multipliers, one per suffix length."""
+    if by_length is not None and (isinstance(by_length, str) or len(by_length) != order + 1):
+        raise UserError(
+            f"model.reg_by_length={by_length} needs {order + 1} values for model.context="
+            f"{order} (one per suffix length 0..{order}), e.g. "
+            f"[{','.join(['1'] * (order + 1))}], or null"
+        )
+
+
+def suffix_offset(length: int, vocab_size: int) -> int:
+    """V^0 + … + V^(length-1): added to a suffix's key, it gives the suffix's feature key."""
+    return sum(vocab_size**i for i in range(length))
 
 
 def feature_keys(contexts: Tensor, order: int, vocab_size: int, features: str) -> Tensor:
     """The feature keys of contexts (C,): (C, 1) for onehot, (C, k + 1) for interpolated."""
     if features == "onehot":
         return contexts[:, None]
-    offset, keys = 0, []
-    for length in range(order + 1):
-        keys.append(offset + contexts % vocab_size**length)
-        offset += vocab_size**length
+    keys = [suffix_offset(n, vocab_size) + contexts % vocab_size**n for n in range(order + 1)]
     return torch.stack(keys, dim=1)
 
 
@@ -52,7 +76,7 @@ def logits(W: Tensor, rows: Tensor) -> Tensor:
 
 def suffix_lengths(row_keys: Tensor, order: int, vocab_size: int) -> Tensor:
     """The suffix length (0..k) of each interpolated feature key (R,) -> (R,) int64."""
-    offsets = torch.tensor([sum(vocab_size**i for i in range(j)) for j in range(1, order + 2)])
+    offsets = torch.tensor([suffix_offset(n, vocab_size) for n in range(1, order + 2)])
     return torch.searchsorted(offsets, row_keys, right=True)
 
 

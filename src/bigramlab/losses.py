@@ -19,7 +19,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bigramlab.errors import UserError
+
 IMPLS = ("onehot", "index", "counts")
+
+
+def check_batches(context: int, batch_size: int | None, impl: str) -> None:
+    """Raise UserError where longer contexts are asked for batches other than the full counts
+    (the pair forms index W by token: they are the bigram's)."""
+    if context > 1 and (batch_size is not None or impl != "counts"):
+        raise UserError(
+            f"model.context={context} trains full batch on counts: set data.batch_size=null "
+            "and model.impl=counts (mini-batches and the pair forms are the bigram's)"
+        )
 
 
 def nll_sum_onehot(W: Tensor, xs: Tensor, ys: Tensor) -> Tensor:

@@ -25,7 +25,8 @@ from bigramlab.datamodule import CountsBatch, PairBatch
 from bigramlab.errors import UserError
 from bigramlab.estimators import nll_sum
 from bigramlab.features import (
-    FEATURES,
+    check_features,
+    check_reg_by_length,
     feature_keys,
     logits,
     model_rows,
@@ -75,10 +76,8 @@ class BigramLM(L.LightningModule):
         super().__init__()
         if impl not in IMPLS:
             raise UserError(f"model.impl={impl!r} is unknown: choose one of {', '.join(IMPLS)}")
-        if features not in FEATURES:
-            raise UserError(
-                f"model.features={features!r} is unknown: choose one of {', '.join(FEATURES)}"
-            )
+        check_features(features)
+        check_reg_by_length(reg_by_length, context)
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
         self.W: nn.Parameter | None = None
@@ -89,11 +88,6 @@ class BigramLM(L.LightningModule):
         self.grad_norm: Tensor | None = None  # of the last update's gradient
         if reg_by_length is not None:
             self.hparams.reg_by_length = [float(x) for x in reg_by_length]
-            if len(reg_by_length) != context + 1:
-                raise UserError(
-                    f"model.reg_by_length has {len(reg_by_length)} values for model.context="
-                    f"{context}: give {context + 1}, one per suffix length 0..{context}, or null"
-                )
         # Keyed "<split>_nll": a ModuleDict key may not shadow a Module attribute such as `train`.
         self.split_nll = nn.ModuleDict({f"{split}_nll": MeanNLL() for split in SPLITS})
         if vocab is not None:
@@ -146,12 +140,13 @@ class BigramLM(L.LightningModule):
         else:
             self.set_contexts(data.contexts)
 
-    def table_logits(self) -> Tensor:
-        """Logits for every context of the data (C, V). Onehot: W itself (its rows are the
-        contexts, in order)."""
+    def table_logits(self, W: Tensor | None = None) -> Tensor:
+        """Logits for every context of the data (C, V), of the module's W or of another `W` of
+        its shape. Onehot: W itself (its rows are the contexts, in order)."""
+        W = self.W if W is None else W
         if self.hparams.features == "onehot":
-            return self.W
-        return logits(self.W, self.context_rows)
+            return W
+        return logits(W, self.context_rows.to(W.device))
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits for the next token: x (n,) indices of the data's contexts -> (n, V)."""

@@ -16,7 +16,7 @@ orders and the interpolated features group contexts by these suffixes with integ
     count_ngrams       NgramCounts of a corpus, read in pieces (memory grows with the distinct
                        n-grams, not with the corpus); order 1 is bigramlab.counting's bigram count
     event_keys         the (context key, next token) of every token of some words
-    suffix_keys        the keys of the last j tokens of contexts
+    context_tokens, context_keys    a context's tokens from its key, and its key from its tokens
 """
 
 from __future__ import annotations
@@ -50,15 +50,19 @@ def check_order(order: int, vocab_size: int) -> None:
         )
 
 
-def suffix_keys(keys: Tensor | np.ndarray, length: int, vocab_size: int) -> Tensor | np.ndarray:
-    """The keys of the last `length` tokens of contexts `keys` (0 for length 0)."""
-    return keys % vocab_size**length
+def _powers(order: int, vocab_size: int) -> Tensor:
+    return vocab_size ** torch.arange(order - 1, -1, -1, dtype=torch.int64)
 
 
 def context_tokens(keys: Tensor, order: int, vocab_size: int) -> Tensor:
     """The tokens of contexts: keys (C,) -> (C, k) int64, the oldest token first."""
-    powers = vocab_size ** torch.arange(order - 1, -1, -1, dtype=torch.int64)
-    return keys[:, None] // powers % vocab_size
+    return keys[:, None] // _powers(order, vocab_size) % vocab_size
+
+
+def context_keys(tokens: Tensor, vocab_size: int) -> Tensor:
+    """The keys of contexts: tokens (C, k), the oldest first -> (C,) int64 (context_tokens'
+    inverse)."""
+    return (tokens.long() * _powers(tokens.shape[1], vocab_size)).sum(dim=1)
 
 
 def next_keys(keys: Tensor, tokens: Tensor, order: int, vocab_size: int) -> Tensor:

@@ -45,7 +45,6 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from bigramlab.callbacks import add_scalars, tensorboard
 from bigramlab.estimators import bigram_marginal, compare, perplexity, row_entropy, split_nlls
-from bigramlab.features import logits
 from bigramlab.figures import HeatmapFrames, heatmap, nice_ceiling, nll_curves, render
 from bigramlab.model import BigramLM
 from bigramlab.sampling import counted_next_probs, learned_next_probs, sample_words
@@ -188,9 +187,7 @@ class ComparisonReport(L.Callback):
         # The heatmaps' colour scales, rounded up to 1, 2 or 5 × 10^k percent: for the MLE and the
         # learned model, the MLE's largest probability; for the difference, its largest value at
         # step 0 (from the initial W, so that a resumed run keeps the scale).
-        W_0 = pl_module.initial_weights(*pl_module.W.shape)
-        if pl_module.hparams.features != "onehot":
-            W_0 = logits(W_0, pl_module.context_rows.cpu())
+        W_0 = pl_module.table_logits(pl_module.initial_weights(*pl_module.W.shape))
         P_0 = bigram_marginal(W_0.double().softmax(dim=1), data.contexts, weights, data.order)
         self.learned_top = nice_ceiling(float(mle.max()) * 100)
         self.diff_top = nice_ceiling(max(float((P_0 - mle).abs().max()) * 100, 1e-6))
