@@ -108,6 +108,7 @@ def test_default_run_trains_on_english_words(tmp_path: Path) -> None:
         (["model.context=3", "data.batch_size=64"], "model.context=3 trains full batch"),
         (["model.features=bag"], "model.features='bag' is unknown"),
         (["model.context=2", "model.reg_by_length=[1,1]"], "needs 3 values for model.context=2"),
+        (["model.features=skipgram", "model.reg_skip=-1"], "model.reg_skip=-1 is out of range"),
         (["mle.smoothing=good_turing"], "mle.smoothing='good_turing' is unknown"),
     ],
 )

@@ -20,9 +20,11 @@ from bigramlab.corpora import TextFile
 from bigramlab.counting import count_corpus
 from bigramlab.errors import UserError
 from bigramlab.estimators import kl_to_mle, mean_nll, mle_probs
+from bigramlab.features import feature_keys, feature_spans, row_penalty_scale
 from bigramlab.kneser_ney import FALLBACK_DISCOUNTS, KneserNey
 from bigramlab.ngrams import (
     check_order,
+    context_keys,
     context_tokens,
     count_ngrams,
     event_keys,
@@ -102,6 +104,44 @@ def test_an_order_too_long_for_64_bit_keys_is_refused_with_the_longest_that_fits
     check_order(11, 27)
     with pytest.raises(UserError, match=r"model.context=12 is too long .* use model.context <= 11"):
         check_order(12, 27)
+
+
+def skipgram_patterns(tokens: list[int]) -> list[tuple]:
+    """A context's skipgram features written out (oldest token first, None = not read): its
+    suffixes of 0..k tokens, then each suffix of 2..k tokens with its newest token hidden."""
+    k = len(tokens)
+    suffixes = [("suffix", *tokens[k - j :]) for j in range(k + 1)]
+    return suffixes + [("skip", *tokens[k - j : k - 1], None) for j in range(2, k + 1)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    k=st.integers(1, 5),
+    V=st.integers(2, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_skipgram_features_share_a_key_exactly_where_their_patterns_agree(k, V, seed) -> None:
+    """Two contexts share a feature key in a column iff they read the same tokens there; keys of
+    different columns never meet; a feature's span is how far back it reads; the penalty of a
+    suffix row is its length's multiplier, of a skip row model.reg_skip."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, V, (40, k), generator=g)
+    keys = feature_keys(context_keys(tokens, V), k, V, "skipgram")
+    assert keys.shape == (40, 2 * k)
+    patterns = [skipgram_patterns(t) for t in tokens.tolist()]
+    for f in range(2 * k):
+        column = [pattern[f] for pattern in patterns]
+        same_pattern = torch.tensor([[a == b for b in column] for a in column])
+        assert torch.equal(keys[:, f, None] == keys[None, :, f], same_pattern)
+    distinct_per_column = sum(len(set(keys[:, f].tolist())) for f in range(2 * k))
+    assert len(set(keys.flatten().tolist())) == distinct_per_column
+    spans = feature_spans(keys.flatten(), k, V).view(40, 2 * k)
+    assert (spans == torch.tensor([*range(k + 1), *range(2, k + 1)])).all()
+    by_length = [10.0 + j for j in range(k + 1)]
+    scale = row_penalty_scale(keys.flatten(), k, V, "skipgram", by_length, skip=0.5)
+    assert torch.equal(
+        scale.view(40, 2 * k), torch.tensor(by_length + [0.5] * (k - 1)).expand(40, -1)
+    )
 
 
 def kneser_ney_by_dicts(words: list[str], k: int, vocab: str) -> dict:
@@ -242,6 +282,56 @@ def test_interpolated_lbfgs_beats_the_bigram_on_held_out_data_and_sample_evaluat
     with pytest.raises(UserError, match="model of another kind .*model.context=3"):
         train_and_load(again, tmp_path / "again")
     assert json.loads((tmp_path / "interp" / "metrics.json").read_text())["status"] == "ok"
+
+
+def alternating_words(n: int, seed: int = 0) -> list[str]:
+    """Words a1 x1 a2 x2 …: each a_{i+1} is the letter after a_i in "abcde" (cyclically), each x_i
+    is random noise from the other 21 letters: what follows a noise letter depends on the token
+    before it."""
+    rng = random.Random(seed)
+    words = []
+    for _ in range(n):
+        a = rng.randrange(5)
+        letters = []
+        for _ in range(rng.randint(1, 4)):
+            letters += ["abcde"[a], rng.choice("fghijklmnopqrstuvwxyz")]
+            a = (a + 1) % 5
+        words.append("".join(letters))
+    return words
+
+
+@pytest.mark.slow
+def test_skipgram_learns_what_the_token_before_last_says_and_is_not_exported(
+    train_config, tmp_path: Path
+) -> None:
+    """With few words, the skip (a_i, *) generalises over the noise letter that interpolated's
+    suffix (a_i, x_i) must see in every combination; evaluate and sample read the checkpoint,
+    export refuses it in one line."""
+    path = tmp_path / "alternating.txt"
+    path.write_text("\n".join(alternating_words(200)) + "\n")
+    data = ["dataset=text_file", f"dataset.path={path}", "data.split=[0.3,0.7,0]",
+            "model.context=3", "optim=lbfgs",
+            "model.reg=0.01", "trainer.max_steps=5", "trainer.val_check_interval=1"]  # fmt: skip
+    val = {}
+    for features in ("interpolated", "skipgram"):
+        metrics, _ = train_and_load(train_config(*data, f"model.features={features}"),
+                                    tmp_path / features)  # fmt: skip
+        val[features] = metrics["val_nll"]
+    assert val["skipgram"] < val["interpolated"] - 0.05, val
+    ckpt = tmp_path / "skipgram" / "checkpoints" / "last.ckpt"
+    run = [sys.executable, "-m", "bigramlab.evaluate", f"ckpt={ckpt}", "dataset=text_file",
+           f"dataset.path={path}", "data.split=[0.3,0.7,0]"]  # fmt: skip
+    out = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert "model.context=3 model.features=skipgram" in out
+    line = next(line for line in out.splitlines() if line.startswith("val "))
+    assert float(line.split()[3]) == pytest.approx(val["skipgram"], abs=1e-5)
+    sample = [sys.executable, "-m", "bigramlab.sample", f"ckpt={ckpt}", "n=20"]
+    drawn = subprocess.run(sample, capture_output=True, text=True, check=True).stdout.split()
+    assert len(drawn) == 20 and all(set(w) <= set("abcdefghijklmnopqrstuvwxyz") for w in drawn)
+    export = [sys.executable, "-m", "bigramlab.export", f"ckpt={ckpt}", "out=m.arpa"]
+    refused = subprocess.run(export, capture_output=True, text=True, cwd=tmp_path)
+    assert refused.returncode == 2 and "cannot be written as ARPA" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.arpa").exists()
 
 
 def test_an_order_too_large_for_memory_is_refused_before_counting(tmp_path: Path, monkeypatch):

@@ -105,6 +105,7 @@ def validate_train(cfg: DictConfig) -> None:
     """Raise UserError naming the first bad value and what to set instead."""
     _number(cfg, "optim.lr", lambda x: x > 0, "a positive learning rate, e.g. optim.lr=50")
     _number(cfg, "model.reg", lambda x: x >= 0, "a regularisation strength >= 0, e.g. 0.01")
+    _number(cfg, "model.reg_skip", lambda x: x >= 0, "a penalty multiplier >= 0, e.g. 2")
     validate_alpha(cfg)
     whole_number(cfg, "trainer.max_steps", 1, "trainer.max_steps=1000")
     whole_number(cfg, "trainer.val_check_interval", 1, "trainer.val_check_interval=50")

@@ -136,7 +136,8 @@ def evaluate(cfg: DictConfig) -> None:
         if row.rowless:
             print(f"{row.split}: {row.rowless} of {row.events} events have a context the onehot "
                   "model has no row for (never in its training data): it predicts them uniformly; "
-                  "model.features=interpolated backs off to shorter contexts")  # fmt: skip
+                  "model.features=interpolated or skipgram backs off to shorter "
+                  "contexts")  # fmt: skip
 
 
 main = entry_point("evaluate", evaluate)

@@ -2,8 +2,11 @@
 or `python -m bigramlab.export source=counted out=m.arpa` (the counted model of the data, at
 model.context, smoothed as mle.*).
 
-Every model of the project, at any context length: learned (onehot or interpolated) and counted
-(additive or Kneser–Ney). bigramlab.arpa writes the text so that KenLM's probability of every
+Every model of the project but one, at any context length: learned (onehot or interpolated) and
+counted (additive or Kneser–Ney). A skipgram model is refused: ARPA's backoff drops the oldest
+tokens of a history, so it cannot give a context never listed the weight of a skip (which hides
+the newest); listing every history a skip reaches is V times its rows (names.txt at k = 6: about
+45 M lines). bigramlab.arpa writes the text so that KenLM's probability of every
 word is bigramlab's: each model lists the distributions KenLM asks for, and where KenLM backs off,
 the shorter histories give the model's own value.
 
@@ -32,7 +35,7 @@ from bigramlab.cli import entry_point, exit_now
 from bigramlab.config import validate_alpha, validate_data, whole_number
 from bigramlab.errors import UserError
 from bigramlab.estimators import CountedModel, counted_model
-from bigramlab.features import feature_keys, logits, row_index, suffix_lengths, suffix_offset
+from bigramlab.features import feature_keys, feature_spans, logits, row_index, suffix_offset
 from bigramlab.ngrams import context_keys, context_tokens, count_ngrams
 
 KENLM_DEFAULT_MAX_ORDER = 6  # KenLM's KENLM_MAX_ORDER unless built with another
@@ -87,6 +90,11 @@ def learned_listing(model: TrainedModel) -> Listing:
     context of every row listed (a padded suffix as its whole padded context), each with the
     logits of the suffixes it has; KenLM's backoff to the longest listed suffix is then exact."""
     V, order, itos = len(model.itos), model.order, model.itos
+    if model.features == "skipgram":
+        raise UserError(
+            f"{model.describe()} cannot be written as ARPA (its backoff drops the oldest tokens; a "
+            "skip hides the newest): export a model.features=interpolated run instead"
+        )
     W = model.W.double()
     if model.features == "onehot":
         tokens = context_tokens(model.row_keys, order, V).tolist()
@@ -98,7 +106,7 @@ def learned_listing(model: TrainedModel) -> Listing:
         rows = row_index(model.row_keys, feature_keys(keys, length, V, "interpolated"))
         return logits(W, rows).softmax(dim=1)
 
-    lengths = suffix_lengths(model.row_keys, order, V)
+    lengths = feature_spans(model.row_keys, order, V)
     listed = {}
     for length in range(1, order + 1):
         suffixes = model.row_keys[lengths == length] - suffix_offset(length, V)

@@ -59,7 +59,7 @@ def penalty(W: Tensor, reg: float, row_scale: Tensor | None = None) -> Tensor:
     reg · mean(W²), the lecture's; at longer contexts every weight keeps the bigram's penalty
     whatever the number of rows, so that one `reg` means the same at every order (a mean over rows
     would weaken it as rows grow). row_scale: a penalty per row (per suffix length,
-    model.reg_by_length)."""
+    model.reg_by_length; skip rows, model.reg_skip)."""
     if row_scale is None:
         return reg * (W**2).mean() * (W.shape[0] / W.shape[1])
     return reg * (row_scale[:, None] * W**2).sum() / W.shape[1] ** 2

@@ -3,8 +3,9 @@
 default).
 
 A context of `context` = k tokens predicts the next one from logits = features(context) @ W
-(bigramlab.features): onehot, one row per context (k = 1: W is the lecture's (V, V)), or
-interpolated, one row per suffix of the context. W is made when the data are known, in
+(bigramlab.features): onehot, one row per context (k = 1: W is the lecture's (V, V)),
+interpolated, one row per suffix of the context, or skipgram, those and one per suffix with its
+newest token hidden. W is made when the data are known, in
 `configure_model` (from the data module's vocabulary and contexts), so that Hydra builds the module
 from its config alone; its tokens (hyper_parameters.vocab) and its rows' feature keys (the buffer
 row_keys) are saved in the checkpoint.
@@ -71,6 +72,7 @@ class BigramLM(L.LightningModule):
         context: int = 1,
         features: str = "onehot",
         reg_by_length: list[float] | None = None,
+        reg_skip: float = 1.0,
         n_rows: int | None = None,
     ) -> None:
         super().__init__()
@@ -81,7 +83,8 @@ class BigramLM(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
         self.W: nn.Parameter | None = None
-        # Rows of W for the data's contexts (C, F), and the penalty of each row (reg_by_length):
+        # Rows of W for the data's contexts (C, F), and the penalty of each row (reg_by_length,
+        # reg_skip):
         # set with the data (configure_model); buffers, so that they move with W, unsaved.
         self.register_buffer("context_rows", None, persistent=False)
         self.register_buffer("row_scale", None, persistent=False)
@@ -99,7 +102,7 @@ class BigramLM(L.LightningModule):
     def make_weights(self, vocab: str, contexts: Tensor, train_counts: Tensor) -> None:
         """W and its rows for the data: onehot, a row for every context of the data (`contexts`
         (C,), any split: the rows only held-out data use are trained by the penalty alone);
-        interpolated, a row for every suffix of the contexts seen in training."""
+        interpolated and skipgram, a row for every feature of the contexts seen in training."""
         V, k, features = len(vocab), self.hparams.context, self.hparams.features
         if features == "onehot":
             row_keys = contexts.clone()
@@ -114,7 +117,7 @@ class BigramLM(L.LightningModule):
     def set_row_scale(self) -> None:
         h = self.hparams
         scale = row_penalty_scale(self.row_keys, h.context, len(h.vocab), h.features,
-                                  h.reg_by_length)  # fmt: skip
+                                  h.reg_by_length, h.reg_skip)  # fmt: skip
         self.row_scale = None if scale is None else scale.to(self.W.device)
 
     def set_contexts(self, contexts: Tensor) -> None:
@@ -126,9 +129,9 @@ class BigramLM(L.LightningModule):
 
     def initial_weights(self, rows: int, V: int) -> Tensor:
         """W before training: onehot, N(0, 1) (rows, V) from a generator seeded with
-        `init_seed`, as in the lecture; interpolated, zeros (every context uniform: the objective
-        is convex, and a solver started at zero has no scale to undo)."""
-        if self.hparams.features == "interpolated":
+        `init_seed`, as in the lecture; interpolated and skipgram, zeros (every context uniform:
+        the objective is convex, and a solver started at zero has no scale to undo)."""
+        if self.hparams.features != "onehot":
             return torch.zeros(rows, V)
         g = torch.Generator().manual_seed(self.hparams.init_seed)
         return torch.randn((rows, V), generator=g)

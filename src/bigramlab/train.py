@@ -47,6 +47,7 @@ def final_metrics(
     alpha: float,
     smoothing: str = "additive",
     reg_by_length: list[float] | None = None,
+    reg_skip: float = 1.0,
 ) -> dict[str, Any]:
     """metrics.json's numbers (bigramlab.results) for the final model, in float64: the learned
     and the counted model's NLL on every split (None where a split is empty), the comparison, and
@@ -59,7 +60,8 @@ def final_metrics(
     metrics |= {f"mle_{split}_nll": compared.get(f"mle_{split}_nll") for split in SPLITS}
     metrics |= {key: compared.get(key) for key in COMPARISON_KEYS}
     V = len(model.itos)
-    scale = row_penalty_scale(model.row_keys, model.order, V, model.features, reg_by_length)
+    scale = row_penalty_scale(model.row_keys, model.order, V, model.features, reg_by_length,
+                              reg_skip)  # fmt: skip
     metrics["final_loss"] = metrics["train_nll"] + float(penalty(W, reg, scale))
     return metrics
 
@@ -190,7 +192,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # ddp_fork/ddp_spawn this process's model never saw the steps.
     final = load_trained_model(Path(cfg.callbacks.checkpoint.dirpath) / "last.ckpt")
     metrics = final_metrics(final, cfg.model.reg, datamodule.data, cfg.mle.alpha,
-                            cfg.mle.smoothing, cfg.model.reg_by_length)  # fmt: skip
+                            cfg.mle.smoothing, cfg.model.reg_by_length,
+                            cfg.model.reg_skip)  # fmt: skip
     metrics |= {"steps": final.global_step, "status": "ok"}
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)
