@@ -70,24 +70,31 @@ def next_keys(keys: Tensor, tokens: Tensor, order: int, vocab_size: int) -> Tens
     return keys % vocab_size ** (order - 1) * vocab_size + tokens
 
 
-def event_keys(ids: np.ndarray, order: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(context keys, next tokens) of every event of a framed sequence `.w1.w2. … .wn.` of token
-    ids (0 = `.`): ids (L,) -> two (L - 1,) int64, the event of ids[p] at p - 1.
+def gram_keys(ids: np.ndarray, order: int, vocab_size: int, dtype: type = np.int64) -> np.ndarray:
+    """The (k+1)-gram key context · V + next of every event of a framed sequence `.w1.w2. … .wn.`
+    of token ids (0 = `.`): ids (L,) -> (L - 1,) of `dtype`, the event of ids[p] at p - 1.
 
-    The tokens are laid out again with `order` `.`s before each word, so that the context of every
-    token is simply the `order` slots before it: `order` shifted multiply-adds, no masks."""
-    tokens = ids[1:].astype(np.int64)
-    per_word = np.diff(np.flatnonzero(ids == 0))  # a word's characters and its closing `.`
-    word = np.repeat(np.arange(len(per_word), dtype=np.int64), per_word)
-    slots = np.arange(len(tokens), dtype=np.int64) + order * (word + 1)
-    laid_out = np.zeros(len(tokens) + order * len(per_word), dtype=np.int64)
-    laid_out[slots] = tokens
-    keys = np.zeros(len(tokens), dtype=np.int64)
-    scale = 1
-    for back in range(1, order + 1):
-        keys += laid_out[slots - back] * scale
-        scale *= vocab_size
-    return keys, tokens
+    The tokens are laid out again with `order` `.`s before each word (each `.` between two words
+    repeated k + 1 times: the closing one and the next word's padding), so that the k + 1 tokens of
+    every event are the slots up to its own: the keys of every window of k + 1 slots by Horner's
+    rule over shifted slices (k multiply-adds, no gathers), kept where the window ends at an event
+    (a character, or a `.` after one)."""
+    repeats = np.ones(len(ids), dtype=np.int64)
+    repeats[ids == 0] = order + 1
+    repeats[0], repeats[-1] = order, 1  # the first word's padding; the last word's closing `.`
+    laid_out = np.repeat(ids, repeats)
+    windows = laid_out[: len(laid_out) - order].astype(dtype)  # key of the slots s..s+k
+    for back in range(order - 1, -1, -1):
+        windows *= vocab_size
+        windows += laid_out[order - back : len(laid_out) - back]
+    newest, before = laid_out[order:], laid_out[order - 1 : -1]
+    return windows[(newest != 0) | (before != 0)]
+
+
+def event_keys(ids: np.ndarray, order: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(context keys, next tokens) of every event of a framed sequence of token ids (gram_keys):
+    ids (L,) -> two (L - 1,) int64."""
+    return np.divmod(gram_keys(ids, order, vocab_size), vocab_size)
 
 
 class NgramCounts(NamedTuple):
@@ -120,7 +127,8 @@ def _clean_ids(chunk: bytes, lookup: np.ndarray) -> np.ndarray | None:
 
 def _pieces(corpus: Corpus, vocab: Vocab) -> Iterator[np.ndarray]:
     """The framed ids `.w1.w2. … .` of each piece of the corpus that has words."""
-    lookup = np.full(256, -1, dtype=np.int64)
+    # int8: the vocabulary is sorted, so its single-byte (ASCII) characters have ids below 128.
+    lookup = np.full(256, -1, dtype=np.int8)
     for ch, i in vocab.stoi.items():
         if len(ch.encode()) == 1 and ord(ch) not in _NOT_CLEAN:
             lookup[ord(ch)] = i
@@ -166,45 +174,52 @@ def count_ngrams(
     # Small key spaces are counted into one table (np.bincount), others piece by piece with a sort
     # (np.unique) and merged at the end.
     table_size = len(fractions) * grams
+    # Keys in int32 where (part, context, next) fits: half the memory traffic, a faster sort.
+    dtype = np.int32 if table_size < 2**31 else np.int64
     tally = np.zeros(table_size, dtype=np.int64) if table_size <= SMALL_TABLE else None
     found_keys: list[np.ndarray] = []
     found_counts: list[np.ndarray] = []
     first = 0
     for ids in _pieces(corpus, vocab):
-        contexts, tokens = event_keys(ids, order, V)
+        keys = gram_keys(ids, order, V, dtype)
         # The part of each event: a word's events are its characters and its closing `.`.
         per_word = np.diff(np.flatnonzero(ids == 0))
-        parts = assignment[first : first + len(per_word)].astype(np.int64)
+        parts = assignment[first : first + len(per_word)]
         first += len(per_word)
-        keys = np.repeat(parts * grams, per_word)
-        keys += contexts * V
-        keys += tokens
+        if parts.any():
+            keys += np.repeat(parts.astype(dtype) * dtype(grams), per_word)
         if tally is not None:
             tally += np.bincount(keys, minlength=table_size)
         else:
-            unique, counts = np.unique(keys, return_counts=True)
+            unique, counts = _unique_counts(keys)
             found_keys.append(unique)
             found_counts.append(counts)
     if tally is not None:
         keys = np.flatnonzero(tally)
         counts = tally[keys]
+    elif len(found_keys) == 1:
+        keys, counts = found_keys[0].astype(np.int64), found_counts[0]
     else:
-        keys, inverse = np.unique(np.concatenate(found_keys), return_inverse=True)
+        keys, inverse = np.unique(np.concatenate(found_keys).astype(np.int64), return_inverse=True)
         counts = np.bincount(inverse, weights=np.concatenate(found_counts)).astype(np.int64)
     part, gram = np.divmod(keys, grams)
     context, token = np.divmod(gram, V)
     table, rows = np.unique(context, return_inverse=True)
-    N = torch.zeros(len(fractions), len(table), V, dtype=torch.int64)
-    N[torch.from_numpy(part), torch.from_numpy(rows), torch.from_numpy(token)] = torch.from_numpy(
-        counts
-    )
-    return NgramCounts(
-        vocab,
-        order,
-        counted.n_words,
-        torch.from_numpy(table),
-        {name: N[i].clone() for i, name in enumerate(SPLITS)},
-    )
+    cells = torch.from_numpy(rows * V + token)  # the flat index of (context row, next token)
+    split_counts = {}
+    for i, name in enumerate(SPLITS[: len(fractions)]):
+        here = torch.from_numpy(part == i)
+        N = torch.zeros(len(table), V, dtype=torch.int64)
+        N.view(-1)[cells[here]] = torch.from_numpy(counts)[here]
+        split_counts[name] = N
+    return NgramCounts(vocab, order, counted.n_words, torch.from_numpy(table), split_counts)
+
+
+def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_counts=True), sorting in place (`keys` is a scratch array)."""
+    keys.sort()
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return keys[starts], np.diff(starts, append=len(keys))
 
 
 def ngram_counts_of_words(
