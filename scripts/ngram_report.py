@@ -46,6 +46,18 @@ def counted_rows(
     return rows
 
 
+def penalty_label(model: Any) -> str:
+    """The job's penalty as its config gives it: reg, and any multipliers per row kind."""
+    label = f"reg {model.reg:g}"
+    by_length = OmegaConf.select(model, "reg_by_length")
+    if by_length is not None:
+        label += " × [" + ", ".join(f"{m:g}" for m in by_length) + "] by suffix length"
+    skip = OmegaConf.select(model, "reg_skip", default=1.0)
+    if model.features == "skipgram" and skip != 1:
+        label += f", × {skip:g} for skips"
+    return label
+
+
 def learned_rows(sweeps: Sequence[Path]) -> list[dict[str, Any]]:
     """Per (features, order): the finished job of the lowest val NLL, with its test NLL."""
     best: dict[tuple[str, int], dict[str, Any]] = {}
@@ -58,7 +70,7 @@ def learned_rows(sweeps: Sequence[Path]) -> list[dict[str, Any]]:
             cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
             model = cfg.model
             key = (str(model.features), int(model.context))
-            row = {"model": f"learned, {model.features} (reg {model.reg:g}, tuned on dev)",
+            row = {"model": f"learned, {model.features} ({penalty_label(model)}, tuned on dev)",
                    "k": key[1], "dev": metrics["val_nll"], "test": metrics["test_nll"],
                    "job": str(job)}  # fmt: skip
             if key not in best or row["dev"] < best[key]["dev"]:

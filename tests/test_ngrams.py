@@ -346,8 +346,9 @@ def test_an_order_too_large_for_memory_is_refused_before_counting(tmp_path: Path
 
 @pytest.mark.slow
 def test_ngram_orders_experiment_and_its_report(tmp_path: Path) -> None:
-    """experiment=ngram_orders (two orders x two penalties here) and scripts/ngram_report.py: each
-    order's learned row is its best job on dev, and the report's Kneser–Ney is the jobs' own."""
+    """experiment=ngram_orders (two feature sets x two orders x two penalties here) and
+    scripts/ngram_report.py: each order's learned row is its best job on dev, and the report's
+    Kneser–Ney is the jobs' own."""
     path = tmp_path / "syllables.txt"
     path.write_text("\n".join(syllable_words(600, seed=1)) + "\n")
     sweep = tmp_path / "sweep"
@@ -356,9 +357,12 @@ def test_ngram_orders_experiment_and_its_report(tmp_path: Path) -> None:
                "model.reg=0.004,0.016", "trainer.max_steps=3", "trainer.val_check_interval=1",
                "callbacks.progress_bar.refresh_rate=0", f"hydra.sweep.dir={sweep}"]  # fmt: skip
     subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, timeout=600)
-    jobs = [json.loads(p.read_text()) | {"k": int(p.parent.name.split("context=")[1][0])}
-            for p in sweep.glob("*/metrics.json")]  # fmt: skip
-    assert len(jobs) == 4 and all(job["status"] == "ok" for job in jobs)
+    jobs = []
+    for p in sweep.glob("*/metrics.json"):
+        name = p.parent.name
+        k, features = int(name.split("context=")[1][0]), name.split("features=")[1].split(",")[0]
+        jobs.append(json.loads(p.read_text()) | {"k": k, "features": features})
+    assert len(jobs) == 8 and all(job["status"] == "ok" for job in jobs)
     report = tmp_path / "report.md"
     subprocess.run([sys.executable, str(Path(__file__).parents[1] / "scripts" / "ngram_report.py"),
                     str(sweep), "--data", str(path), "--orders", "1-3", "--out", str(report)],
@@ -367,11 +371,12 @@ def test_ngram_orders_experiment_and_its_report(tmp_path: Path) -> None:
             if line.startswith("| ")]  # fmt: skip
     table = {(r[0], int(r[1])): (float(r[2]), float(r[3])) for r in rows if r[1].isdigit()}
     for k in (1, 3):
-        mine = [job for job in jobs if job["k"] == k]
-        best = min(mine, key=lambda job: job["val_nll"])
-        learned = next(v for (name, kk), v in table.items()
-                       if kk == k and name.startswith("learned, interpolated"))  # fmt: skip
-        assert learned == (round(best["val_nll"], 4), round(best["test_nll"], 4))
+        for features in ("interpolated", "skipgram"):
+            mine = [job for job in jobs if job["k"] == k and job["features"] == features]
+            best = min(mine, key=lambda job: job["val_nll"])
+            learned = next(v for (name, kk), v in table.items()
+                           if kk == k and name.startswith(f"learned, {features}"))  # fmt: skip
+            assert learned == (round(best["val_nll"], 4), round(best["test_nll"], 4))
         kn = table["counted, interpolated modified Kneser–Ney", k]
         assert kn == pytest.approx((mine[0]["mle_val_nll"], mine[0]["mle_test_nll"]), abs=6e-5)
     assert {k for (name, k) in table if name.startswith("counted, additive")} == {1, 2, 3}
