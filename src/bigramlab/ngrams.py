@@ -158,8 +158,9 @@ def count_ngrams(
     does (the same words in the same parts), read in pieces.
 
     Order 1 is count_corpus itself (contexts = every token). Higher orders read the corpus again:
-    each piece's events become keys (part, context, next) counted with np.unique, merged as they
-    come, so memory holds the distinct n-grams and one piece, never the corpus.
+    each piece's events become keys (part, context, next), tallied in one table where the key space
+    is small, else counted per piece by a sort and merged at the end: memory holds the distinct
+    n-grams of each piece and one piece's events, never the corpus's.
     """
     counted = count_corpus(corpus, fractions, seed, rule)
     vocab, V = counted.vocab, len(counted.vocab)
@@ -172,7 +173,7 @@ def count_ngrams(
     assignment = split_assignment(n_words, fractions, seed, rule)
     grams = V ** (order + 1)
     # Small key spaces are counted into one table (np.bincount), others piece by piece with a sort
-    # (np.unique) and merged at the end.
+    # (_unique_counts) and merged at the end.
     table_size = len(fractions) * grams
     # Keys in int32 where (part, context, next) fits: half the memory traffic, a faster sort.
     dtype = np.int32 if table_size < 2**31 else np.int64
@@ -206,11 +207,12 @@ def count_ngrams(
     context, token = np.divmod(gram, V)
     table, rows = np.unique(context, return_inverse=True)
     cells = torch.from_numpy(rows * V + token)  # the flat index of (context row, next token)
+    counts = torch.from_numpy(counts)
+    bounds = np.searchsorted(part, np.arange(len(fractions) + 1))  # keys are sorted by part
     split_counts = {}
     for i, name in enumerate(SPLITS[: len(fractions)]):
-        here = torch.from_numpy(part == i)
         N = torch.zeros(len(table), V, dtype=torch.int64)
-        N.view(-1)[cells[here]] = torch.from_numpy(counts)[here]
+        N.view(-1)[cells[bounds[i] : bounds[i + 1]]] = counts[bounds[i] : bounds[i + 1]]
         split_counts[name] = N
     return NgramCounts(vocab, order, counted.n_words, torch.from_numpy(table), split_counts)
 
