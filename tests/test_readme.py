@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from tests.conftest import compose_config, make_words
 
@@ -66,14 +67,18 @@ def latest(path: Path) -> Path:
 
 
 def run_dir(cwd: Path, sha: str) -> Path:
-    """A finished names run in `cwd` (README's `<run dir>`), trained here if there is none."""
+    """The latest finished bigram run in `cwd` (README's `<run dir>`: a run of its Quickstart, which
+    every command given one can read, ARPA export included), trained here if there is none."""
     runs = cwd / "logs" / "train" / "runs"
-    if not runs.is_dir() or not any(
-        (r / "checkpoints" / "last.ckpt").is_file() for r in runs.iterdir()
-    ):
+
+    def bigrams() -> list[Path]:
+        return [r for r in runs.iterdir() if (r / "checkpoints" / "last.ckpt").is_file()
+                and OmegaConf.load(r / ".hydra" / "config.yaml").model.context == 1]  # fmt: skip
+
+    if not runs.is_dir() or not bigrams():
         execute([sys.executable, "-m", "bigramlab.train", "dataset=names",
                  f"dataset.sha256={sha}", *FAST], cwd)  # fmt: skip
-    return latest(runs)
+    return max(bigrams(), key=lambda p: p.stat().st_mtime)
 
 
 def sweep_dir(cwd: Path, optuna: bool = False) -> Path:

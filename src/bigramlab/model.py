@@ -84,8 +84,8 @@ class BigramLM(L.LightningModule):
         self.optimizer = optimizer
         self.W: nn.Parameter | None = None
         # Rows of W for the data's contexts (C, F), and the penalty of each row (reg_by_length,
-        # reg_skip):
-        # set with the data (configure_model); buffers, so that they move with W, unsaved.
+        # reg_skip): set with the data (configure_model); buffers, so that they move with W,
+        # unsaved.
         self.register_buffer("context_rows", None, persistent=False)
         self.register_buffer("row_scale", None, persistent=False)
         self.grad_norm: Tensor | None = None  # of the last update's gradient
