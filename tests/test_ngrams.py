@@ -30,6 +30,7 @@ from bigramlab.ngrams import (
     event_keys,
     ngram_counts_of_words,
 )
+from bigramlab.train import optimizer_note
 from bigramlab.vocab import SPLITS, Vocab, split_words
 from tests.conftest import make_words, train_and_load
 
@@ -282,6 +283,18 @@ def test_interpolated_lbfgs_beats_the_bigram_on_held_out_data_and_sample_evaluat
     with pytest.raises(UserError, match="model of another kind .*model.context=3"):
         train_and_load(again, tmp_path / "again")
     assert json.loads((tmp_path / "interp" / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_sgd_on_shared_rows_gets_a_note_naming_lbfgs(train_config) -> None:
+    """Interpolated and skipgram with plain SGD get the note; onehot with SGD and any features
+    with L-BFGS do not."""
+    for features in ("interpolated", "skipgram"):
+        note = optimizer_note(train_config("model.context=3", f"model.features={features}"))
+        assert note is not None
+        assert f"model.features={features} with optim=sgd (lr 50)" in note and "optim=lbfgs" in note
+    assert optimizer_note(train_config("model.context=3")) is None
+    lbfgs = train_config("model.context=3", "model.features=skipgram", "optim=lbfgs")
+    assert optimizer_note(lbfgs) is None
 
 
 def alternating_words(n: int, seed: int = 0) -> list[str]:

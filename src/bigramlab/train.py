@@ -124,6 +124,20 @@ def check_optimizer(cfg: DictConfig, model: BigramLM) -> None:
         raise (config_error(e, "optim", cfg) or e) from None
 
 
+def optimizer_note(cfg: DictConfig) -> str | None:
+    """A note where the features and the optimizer do not suit each other: plain SGD at a bigram's
+    step on features whose rows many contexts share (interpolated, skipgram), where it can
+    diverge (docs/ngrams.md has the numbers); None otherwise."""
+    if cfg.model.features == "onehot" or cfg.optim.get("_target_") != "torch.optim.SGD":
+        return None
+    return (
+        f"note: model.features={cfg.model.features} with optim=sgd (lr {cfg.optim.lr:g}): a row "
+        "that many contexts share (the empty suffix's above all) takes the sum of their "
+        "gradients, so a step that suits the bigram can make the loss rise; optim=lbfgs suits "
+        "these features (or lower optim.lr, e.g. 10)"
+    )
+
+
 def check_launcher(cfg: DictConfig) -> None:
     """Refuse Lightning's `ddp` inside a multirun: it runs the command line again for every rank,
     and with -m each rank would run the whole sweep (Lightning #11300)."""
@@ -175,6 +189,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup("fit")  # reads and counts the corpus: its errors come before any training
     model: BigramLM = instantiate(cfg.model)
     check_optimizer(cfg, model)
+    note = optimizer_note(cfg)
+    if note and rank_zero_only.rank == 0:
+        print(note, flush=True)
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
     resume_step = check_resume(cfg, datamodule.vocab.itos) if cfg.ckpt_path else None
     # A resumed run writes into the same event files' directory; purge_step tells TensorBoard to
