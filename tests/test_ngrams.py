@@ -255,6 +255,20 @@ def syllable_words(n: int, seed: int = 0) -> list[str]:
     return ["".join(rng.choices(syllables, k=rng.randint(1, 3))) for _ in range(n)]
 
 
+def assert_evaluate_and_sample(ckpt: Path, data: list[str], describe: str, val_nll: float,
+                               letters: str) -> None:  # fmt: skip
+    """evaluate names the checkpoint's model and gives metrics.json's val NLL on `data`; sample
+    draws 20 words of the data's letters."""
+    run = [sys.executable, "-m", "bigramlab.evaluate", f"ckpt={ckpt}", *data]
+    out = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert describe in out
+    val = next(line for line in out.splitlines() if line.startswith("val "))
+    assert float(val.split()[3]) == pytest.approx(val_nll, abs=1e-5)
+    sample = [sys.executable, "-m", "bigramlab.sample", f"ckpt={ckpt}", "n=20"]
+    drawn = subprocess.run(sample, capture_output=True, text=True, check=True).stdout.split()
+    assert len(drawn) == 20 and all(set(w) <= set(letters) for w in drawn)
+
+
 @pytest.mark.slow
 def test_interpolated_lbfgs_beats_the_bigram_on_held_out_data_and_sample_evaluate_run(
     train_config, tmp_path: Path
@@ -268,15 +282,9 @@ def test_interpolated_lbfgs_beats_the_bigram_on_held_out_data_and_sample_evaluat
     metrics, _ = train_and_load(cfg, tmp_path / "interp")
     assert metrics["val_nll"] < bigram["val_nll"] - 0.1
     ckpt = tmp_path / "interp" / "checkpoints" / "last.ckpt"
-    run = [sys.executable, "-m", "bigramlab.evaluate", f"ckpt={ckpt}", "dataset=text_file",
-           f"dataset.path={cfg.dataset.path}", "mle.smoothing=kneser_ney"]  # fmt: skip
-    out = subprocess.run(run, capture_output=True, text=True, check=True).stdout
-    assert "model.context=3 model.features=interpolated" in out
-    val = next(line for line in out.splitlines() if line.startswith("val "))
-    assert float(val.split()[3]) == pytest.approx(metrics["val_nll"], abs=1e-5)
-    sample = [sys.executable, "-m", "bigramlab.sample", f"ckpt={ckpt}", "n=5"]
-    drawn = subprocess.run(sample, capture_output=True, text=True, check=True).stdout.split()
-    assert len(drawn) == 5 and all(set(w) <= set("kaurinotelmd") for w in drawn)
+    assert_evaluate_and_sample(ckpt, [*data, "mle.smoothing=kneser_ney"],
+                               "model.context=3 model.features=interpolated", metrics["val_nll"],
+                               "kaurinotelmd")  # fmt: skip
     # A run of another order refuses to resume from it.
     again = train_config("model.context=2", "model.features=interpolated", "optim=lbfgs",
                          "trainer.max_steps=9", f"ckpt_path={ckpt}")  # fmt: skip
@@ -332,15 +340,8 @@ def test_skipgram_learns_what_the_token_before_last_says_and_is_not_exported(
         val[features] = metrics["val_nll"]
     assert val["skipgram"] < val["interpolated"] - 0.05, val
     ckpt = tmp_path / "skipgram" / "checkpoints" / "last.ckpt"
-    run = [sys.executable, "-m", "bigramlab.evaluate", f"ckpt={ckpt}", "dataset=text_file",
-           f"dataset.path={path}", "data.split=[0.3,0.7,0]"]  # fmt: skip
-    out = subprocess.run(run, capture_output=True, text=True, check=True).stdout
-    assert "model.context=3 model.features=skipgram" in out
-    line = next(line for line in out.splitlines() if line.startswith("val "))
-    assert float(line.split()[3]) == pytest.approx(val["skipgram"], abs=1e-5)
-    sample = [sys.executable, "-m", "bigramlab.sample", f"ckpt={ckpt}", "n=20"]
-    drawn = subprocess.run(sample, capture_output=True, text=True, check=True).stdout.split()
-    assert len(drawn) == 20 and all(set(w) <= set("abcdefghijklmnopqrstuvwxyz") for w in drawn)
+    assert_evaluate_and_sample(ckpt, data[:3], "model.context=3 model.features=skipgram",
+                               val["skipgram"], "abcdefghijklmnopqrstuvwxyz")  # fmt: skip
     export = [sys.executable, "-m", "bigramlab.export", f"ckpt={ckpt}", "out=m.arpa"]
     refused = subprocess.run(export, capture_output=True, text=True, cwd=tmp_path)
     assert refused.returncode == 2 and "cannot be written as ARPA" in refused.stderr

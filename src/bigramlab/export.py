@@ -5,10 +5,10 @@ model.context, smoothed as mle.*).
 Every model of the project but one, at any context length: learned (onehot or interpolated) and
 counted (additive or Kneser–Ney). A skipgram model is refused: ARPA's backoff drops the oldest
 tokens of a history, so it cannot give a context never listed the weight of a skip (which hides
-the newest); listing every history a skip reaches is V times its rows (names.txt at k = 6: about
-45 M lines). bigramlab.arpa writes the text so that KenLM's probability of every
-word is bigramlab's: each model lists the distributions KenLM asks for, and where KenLM backs off,
-the shorter histories give the model's own value.
+the newest); listing every history a skip reaches is V times its rows, each with V targets
+(names.txt at k = 6: 49,601 skip rows, over 36 M lines). bigramlab.arpa writes the text so that
+KenLM's probability of every word is bigramlab's: each model lists the distributions KenLM asks
+for, and where KenLM backs off, the shorter histories give the model's own value.
 
 Tokens: one character a token; the boundary `.` is `<s>` as a context and `</s>` as a target; a
 character ARPA cannot hold (whitespace: ARPA separates tokens by it) is written `<U+XXXX>`, its
