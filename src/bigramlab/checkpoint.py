@@ -49,15 +49,18 @@ class TrainedModel:
         return f"model.context={self.order} model.features={self.features}"
 
 
-def load_trained_model(path: str | Path) -> TrainedModel:
-    """A checkpoint of bigramlab.train, loaded without running pickled code and checked."""
+def load_trained_model(path: str | Path, key: str = "ckpt") -> TrainedModel:
+    """A checkpoint of bigramlab.train, loaded without running pickled code and checked; `key` is
+    the setting that named it, for the error messages."""
     path = Path(path)
     if path.is_dir():
         inside = path / "checkpoints" / "last.ckpt"
         example = inside if inside.is_file() else "<run dir>/checkpoints/last.ckpt"
-        raise UserError(f"checkpoint {path} is a directory: pass a .ckpt file, e.g. ckpt={example}")
+        raise UserError(
+            f"checkpoint {path} is a directory: pass a .ckpt file, e.g. {key}={example}"
+        )
     if not path.exists():
-        raise UserError(f"checkpoint {path} does not exist: check the path to the .ckpt file")
+        raise UserError(f"checkpoint {path} does not exist: check {key}, the path to the .ckpt file")
     not_a_checkpoint = (
         f"{path} is not a PyTorch checkpoint file: pass a last.ckpt from bigramlab.train"
     )

@@ -112,6 +112,12 @@ def _remove_unused_outputs(run_dir: Path, config_subdir: str) -> None:
     if not run_dir.is_dir() or any(p.name not in hydra_files for p in run_dir.iterdir()):
         return
     shutil.rmtree(run_dir)
+    # And the folders Hydra made above it (logs/train/runs/), where nothing else is in them.
+    cwd = Path.cwd().absolute()
+    for parent in run_dir.absolute().parents:
+        if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
+            break
+        parent.rmdir()
 
 
 def _rank() -> int:

@@ -168,21 +168,29 @@ def _short_number(value: str) -> str:
     return value
 
 
+def resumes_in_place(ckpt_path: str | None) -> bool:
+    """Whether a run resumes in the directory of the run it resumes: `ckpt_path` is a file
+    `<run>/checkpoints/<name>.ckpt`. Any other path (missing, a directory, a file elsewhere) gets
+    a run directory of its own, which the failure policy removes if the path is refused."""
+    if not ckpt_path:
+        return False
+    path = Path(ckpt_path).absolute()
+    return path.is_file() and path.parent.name == "checkpoints"
+
+
 def run_dir_of(ckpt_path: str | None, default: str) -> str:
     """The run directory to write into: a resumed run (`ckpt_path=<run>/checkpoints/x.ckpt`) goes
     on in the directory of the run it resumes, so its curves continue in the same TensorBoard run;
     any other run gets `default`."""
-    if ckpt_path:
-        path = Path(ckpt_path).absolute()
-        if path.parent.name == "checkpoints":
-            return str(path.parent.parent)
+    if resumes_in_place(ckpt_path):
+        return str(Path(str(ckpt_path)).absolute().parent.parent)
     return default
 
 
 def config_subdir_of(ckpt_path: str | None, now: str) -> str:
-    """Where Hydra records a run's config: `.hydra`, or for a resumed run `.hydra/resume_<now>`,
-    so that the record of the run it resumes is never overwritten."""
-    return f".hydra/resume_{now}" if ckpt_path else ".hydra"
+    """Where Hydra records a run's config: `.hydra`, or for a run resumed in place
+    `.hydra/resume_<now>`, so that the record of the run it resumes is never overwritten."""
+    return f".hydra/resume_{now}" if resumes_in_place(ckpt_path) else ".hydra"
 
 
 def register_resolvers() -> None:

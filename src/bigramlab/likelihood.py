@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from bigramlab.callbacks import add_scalars, tensorboard
 from bigramlab.cli import entry_point, exit_now
 from bigramlab.config import whole_number
-from bigramlab.errors import UserError
+from bigramlab.errors import Diverged, UserError
 from bigramlab.figures import render
 from bigramlab.gaussian import (
     closed_form_mle,
@@ -75,11 +75,18 @@ class GaussianFit(L.LightningModule):
     def training_step(self, x: Tensor, batch_idx: int) -> Tensor:
         sigma = self.log_sigma.exp()
         nll = mean_nll(x, self.mu, sigma)
+        step = self.trainer.global_step
+        if not (torch.isfinite(nll) and torch.isfinite(self.mu) and torch.isfinite(sigma)):
+            raise Diverged(
+                f"gradient descent diverged at step {step} (mu={float(self.mu.detach()):g}, "
+                f"sigma={float(sigma.detach()):g}) with fit.lr={self.lr:g}: lower fit.lr below "
+                f"2·σ̂² = {2 * self.mle[1] ** 2:.3g}",
+                step,
+            )
         mu_mle, sigma_mle = self.mle
         # The values before this step's update, at the step they belong to (as train's losses).
         writer = tensorboard(self.trainer)
         if writer is not None:
-            step = self.trainer.global_step
             values = {"fit/mu": self.mu, "fit/sigma": sigma, "fit/nll": nll,
                       "gap/mu": self.mu - mu_mle, "gap/sigma": sigma - sigma_mle,
                       "gap/nll": nll - self.nll_mle}  # fmt: skip
@@ -130,7 +137,22 @@ def data_points(cfg: DictConfig) -> Tensor:
         )
     if not all(math.isfinite(v) for v in values):
         raise UserError(f"data={values} holds a value that is not finite: give finite numbers")
+    if len(set(values)) == 1:
+        raise UserError(
+            f"data={values} has no spread: σ̂ = 0, and the likelihood grows without bound as σ "
+            "shrinks, so there is no MLE to fit; give points that differ, e.g. data=[1.5,2,3.25]"
+        )
     return torch.tensor(values, dtype=torch.float64)
+
+
+def describe_data(cfg: DictConfig, x: Tensor) -> str:
+    """Which data the fit is of, in words."""
+    if cfg.sample.n is not None:
+        return (f"{len(x)} points drawn from N({cfg.sample.mu:g}, {cfg.sample.sigma:g}) "
+                f"(sample.seed={cfg.sample.seed})")  # fmt: skip
+    if x.tolist() == NOTE["data"]:
+        return "the note's 5 points"
+    return f"your {len(x)} points (data=[...])"
 
 
 @functools.cache
@@ -288,6 +310,7 @@ def likelihood(cfg: DictConfig) -> float:
         raise UserError("fit.lr and fit.sigma must be > 0 and fit.mu finite, e.g. fit.lr=0.5")
     run_dir = Path(cfg.paths.output_dir)
 
+    print("the note's numbers, computed from its own data (not the data this run fits):")
     print(f"{'the note':52} {'computed':>42}   the note's value")
     for what, computed, note in note_numbers():
         print(f"{what:52} {_show(computed):>42}   {_show(note)}")
@@ -307,14 +330,14 @@ def likelihood(cfg: DictConfig) -> float:
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         limit_val_batches=0, num_sanity_val_steps=0,
     )  # fmt: skip
-    trainer.fit(model, train_dataloaders=DataLoader(RepeatData(x), batch_size=None))
+    try:
+        trainer.fit(model, train_dataloaders=DataLoader(RepeatData(x), batch_size=None))
+    except Diverged as e:
+        write_metrics(run_dir, {"n": len(x), "mu_mle": mle[0], "sigma_mle": mle[1],
+                                "steps": e.step, "status": "diverged", "reason": str(e)})  # fmt: skip
+        raise
 
     mu, sigma = float(model.mu.detach()), float(model.log_sigma.detach().exp())
-    if not (math.isfinite(mu) and math.isfinite(sigma)):
-        raise UserError(
-            f"gradient descent diverged (mu={mu}, sigma={sigma}) with fit.lr={cfg.fit.lr}: lower "
-            f"fit.lr below 2·σ̂² = {2 * mle[1] ** 2:.3g}"
-        )
     metrics = {
         "n": len(x), "mu": mu, "sigma": sigma, "mu_mle": mle[0], "sigma_mle": mle[1],
         "nll": float(mean_nll(x, x.new_tensor(mu), x.new_tensor(sigma))),
@@ -324,6 +347,7 @@ def likelihood(cfg: DictConfig) -> float:
     write_metrics(run_dir, metrics)
 
     print(
+        f"\nthe fit of {describe_data(cfg, x)}:\n"
         f"gradient descent, {metrics['steps']} steps: mu {mu:.6f}  sigma {sigma:.6f}\n"
         f"closed form:                  mu {mle[0]:.6f}  sigma {mle[1]:.6f}\n"
         f"run directory: {run_dir}\n"

@@ -66,10 +66,11 @@ def final_metrics(
     return metrics
 
 
-def check_resume(cfg: DictConfig, itos: str) -> int:
-    """The step `cfg.ckpt_path` resumes from, after checking that it is a training checkpoint of
-    this data, made by a run with the same data settings, and that there are steps left."""
-    ckpt = load_trained_model(cfg.ckpt_path)
+def check_resume(cfg: DictConfig) -> TrainedModel:
+    """The checkpoint `cfg.ckpt_path`, after checking that it is a training checkpoint made by a
+    run with the same data and model settings, and that there are steps left (before any data is
+    read; `check_vocabulary` checks the data's vocabulary once it is)."""
+    ckpt = load_trained_model(cfg.ckpt_path, key="ckpt_path")
     if not ckpt.resumable:
         raise UserError(f"{cfg.ckpt_path} holds weights only: resume from a last.ckpt of a run")
     run_dir = Path(cfg.ckpt_path).absolute().parent.parent
@@ -91,17 +92,21 @@ def check_resume(cfg: DictConfig, itos: str) -> int:
             f"{cfg.ckpt_path} is a model of another kind ({ckpt.describe()}; this run has "
             f"{now}): resume with the model settings it was trained with"
         )
-    if ckpt.itos != itos:
-        raise UserError(
-            f"{cfg.ckpt_path} was trained on another vocabulary ({ckpt.itos!r}, this data has "
-            f"{itos!r}): resume with the data set it was trained on"
-        )
     if cfg.trainer.max_steps <= ckpt.global_step:
         raise UserError(
             f"trainer.max_steps={cfg.trainer.max_steps} is not past the checkpoint's step "
             f"{ckpt.global_step}: set trainer.max_steps above {ckpt.global_step} to train further"
         )
-    return ckpt.global_step
+    return ckpt
+
+
+def check_vocabulary(cfg: DictConfig, ckpt: TrainedModel, itos: str) -> None:
+    """Refuse to resume a checkpoint of another vocabulary than the data's."""
+    if ckpt.itos != itos:
+        raise UserError(
+            f"{cfg.ckpt_path} was trained on another vocabulary ({ckpt.itos!r}, this data has "
+            f"{itos!r}): resume with the data set it was trained on"
+        )
 
 
 def _data_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -182,6 +187,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit one model as `cfg` says; write metrics.json into the run directory and return it."""
     validate_train(cfg)
     check_launcher(cfg)
+    resumed = check_resume(cfg) if cfg.ckpt_path else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
 
@@ -193,7 +199,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if note and rank_zero_only.rank == 0:
         print(note, flush=True)
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
-    resume_step = check_resume(cfg, datamodule.vocab.itos) if cfg.ckpt_path else None
+    if resumed is not None:
+        check_vocabulary(cfg, resumed, datamodule.vocab.itos)
+    resume_step = resumed.global_step if resumed is not None else None
     # A resumed run writes into the same event files' directory; purge_step tells TensorBoard to
     # drop what the interrupted run logged after its checkpoint, so no step appears twice.
     logger = instantiate(cfg.logger, purge_step=resume_step)
