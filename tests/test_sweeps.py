@@ -183,13 +183,13 @@ def test_optuna_sweep_minimises_val_nll(tmp_path: Path, words_file: Path) -> Non
 def test_a_diverging_job_is_recorded_and_the_others_finish(tmp_path: Path, words_file: Path):
     sweep_dir, jobs = sweep(tmp_path, words_file, "optim.lr=10,1e9")
     by_lr = {lr_part(j): j for j in jobs}
-    assert set(by_lr) == {"lr=10", "lr=1000000000.0"}
+    assert set(by_lr) == {"lr=10", "lr=1e+09"}
     good = json.loads((by_lr["lr=10"] / "metrics.json").read_text())
-    bad = json.loads((by_lr["lr=1000000000.0"] / "metrics.json").read_text())
+    bad = json.loads((by_lr["lr=1e+09"] / "metrics.json").read_text())
     assert good["status"] == "ok"
     assert bad["status"] == "diverged" and "lr=1e+09" in bad["reason"] and bad["val_nll"] is None
-    assert objective(by_lr["lr=1000000000.0"]) == float("inf")
-    assert not (by_lr["lr=1000000000.0"] / "checkpoints" / "last.ckpt").exists()
+    assert objective(by_lr["lr=1e+09"]) == float("inf")
+    assert not (by_lr["lr=1e+09"] / "checkpoints" / "last.ckpt").exists()
     rows = report(sweep_dir)
     assert [r["status"] for r in rows] == ["ok", "diverged"]
 
@@ -211,6 +211,10 @@ def test_job_dir_names() -> None:
         "5_lr=2.667,reg=0.0002667"
     )
     assert job_dir_name(6, "optim.lr=10.5,model.reg=1e-05") == "6_lr=10.5,reg=1e-05"
+    # A float as Hydra writes it, and a list value with its commas.
+    assert job_dir_name(7, "optim.lr=1000000000.0,data.split=[0.6,0.4,0]") == (
+        "7_lr=1e+09,split=[0.6,0.4,0]"
+    )
 
 
 def test_report_columns_keep_one_number_format() -> None:
@@ -303,6 +307,16 @@ def test_a_killed_optuna_sweep_resumes_and_leaves_its_best_trial_runnable(
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(trials(study / "optuna.db")) == 5 and len(job_dirs(study)) == 5
+    assert "4 finished trials, hydra.sweeper.n_trials=4: nothing to run" in again.stdout
+    assert "\x1b[" not in again.stdout + again.stderr  # no colour codes in a log
+    # Resumed with a setting that changes what a trial means: refused, the study untouched.
+    changed = subprocess.run([*command, "trainer.max_steps=30", "hydra.sweeper.n_trials=6"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert changed.returncode == 2
+    (line,) = changed.stderr.strip().splitlines()
+    assert line.startswith("error: the Optuna study in study was run with other settings")
+    assert "was trainer.max_steps=12, is trainer.max_steps=30" in line
+    assert len(trials(study / "optuna.db")) == 5 and len(job_dirs(study)) == 5
 
     experiment = study / "experiment" / "best_trial.yaml"
     assert "experiment=best_trial" in experiment.read_text()
@@ -314,3 +328,37 @@ def test_a_killed_optuna_sweep_resumes_and_leaves_its_best_trial_runnable(
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     metrics = json.loads((tmp_path / "best" / "metrics.json").read_text())
     assert metrics["val_nll"] == pytest.approx(best["best_value"], rel=1e-9)
+
+
+@pytest.mark.parametrize("other", ["grid", "run"])
+def test_an_optuna_sweep_into_a_directory_without_a_study_is_refused(
+    tmp_path: Path, words_file: Path, other: str
+) -> None:
+    if other == "grid":
+        sweep(tmp_path, words_file, "optim.lr=5,20", "hydra.sweep.dir=taken")
+    else:
+        single = [sys.executable, "-m", "bigramlab.train", "dataset=text_file",
+                  f"dataset.path={words_file}", *QUICK, "hydra.run.dir=taken"]  # fmt: skip
+        assert subprocess.run(single, cwd=tmp_path, capture_output=True).returncode == 0
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "taken").rglob("*"))
+    result = subprocess.run(
+        train_command(words_file, "hparams_search=optuna", "hydra.sweep.dir=taken"),
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    what = "the jobs of another multirun (a grid sweep)" if other == "grid" else "a single run"
+    assert line.startswith(f"error: hydra.sweep.dir=taken holds {what}, not an Optuna study")
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "taken").rglob("*")) == before
+
+
+def test_a_slurm_launcher_without_slurm_is_refused(tmp_path: Path, words_file: Path) -> None:
+    result = subprocess.run(train_command(words_file, "hydra/launcher=slurm", "optim.lr=5,20"),
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: hydra/launcher=slurm submits the jobs to SLURM, and this machine has no srun: "
+        "run the command where SLURM is (a cluster's login node), or use "
+        "hydra/launcher=submitit_local or hydra/launcher=joblib here"
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["words.txt"]

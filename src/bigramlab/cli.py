@@ -65,6 +65,20 @@ def renamed_key_error(overrides: list[str]) -> UserError | None:
     return None
 
 
+def launcher_error(overrides: list[str]) -> UserError | None:
+    """The error for a SLURM launcher on a machine without SLURM (submitit would fail in the
+    middle of the sweep, after making its directory), or None."""
+    for override in overrides:
+        key, _, value = override.lstrip("+").partition("=")
+        if key == "hydra/launcher" and "slurm" in value and shutil.which("srun") is None:
+            return UserError(
+                f"hydra/launcher={value} submits the jobs to SLURM, and this machine has no srun: "
+                "run the command where SLURM is (a cluster's login node), or use "
+                "hydra/launcher=submitit_local or hydra/launcher=joblib here"
+            )
+    return None
+
+
 def instantiation_error(e: InstantiationException, cfg: DictConfig) -> UserError | None:
     """A UserError for a config that Hydra could not instantiate because of its values (a key the
     target does not take, a value of the wrong kind); None for anything else."""
@@ -187,7 +201,7 @@ def entry_point(config_name: str, task: Callable[[DictConfig], Any]) -> Callable
 
     def main() -> Any:
         quiet_dependencies()
-        if error := renamed_key_error(sys.argv[1:]):
+        if error := renamed_key_error(sys.argv[1:]) or launcher_error(sys.argv[1:]):
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
         return hydra_main()

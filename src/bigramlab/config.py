@@ -148,7 +148,8 @@ def job_dir_name(num: int, override_dirname: str) -> str:
     """
     short_names = {key: name for name, key in HYPERPARAMETERS.items()}
     items = []
-    for item in re.split(r",(?![^{]*})", override_dirname) if override_dirname else []:
+    # Hydra joins the overrides with `,`; a comma inside {...} or [...] is part of a value.
+    for item in re.split(r",(?![^{\[]*[}\]])", override_dirname) if override_dirname else []:
         key, _, value = item.partition("=")
         if value.startswith("{") and value.endswith("}"):
             items.extend(tuple(kv.split(":", 1)) for kv in value[1:-1].split(","))
@@ -162,8 +163,9 @@ def job_dir_name(num: int, override_dirname: str) -> str:
 
 
 def _short_number(value: str) -> str:
-    """A float of more than 4 significant digits shortened to 4: `0.00026671234` -> `0.0002667`."""
-    if re.fullmatch(r"-?\d+\.\d{5,}(e-?\d+)?|-?\d\.\d{5,}e-?\d+", value):
+    """A float written with at most 4 significant digits: `0.00026671234` -> `0.0002667`,
+    `1000000000.0` -> `1e+09`; integers and other values as they are."""
+    if re.fullmatch(r"-?(\d+\.\d*|\.\d+|\d+(\.\d*)?e[-+]?\d+)", value, flags=re.IGNORECASE):
         return f"{float(value):.4g}"
     return value
 
