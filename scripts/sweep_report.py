@@ -24,9 +24,11 @@ import statistics
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import yaml
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -53,6 +55,12 @@ def read_job(job_dir: Path, sweep: str, repeat_keys: Sequence[str]) -> dict[str,
         if node is not None and leaf in node:
             del node[leaf]
     row["config"] = OmegaConf.to_yaml(cfg, sort_keys=True)
+    overrides_path = job_dir / ".hydra" / "overrides.yaml"
+    given = OmegaConf.load(overrides_path) if overrides_path.is_file() else []
+    row["overrides"] = {
+        key.lstrip("+~"): yaml.safe_load(value) if value else None
+        for key, _, value in (str(o).partition("=") for o in given)
+    }
     metrics_path = job_dir / "metrics.json"
     if not metrics_path.is_file():
         return {**row, "status": "missing", "reason": "no metrics.json: the job did not finish"}
@@ -81,6 +89,7 @@ def group_repeats(jobs: list[dict[str, Any]], repeat_keys: Sequence[str]) -> lis
             "n": len(ok),
             "failed": len(members) - len(ok),
             **{name: first.get(name) for name in HYPERPARAMETERS},
+            "overrides": first["overrides"],
             "repeats": ", ".join(
                 f"{key.rpartition('.')[2]}={','.join(str(j['repeat'][key]) for j in members)}"
                 for key in repeat_keys
@@ -112,15 +121,37 @@ def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=key)
 
 
+def varying_keys(rows: list[dict[str, Any]], repeat_keys: Sequence[str]) -> list[str]:
+    """The command-line keys whose values differ between the configurations (the keys a sweep
+    varies, whatever they are), in the order the jobs give them; a key of the hyperparameter
+    table by its short name (`optim.lr` -> `lr`). Each row gets the value under that name."""
+    short = {key: name for name, key in HYPERPARAMETERS.items()}
+    # The repeats' seeds are grouped over; hparams_search says how a sweep ran, not what a job is.
+    ignored = {*repeat_keys, "hparams_search"}
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row["overrides"] if k not in keys and k not in ignored]
+    varying = [k for k in keys if len({repr(r["overrides"].get(k)) for r in rows}) > 1]
+    for row in rows:
+        for key in varying:
+            if key not in short:
+                row[key] = row["overrides"].get(key)
+    return [short.get(key, key) for key in varying]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def formatter(values: list[Any], digits: int) -> Callable[[Any], str]:
-    """One number format for a whole column: integers as they are; numbers spanning more than
-    two decades, or below 0.001, in scientific notation; others with `digits` decimals."""
-    numbers = [abs(v) for v in values if isinstance(v, float) and math.isfinite(v) and v != 0]
+    """One number format for a whole column of results: numbers spanning more than two decades,
+    or below 0.001, in scientific notation; others with `digits` decimals."""
+    numbers = [abs(v) for v in values if _is_number(v) and math.isfinite(v) and v != 0]
 
     def show(value: Any) -> str:
         if value is None:
             return "—"
-        if not isinstance(value, float) or not math.isfinite(value):
+        if not _is_number(value) or not math.isfinite(value):
             return str(value)
         if numbers and (min(numbers) < 1e-3 or max(numbers) / min(numbers) > 100):
             return f"{value:.3e}"
@@ -129,10 +160,21 @@ def formatter(values: list[Any], digits: int) -> Callable[[Any], str]:
     return show
 
 
-def formatted(rows: list[dict[str, Any]], columns: list[str], digits: int) -> list[list[str]]:
-    """The rows' cells in `columns`, each column in one format; a metric with a standard
-    deviation in the row (`<metric>_std`) is shown as mean ± std."""
-    shows = {c: formatter([r.get(c) for r in rows], digits) for c in columns}
+def show_setting(value: Any) -> str:
+    """A setting as it would be typed: 0.01, 1, 3, 10 (4 significant digits at most)."""
+    if value is None:
+        return "—"
+    return f"{value:.4g}" if _is_number(value) else str(value)
+
+
+def formatted(
+    rows: list[dict[str, Any]], columns: list[str], digits: int, settings: Sequence[str] = ()
+) -> list[list[str]]:
+    """The rows' cells in `columns`: a setting (in `settings`) as typed, a result in one format
+    per column; a metric with a standard deviation in the row (`<metric>_std`) is shown as
+    mean ± std."""
+    shows = {c: show_setting if c in settings else formatter([r.get(c) for r in rows], digits)
+             for c in columns}  # fmt: skip
     stds = {c: formatter([r.get(f"{c}_std") for r in rows], digits) for c in columns}
     return [
         [
@@ -144,21 +186,26 @@ def formatted(rows: list[dict[str, Any]], columns: list[str], digits: int) -> li
     ]
 
 
-def shown_columns(rows: list[dict[str, Any]], several_sweeps: bool) -> list[str]:
-    """The table's columns: the sweep where there are several, n where there are repeats."""
+def shown_columns(
+    rows: list[dict[str, Any]], settings: list[str], several_sweeps: bool
+) -> list[str]:
+    """The table's columns: the sweep where there are several, the settings that vary, n where
+    there are repeats, then the results."""
     columns = ["sweep"] if several_sweeps else []
-    columns += ["jobs", "status", "lr", "reg", "alpha"]
+    columns += ["jobs", "status", *settings]
     if any(r["n"] > 1 or r["repeats"] for r in rows):
         columns += ["n", "repeats"]
     return columns + SHOWN_METRICS
 
 
-def print_table(rows: list[dict[str, Any]], columns: list[str], console: Console) -> None:
+def print_table(
+    rows: list[dict[str, Any]], columns: list[str], settings: list[str], console: Console
+) -> None:
     table = Table(title="sweep, ranked by validation NLL (mean ± standard deviation over repeats)")
     left = ("sweep", "jobs", "status", "repeats")
     for column in ["#", *columns]:
         table.add_column(column, justify="left" if column in left else "right")
-    for i, (row, cells) in enumerate(zip(rows, formatted(rows, columns, 4)), start=1):
+    for i, (row, cells) in enumerate(zip(rows, formatted(rows, columns, 4, settings)), start=1):
         style = None if row.get("status") == "ok" else "red"
         table.add_row(str(i), *cells, style=style)
     console.print(table)
@@ -167,36 +214,63 @@ def print_table(rows: list[dict[str, Any]], columns: list[str], console: Console
             console.print(f"[red]{row['jobs']}: {row.get('status')}: {row.get('reason')}[/red]")
 
 
-def figure_val_nll(rows: list[dict[str, Any]]) -> Figure:
-    """Mean validation NLL against reg (or lr, where reg did not vary), one line for each value of
-    the other, with error bars of one standard deviation where there are repeats; where α varied
-    too, the counted model's validation NLL against α on the same axis."""
+# The x axis of the figure: the first of these that varies and is a number, else any numeric key.
+X_PREFERENCE = ("reg", "lr", "alpha", "context", "steps", "batch_size")
+LOG_SCALED = ("reg", "lr", "alpha", "batch_size")
+
+
+def figure_val_nll(rows: list[dict[str, Any]], settings: list[str]) -> Figure:
+    """Mean validation NLL against a numeric setting that varies (reg, lr, α, context, ... in that
+    order of preference), one line for each combination of the other varying settings, with
+    error bars of one standard deviation where there are repeats; with no numeric setting, one
+    point per configuration. Where reg is the axis and α varied too, the counted model's
+    validation NLL against α on the same axis."""
     fig = Figure(figsize=(8, 5), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ok = [r for r in rows if r.get("status") == "ok" and r.get("val_nll") is not None]
-    x, line = ("reg", "lr") if len({r["reg"] for r in ok}) > 1 else ("lr", "reg")
-    for value in sorted({r[line] for r in ok}):
-        points = sorted((r[x], r["val_nll"], r.get("val_nll_std") or 0.0)
-                        for r in ok if r[line] == value)  # fmt: skip
-        xs, means, stds = zip(*points)
-        ax.errorbar(xs, means, yerr=stds if any(stds) else None, marker="o", capsize=3,
-                    label=f"learned, {line}={value:g}")  # fmt: skip
-    alphas = sorted(
-        {(r["alpha"], r["mle_val_nll"]) for r in ok if r.get("mle_val_nll") is not None}
-    )
-    with_alpha = x == "reg" and len({a for a, _ in alphas}) > 1
-    if with_alpha:
-        ax.plot(*zip(*alphas), marker="s", linestyle="--", color="black", label="counted (MLE), α")
-    positive = [v for r in ok for v in (r[x], r["alpha"] if with_alpha else None) if v and v > 0]
-    # symlog keeps reg = 0 and α = 0 on the axis; log-scale above the smallest positive value.
-    ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
-    ax.set_xlabel(f"{x} (learned model)  /  α (counted model)" if with_alpha else x)
+    numeric = [k for k in settings if ok and all(_is_number(r.get(k)) for r in ok)]
+    numeric.sort(key=lambda k: X_PREFERENCE.index(k) if k in X_PREFERENCE else len(X_PREFERENCE))
+    x = numeric[0] if numeric else None
+    others = [k for k in settings if k != x]
+
+    def label(row: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={show_setting(row.get(k))}" for k in others) or "learned"
+
+    if x is None:  # nothing numeric varies: one point per configuration
+        names = [label(r) for r in ok]
+        ax.errorbar(range(len(ok)), [r["val_nll"] for r in ok],
+                    yerr=[r.get("val_nll_std") or 0.0 for r in ok], marker="o", linestyle="",
+                    capsize=3)  # fmt: skip
+        ax.set_xticks(range(len(ok)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title("Validation NLL of each configuration")
+    else:
+        lines: dict[str, list[tuple[float, float, float]]] = {}
+        for r in ok:
+            lines.setdefault(label(r), []).append((r[x], r["val_nll"], r.get("val_nll_std") or 0.0))
+        for name, points in lines.items():
+            xs, means, stds = zip(*sorted(points))
+            ax.errorbar(xs, means, yerr=stds if any(stds) else None, marker="o", capsize=3,
+                        label=name)  # fmt: skip
+        alphas = sorted(
+            {(r["alpha"], r["mle_val_nll"]) for r in ok if r.get("mle_val_nll") is not None}
+        )
+        with_alpha = x == "reg" and "alpha" in settings and len({a for a, _ in alphas}) > 1
+        if with_alpha:
+            ax.plot(*zip(*alphas), marker="s", linestyle="--", color="black",
+                    label="counted (MLE), α")  # fmt: skip
+        values = [r[x] for r in ok] + ([a for a, _ in alphas] if with_alpha else [])
+        positive = [v for v in values if v > 0]
+        if x in LOG_SCALED or (positive and max(positive) / min(positive) > 100):
+            # symlog keeps reg = 0 and α = 0 on the axis; log-scale above the smallest positive.
+            ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
+        if all(isinstance(v, int) for v in values):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(f"{x} (learned model)  /  α (counted model)" if with_alpha else x)
+        ax.set_title("Regularisation against smoothing" if with_alpha
+                     else f"Validation NLL against {x}")  # fmt: skip
+        ax.legend()
     ax.set_ylabel("validation NLL (nats)")
-    ax.set_title(
-        "Regularisation against smoothing" if with_alpha else f"Validation NLL against {x}"
-    )
     ax.grid(alpha=0.3)
-    ax.legend()
     return fig
 
 
@@ -213,18 +287,22 @@ def write_report(
     rows: list[dict[str, Any]],
     jobs: list[dict[str, Any]],
     columns: list[str],
+    settings: list[str],
     figure_name: str,
 ) -> None:
     stats = [c for key in METRIC_KEYS for c in (key, f"{key}_std")]
-    group_columns = ["sweep", "jobs", "status", "n", "failed", *HYPERPARAMETERS, "repeats",
-                     *stats, "reason"]  # fmt: skip
+    extra = [c for c in settings if c not in HYPERPARAMETERS]
+    group_columns = ["sweep", "jobs", "status", "n", "failed", *HYPERPARAMETERS, *extra,
+                     "repeats", *stats, "reason"]  # fmt: skip
     write_csv(out_dir / "results.csv", rows, group_columns)
-    write_csv(out_dir / "jobs.csv", jobs, JOB_COLUMNS)
+    for job in jobs:
+        job.update({key: job["overrides"].get(key) for key in extra})
+    write_csv(out_dir / "jobs.csv", jobs, [*JOB_COLUMNS[:-1], *extra, JOB_COLUMNS[-1]])
     lines = [f"# {title}", "", f"{len(jobs)} jobs, {len(rows)} configurations, ranked by "
              "validation NLL (mean ± standard deviation over repeats).", ""]  # fmt: skip
     lines.append("| # | " + " | ".join(columns) + " |")
     lines.append("|---" * (len(columns) + 1) + "|")
-    for i, cells in enumerate(formatted(rows, columns, 6), start=1):
+    for i, cells in enumerate(formatted(rows, columns, 6, settings), start=1):
         lines.append(f"| {i} | " + " | ".join(cells) + " |")
     failed = [j for j in jobs if j.get("status") != "ok"]
     if failed:
@@ -233,6 +311,12 @@ def write_report(
                   for j in failed]  # fmt: skip
     lines += ["", f"![validation NLL]({figure_name})", ""]
     (out_dir / "report.md").write_text("\n".join(lines))
+
+
+def fail(message: str) -> NoReturn:
+    """The commands' failure policy: one `error: ...` line, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -249,24 +333,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     repeat_keys = [k for k in args.repeat_keys.split(",") if k]
     if args.out is None and len(args.sweep_dirs) > 1:
-        sys.exit("error: several sweeps and no --out: pass --out DIR for the combined report")
+        fail("several sweeps and no --out: pass --out DIR for the combined report")
     out_dir = args.out or args.sweep_dirs[0]
     jobs = []
     for sweep_dir in args.sweep_dirs:
+        if not sweep_dir.exists():
+            fail(f"sweep directory {sweep_dir} is missing: pass a sweep directory such as "
+                 "logs/train/multiruns/<time> (a multirun prints its own last)")  # fmt: skip
+        if not sweep_dir.is_dir():
+            fail(f"{sweep_dir} is not a directory: pass a sweep directory such as "
+                 "logs/train/multiruns/<time>")  # fmt: skip
         job_dirs = sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
         if not job_dirs:
-            sys.exit(f"error: no job directories (*/.hydra/config.yaml) in {sweep_dir}: "
-                     "pass a sweep directory such as logs/train/multiruns/<time>")  # fmt: skip
+            what = "has no job directories"
+            if (sweep_dir / ".hydra").is_dir():
+                what = "is a single run's directory"
+            elif not any(sweep_dir.iterdir()):
+                what = "is empty"
+            fail(f"{sweep_dir} {what} (no */.hydra/config.yaml): pass a sweep directory such as "
+                 "logs/train/multiruns/<time>")  # fmt: skip
         jobs += [read_job(d, sweep_dir.name, repeat_keys) for d in job_dirs]
     rows = rank(group_repeats(jobs, repeat_keys))
-    columns = shown_columns(rows, several_sweeps=len(args.sweep_dirs) > 1)
+    settings = varying_keys(rows, repeat_keys)
+    columns = shown_columns(rows, settings, several_sweeps=len(args.sweep_dirs) > 1)
     # Piped output (a file, CI) gets a wide table instead of rich's 80-column default.
-    print_table(rows, columns, Console() if sys.stdout.isatty() else Console(width=220))
+    console = Console() if sys.stdout.isatty() else Console(width=220)
+    print_table(rows, columns, settings, console)
     out_dir.mkdir(parents=True, exist_ok=True)
     figure_name = "val_nll.png"
-    figure_val_nll(rows).savefig(out_dir / figure_name)
+    figure_val_nll(rows, settings).savefig(out_dir / figure_name)
     title = "Sweep " + ", ".join(d.name for d in args.sweep_dirs)
-    write_report(out_dir, title, rows, jobs, columns, figure_name)
+    write_report(out_dir, title, rows, jobs, columns, settings, figure_name)
     for name in ("report.md", "results.csv", "jobs.csv", figure_name):
         print(f"wrote {out_dir / name}")
 

@@ -96,7 +96,17 @@ GRID = {f"{i}_figures_every_n_steps=1000,reg={reg},lr={lr}" for i, (lr, reg) in
 
 
 def test_grid_with_the_basic_launcher_and_the_report(tmp_path: Path, words_file: Path) -> None:
-    sweep_dir, jobs = sweep(tmp_path, words_file, "optim.lr=5,20", "model.reg=0,0.1")
+    command = train_command(words_file, "optim.lr=5,20", "model.reg=0,0.1")
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
+    # The multirun ends by naming its sweep directory, for the report.
+    assert result.stdout.strip().splitlines()[-3:] == [
+        f"sweep directory: {sweep_dir}",
+        f"  python scripts/sweep_report.py {sweep_dir}",
+        f"  tensorboard --logdir {sweep_dir}",
+    ]
+    jobs = job_dirs(sweep_dir)
     check_grid(sweep_dir, jobs, GRID)
     rows = report(sweep_dir)
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
@@ -152,7 +162,7 @@ def test_several_sweeps_are_ranked_in_one_table(tmp_path: Path, words_file: Path
         [sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(first), str(second)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert result.returncode == 1 and "--out" in result.stderr
+    assert result.returncode == 2 and "--out" in result.stderr
 
 
 def test_grid_with_joblib(tmp_path: Path, words_file: Path) -> None:
@@ -221,10 +231,15 @@ def test_report_columns_keep_one_number_format() -> None:
     sys.path.insert(0, str(ROOT / "scripts"))
     from sweep_report import formatted
 
-    rows = [{"reg": 0.0002667, "val_nll": 2.5}, {"reg": 0.0011, "val_nll": 2.45}, {"reg": None}]
-    cells = formatted(rows, ["reg", "val_nll"], 4)
-    assert [c[0] for c in cells] == ["2.667e-04", "1.100e-03", "—"]
-    assert [c[1] for c in cells] == ["2.5000", "2.4500", "—"]
+    rows = [{"reg": 0.0002667, "lr": 0.01, "val_nll": 2.5, "gap_val": 1},
+            {"reg": 0.0011, "lr": 3, "val_nll": 2.45, "gap_val": 0.5},
+            {"reg": None, "lr": 10, "val_nll": None, "gap_val": 0.25}]  # fmt: skip
+    cells = formatted(rows, ["reg", "lr", "val_nll", "gap_val"], 4, settings=["reg", "lr"])
+    # Settings as they are typed; results in one format per column, integers included.
+    assert [c[0] for c in cells] == ["0.0002667", "0.0011", "—"]
+    assert [c[1] for c in cells] == ["0.01", "3", "10"]
+    assert [c[2] for c in cells] == ["2.5000", "2.4500", "—"]
+    assert [c[3] for c in cells] == ["1.0000", "0.5000", "0.2500"]
 
 
 KILLER = '''
@@ -362,3 +377,49 @@ def test_a_slurm_launcher_without_slurm_is_refused(tmp_path: Path, words_file: P
         "hydra/launcher=submitit_local or hydra/launcher=joblib here"
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["words.txt"]
+
+
+def test_the_report_shows_the_settings_a_sweep_varies(tmp_path: Path, words_file: Path) -> None:
+    sweep_dir, _ = sweep(tmp_path, words_file, "optim=lbfgs", "model.context=1,2",
+                         "model.features=onehot,interpolated")  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(sweep_dir)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if "val_nll" in line)
+    columns = [c.strip() for c in header.strip("┃ ").split("┃")]
+    assert columns[:5] == ["#", "jobs", "status", "context", "features"]
+    assert "lr" not in columns and "reg" not in columns  # shared by every job
+    table = (sweep_dir / "report.md").read_text().splitlines()
+    assert table[4].startswith("| # | jobs | status | context | features | train_nll")
+    rows = [line.split(" | ") for line in table[6:10]]
+    assert sorted((r[3], r[4]) for r in rows) == [
+        ("1", "interpolated"),
+        ("1", "onehot"),
+        ("2", "interpolated"),
+        ("2", "onehot"),
+    ]
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "single run", "file"])
+def test_the_report_of_no_sweep_is_one_error_line(tmp_path: Path, case: str) -> None:
+    target = tmp_path / "target"
+    if case == "empty":
+        target.mkdir()
+    elif case == "single run":
+        (target / ".hydra").mkdir(parents=True)
+    elif case == "file":
+        target.write_text("x")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(target)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    expected = {"missing": f"error: sweep directory {target} is missing",
+                "empty": f"error: {target} is empty",
+                "single run": f"error: {target} is a single run's directory",
+                "file": f"error: {target} is not a directory"}  # fmt: skip
+    assert line.startswith(expected[case])
+    assert not (tmp_path / "target" / "report.md").exists()

@@ -60,7 +60,9 @@ def load_trained_model(path: str | Path, key: str = "ckpt") -> TrainedModel:
             f"checkpoint {path} is a directory: pass a .ckpt file, e.g. {key}={example}"
         )
     if not path.exists():
-        raise UserError(f"checkpoint {path} does not exist: check {key}, the path to the .ckpt file")
+        raise UserError(
+            f"checkpoint {path} does not exist: check {key}, the path to the .ckpt file"
+        )
     not_a_checkpoint = (
         f"{path} is not a PyTorch checkpoint file: pass a last.ckpt from bigramlab.train"
     )

@@ -28,6 +28,7 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
@@ -132,6 +133,19 @@ def _remove_unused_outputs(run_dir: Path, config_subdir: str) -> None:
         if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
             break
         parent.rmdir()
+
+
+class SweepDirectory(Callback):
+    """Ends a multirun by printing its sweep directory, as a single run ends with its run
+    directory: the directory that the sweep report and TensorBoard take."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir).absolute()
+        lines = [f"sweep directory: {sweep_dir}"]
+        if config.get("task_name") == "train":
+            lines.append(f"  python scripts/sweep_report.py {sweep_dir}")
+        lines.append(f"  tensorboard --logdir {sweep_dir}")
+        print("\n".join(lines), flush=True)
 
 
 def _rank() -> int:

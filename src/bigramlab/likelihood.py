@@ -333,8 +333,8 @@ def likelihood(cfg: DictConfig) -> float:
     try:
         trainer.fit(model, train_dataloaders=DataLoader(RepeatData(x), batch_size=None))
     except Diverged as e:
-        write_metrics(run_dir, {"n": len(x), "mu_mle": mle[0], "sigma_mle": mle[1],
-                                "steps": e.step, "status": "diverged", "reason": str(e)})  # fmt: skip
+        failed = {"n": len(x), "mu_mle": mle[0], "sigma_mle": mle[1], "steps": e.step}
+        write_metrics(run_dir, failed | {"status": "diverged", "reason": str(e)})
         raise
 
     mu, sigma = float(model.mu.detach()), float(model.log_sigma.detach().exp())

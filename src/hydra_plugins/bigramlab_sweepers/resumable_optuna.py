@@ -129,12 +129,16 @@ class ResumableOptunaSweeper(OptunaSweeper):
         finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         to_run = max(impl.n_trials - finished, 0)
         if to_run:
-            log.info(f"resuming study {impl.study_name}: {finished} trials of "
-                     f"hydra.sweeper.n_trials={impl.n_trials} finished, running {to_run}")  # fmt: skip
+            log.info(
+                f"resuming study {impl.study_name}: {finished} trials of "
+                f"hydra.sweeper.n_trials={impl.n_trials} finished, running {to_run}"
+            )
         else:
-            log.info(f"study {impl.study_name} has {finished} finished trials, "
-                     f"hydra.sweeper.n_trials={impl.n_trials}: nothing to run (raise "
-                     f"hydra.sweeper.n_trials above {finished} for more)")  # fmt: skip
+            log.info(
+                f"study {impl.study_name} has {finished} finished trials, "
+                f"hydra.sweeper.n_trials={impl.n_trials}: nothing to run (raise "
+                f"hydra.sweeper.n_trials above {finished} for more)"
+            )
         impl.n_trials = to_run
         impl.job_idx = len(trials)
         # Hydra's sweeper sets job_idx to 0 in setup, not in sweep: this numbering holds.
