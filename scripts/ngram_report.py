@@ -18,7 +18,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf import OmegaConf
 
@@ -39,10 +39,10 @@ def counted_rows(
         fits = [counted_model(counted.counts, a, "additive", counted.contexts, k) for a in ALPHAS]
         best = min(fits, key=lambda m: m.nll["val"])
         rows.append({"model": f"counted, additive (α = {best.alpha:g}, tuned on dev)", "k": k,
-                     "dev": best.nll["val"], "test": best.nll["test"]})  # fmt: skip
+                     "dev": best.nll["val"], "test": best.nll.get("test")})  # fmt: skip
         kn = counted_model(counted.counts, 0.0, "kneser_ney", counted.contexts, k)
         rows.append({"model": "counted, interpolated modified Kneser–Ney", "k": k,
-                     "dev": kn.nll["val"], "test": kn.nll["test"]})  # fmt: skip
+                     "dev": kn.nll["val"], "test": kn.nll.get("test")})  # fmt: skip
     return rows
 
 
@@ -58,8 +58,38 @@ def penalty_label(model: Any) -> str:
     return label
 
 
-def learned_rows(sweeps: Sequence[Path]) -> list[dict[str, Any]]:
-    """Per (features, order): the finished job of the lowest val NLL, with its test NLL."""
+def fail(message: str) -> NoReturn:
+    """The commands' failure policy: one `error: ...` line, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_split(job: Path, cfg: Any, split: Sequence[float], seed: int, rule: str) -> None:
+    """Refuse a job whose dev and test words are not those of the counted rows: its numbers
+    would stand beside theirs under the same labels."""
+    rule_then = OmegaConf.select(cfg, "data.split_rule", default="randperm")
+    # (the job's value, the report's, as the option is written)
+    values = {
+        "--split": (",".join(f"{float(f):g}" for f in cfg.data.split),
+                    ",".join(f"{f:g}" for f in split)),
+        "--split-seed": (str(cfg.data.split_seed), str(seed)),
+        "--split-rule": (str(rule_then), rule),
+    }  # fmt: skip
+    if changed := [option for option, (then, now) in values.items() if then != now]:
+        fail(
+            f"{job} was trained on another split of the words ("
+            + ", ".join(f"{o} {values[o][0]}, the report's {values[o][1]}" for o in changed)
+            + "): its dev/test NLL cannot stand beside the counted models; pass "
+            + " ".join(f"{o} {values[o][0]}" for o in changed)
+            + ", or train on the lecture split (experiment=ngram_orders)"
+        )
+
+
+def learned_rows(
+    sweeps: Sequence[Path], split: Sequence[float], seed: int, rule: str
+) -> list[dict[str, Any]]:
+    """Per (features, order): the finished job of the lowest val NLL, with its test NLL (every
+    job on the report's split)."""
     best: dict[tuple[str, int], dict[str, Any]] = {}
     for sweep in sweeps:
         for metrics_path in sorted(sweep.glob("**/metrics.json")):
@@ -68,6 +98,7 @@ def learned_rows(sweeps: Sequence[Path]) -> list[dict[str, Any]]:
             if metrics.get("status") != "ok" or metrics.get("val_nll") is None:
                 continue
             cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+            check_split(job, cfg, split, seed, rule)
             model = cfg.model
             key = (str(model.features), int(model.context))
             row = {"model": f"learned, {model.features} ({penalty_label(model)}, tuned on dev)",
@@ -78,9 +109,13 @@ def learned_rows(sweeps: Sequence[Path]) -> list[dict[str, Any]]:
     return [best[key] for key in sorted(best)]
 
 
+def _nats(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| model | k | dev | test |", "|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['k']} | {r['dev']:.4f} | {r['test']:.4f} |" for r in rows]
+    lines += [f"| {r['model']} | {r['k']} | {_nats(r['dev'])} | {_nats(r['test'])} |" for r in rows]
     by_dev = {}
     for r in rows:
         kind = r["model"].split(" (")[0]
@@ -88,7 +123,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             by_dev[kind] = r
     lines += ["", "Best order of each model, chosen on dev:", "",
               "| model | k | dev | test |", "|---|---|---|---|"]  # fmt: skip
-    lines += [f"| {r['model']} | {r['k']} | {r['dev']:.4f} | {r['test']:.4f} |"
+    lines += [f"| {r['model']} | {r['k']} | {_nats(r['dev'])} | {_nats(r['test'])} |"
               for r in sorted(by_dev.values(), key=lambda r: r["dev"])]  # fmt: skip
     return "\n".join(lines) + "\n"
 
@@ -104,15 +139,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
     if not Path(args.data).is_file():
-        sys.exit(f"error: {args.data} does not exist: pass --data <file>, e.g. data/names.txt")
+        fail(f"{args.data} does not exist: pass --data <file>, e.g. data/names.txt")
     first, _, last = args.orders.partition("-")
     orders = range(int(first), int(last or first) + 1)
     split = [float(f) for f in args.split.split(",")]
+    if len(split) != 3 or split[1] <= 0:
+        fail(f"--split {args.split} leaves no dev words to tune on: give three fractions with a "
+             "dev share, e.g. --split 0.8,0.1,0.1")  # fmt: skip
     for sweep in args.sweeps:
         if not sweep.is_dir():
-            sys.exit(f"error: {sweep} is not a directory: pass the sweep's (or run's) directory")
-    rows = counted_rows(args.data, orders, split, args.split_seed, args.split_rule)
-    rows += learned_rows(args.sweeps)
+            fail(f"{sweep} is not a directory: pass the sweep's (or run's) directory")
+    learned = learned_rows(args.sweeps, split, args.split_seed, args.split_rule)
+    rows = counted_rows(args.data, orders, split, args.split_seed, args.split_rule) + learned
     table = markdown(rows)
     print(table, end="")
     if args.out:

@@ -394,6 +394,24 @@ def test_ngram_orders_experiment_and_its_report(tmp_path: Path) -> None:
         kn = table["counted, interpolated modified Kneser–Ney", k]
         assert kn == pytest.approx((mine[0]["mle_val_nll"], mine[0]["mle_test_nll"]), abs=6e-5)
     assert {k for (name, k) in table if name.startswith("counted, additive")} == {1, 2, 3}
+    # A run on the default (randperm) split beside them: refused in one line, no table written.
+    other = tmp_path / "randperm"
+    subprocess.run([sys.executable, "-m", "bigramlab.train", "dataset=text_file",
+                    f"dataset.path={path}", "trainer.max_steps=3", "trainer.val_check_interval=1",
+                    "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={other}"],
+                   cwd=tmp_path, check=True, capture_output=True, timeout=600)  # fmt: skip
+    report.unlink()
+    refused = subprocess.run(
+        [sys.executable, str(Path(__file__).parents[1] / "scripts" / "ngram_report.py"),
+         str(sweep), str(other), "--data", str(path), "--orders", "1-3", "--out", str(report)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert refused.returncode == 2 and not report.exists()
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {other} was trained on another split of the words (--split-rule randperm, the "
+        "report's lecture): its dev/test NLL cannot stand beside the counted models; pass "
+        "--split-rule randperm, or train on the lecture split (experiment=ngram_orders)"
+    ]
 
 
 @pytest.mark.slow
