@@ -4,6 +4,9 @@ line, exit status 2, nothing left behind; resuming a run only on its own data.""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +167,110 @@ def test_output_is_bigramlabs_not_its_dependencies_chatter(tmp_path: Path) -> No
     output = result.stdout + result.stderr
     assert "💡 Tip" not in output and "LeafSpec" not in output and "weights_only" not in output
     assert "= inf" not in output and "objective val_nll: none, its split is empty" in output
+
+
+@pytest.mark.parametrize(
+    ("ckpt_path", "message"),
+    [
+        ("x.ckpt", "checkpoint x.ckpt does not exist: check ckpt_path"),
+        (".", "is a directory: pass a .ckpt file, e.g. ckpt_path="),
+        ("words.txt", "words.txt is not a PyTorch checkpoint file"),
+        (
+            "logs/train/runs/nothere/checkpoints/last.ckpt",
+            "checkpoint logs/train/runs/nothere/checkpoints/last.ckpt does not exist",
+        ),
+    ],
+)
+def test_a_refused_ckpt_path_leaves_nothing_on_disk(
+    tmp_path: Path, words_file: Path, ckpt_path: str, message: str
+) -> None:
+    result = run("bigramlab.train", "dataset=text_file", f"dataset.path={words_file}",
+                 f"ckpt_path={ckpt_path}", cwd=tmp_path)  # fmt: skip
+    assert_one_error_line(result, message)
+    assert [p.name for p in tmp_path.iterdir()] == ["words.txt"]
+
+
+def test_the_likelihood_of_data_with_no_spread_is_refused(tmp_path: Path) -> None:
+    result = run("bigramlab.likelihood", "data=[2,2,2]", cwd=tmp_path)
+    assert_one_error_line(result, "data=[2, 2, 2] has no spread: σ̂ = 0")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_diverged_likelihood_fit_records_why_and_draws_nothing(tmp_path: Path) -> None:
+    result = run("bigramlab.likelihood", "fit.lr=100", "hydra.run.dir=fit", cwd=tmp_path)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: gradient descent diverged at step ")
+    assert "with fit.lr=100: lower fit.lr below 2·σ̂² = 20.1" in last
+    metrics = json.loads((tmp_path / "fit" / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["reason"] == last.removeprefix("error: ")
+    assert not (tmp_path / "fit" / "figures").exists()
+
+
+def test_files_written_whole_get_the_mode_of_every_other_file(
+    tmp_path: Path, words_file: Path
+) -> None:
+    def with_umask_022() -> None:
+        os.umask(0o022)
+
+    data = ["dataset=text_file", f"dataset.path={words_file}"]
+    command = [sys.executable, "-m", "bigramlab.train", *data, "trainer.max_steps=5"]
+    trained = subprocess.run(
+        [*command, "hydra.run.dir=run"],
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=300,
+        preexec_fn=with_umask_022,
+    )
+    assert trained.returncode == 0, trained.stderr
+    exported = subprocess.run(
+        [sys.executable, "-m", "bigramlab.export", "ckpt=run/checkpoints/last.ckpt", "out=m.arpa"],
+        cwd=tmp_path, capture_output=True, timeout=300, preexec_fn=with_umask_022,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    run_dir = tmp_path / "run"
+    modes = {
+        path.name: stat.S_IMODE(path.stat().st_mode)
+        for path in (run_dir / ".hydra" / "config.yaml", run_dir / "metrics.json",
+                     run_dir / "checkpoints" / "last.ckpt", tmp_path / "m.arpa")
+    }  # fmt: skip
+    assert modes == dict.fromkeys(modes, 0o644)
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["bigramlab.train", "mle.smoothing=kneser_ney", "mle.alpha=0.5"],
+         "mle.alpha=0.5 is not used by mle.smoothing=kneser_ney"),
+        (["bigramlab.export", "source=counted", "mle.smoothing=kneser_ney", "mle.alpha=0.5",
+          "out=m.arpa"], "mle.alpha=0.5 is not used by mle.smoothing=kneser_ney"),
+        (["bigramlab.export", "source=counted", "ckpt=x.ckpt", "out=m.arpa"],
+         "ckpt=x.ckpt is not used with source=counted"),
+        (["bigramlab.export", "ckpt=x.ckpt", "model.context=3", "out=m.arpa"],
+         "model.context=3 is not used when a checkpoint is exported"),
+        (["bigramlab.export", "ckpt=x.ckpt", "mle.smoothing=kneser_ney", "out=m.arpa"],
+         "mle.smoothing=kneser_ney is not used when a checkpoint is exported"),
+    ],
+)  # fmt: skip
+def test_settings_that_would_be_ignored_are_refused(
+    tmp_path: Path, words_file: Path, command: list[str], message: str
+) -> None:
+    data = ["dataset=text_file", f"dataset.path={words_file}"]
+    if "ckpt=x.ckpt" in command and "source=counted" not in command:
+        data = []  # the checkpoint's settings alone; dataset= would be refused as well
+    result = run(*command, *data, cwd=tmp_path)
+    assert_one_error_line(result, message)
+    assert [p.name for p in tmp_path.iterdir()] == ["words.txt"]
+
+
+def test_export_of_a_counted_model_names_its_data_set(tmp_path: Path, words_file: Path) -> None:
+    result = run("bigramlab.export", "source=counted", "dataset=text_file",
+                 f"dataset.path={words_file}", "mle.smoothing=kneser_ney", "out=m.arpa",
+                 cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(
+        f"wrote m.arpa ({(tmp_path / 'm.arpa').stat().st_size:,} bytes): the counted model of "
+        f"dataset=text_file dataset.path={words_file} (randperm split, train words; "
+        "model.context=1 mle.smoothing=kneser_ney), "
+    )
+    assert "alpha" not in result.stdout

@@ -95,10 +95,34 @@ def validate_data(cfg: DictConfig) -> None:
     check_split_rule(OmegaConf.select(cfg, "data.split_rule", default=SPLIT_RULES[0]))
 
 
+def given_settings() -> dict[str, str]:
+    """The keys the command line set (`+` and `~` dropped) and their values as written; empty
+    outside a Hydra command."""
+    if not HydraConfig.initialized():
+        return {}
+    overrides = HydraConfig.get().overrides.task
+    return {key.lstrip("+~"): value for key, _, value in (o.partition("=") for o in overrides)}
+
+
 def validate_alpha(cfg: DictConfig) -> None:
-    """mle.alpha and mle.smoothing (runs from before mle.smoothing: additive)."""
+    """mle.alpha and mle.smoothing (runs from before mle.smoothing: additive); an mle.alpha given
+    for Kneser–Ney, which has no use for it, is refused rather than ignored."""
     _number(cfg, "mle.alpha", lambda x: x >= 0, "a smoothing count >= 0, e.g. mle.alpha=1")
-    check_smoothing(OmegaConf.select(cfg, "mle.smoothing", default="additive"))
+    smoothing = OmegaConf.select(cfg, "mle.smoothing", default="additive")
+    check_smoothing(smoothing)
+    if smoothing == "kneser_ney" and "mle.alpha" in given_settings():
+        raise UserError(
+            f"mle.alpha={cfg.mle.alpha} is not used by mle.smoothing=kneser_ney (its discounts "
+            "come from the counts): remove mle.alpha, or use mle.smoothing=additive"
+        )
+
+
+def smoothing_name(cfg: DictConfig) -> str:
+    """The counted model's smoothing as the configs spell it: `mle.smoothing=additive
+    mle.alpha=1.0`, or `mle.smoothing=kneser_ney`."""
+    if cfg.mle.smoothing == "additive":
+        return f"mle.smoothing=additive mle.alpha={cfg.mle.alpha}"
+    return f"mle.smoothing={cfg.mle.smoothing}"
 
 
 def validate_train(cfg: DictConfig) -> None:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, ListConfig
 
 from bigramlab.checkpoint import TrainedModel, load_trained_model
 from bigramlab.cli import entry_point, exit_now
-from bigramlab.config import checkpoint_path, validate_alpha, validate_data
+from bigramlab.config import checkpoint_path, smoothing_name, validate_alpha, validate_data
 from bigramlab.corpora import Corpus
 from bigramlab.errors import UserError
 from bigramlab.estimators import counted_model, mean_nll
@@ -115,11 +115,8 @@ def evaluate(cfg: DictConfig) -> None:
     smoothing = cfg.mle.smoothing
     rows = split_rows(model, instantiate(cfg.dataset), cfg.data.split, cfg.data.split_seed,
                       cfg.data.split_rule, float(cfg.mle.alpha), smoothing)  # fmt: skip
-    counted = (
-        f"mle.alpha={cfg.mle.alpha}" if smoothing == "additive" else f"mle.smoothing={smoothing}"
-    )
     print(f"checkpoint {cfg.ckpt} ({kind}); mle: the counted model, "
-          f"{counted}, fitted on the same train split")  # fmt: skip
+          f"{smoothing_name(cfg)}, fitted on the same train split")  # fmt: skip
     print(f"{'split':<6} {'words':>8} {'events':>10} {'nll':>10} {'ppl':>10} "
           f"{'mle_nll':>10} {'mle_ppl':>10}")  # fmt: skip
     impossible = False

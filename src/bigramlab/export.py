@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import Tensor
@@ -32,7 +33,13 @@ from bigramlab.arpa import START, History, arpa_text, arpa_token, history
 from bigramlab.atomic import write_atomically
 from bigramlab.checkpoint import TrainedModel, load_trained_model
 from bigramlab.cli import entry_point, exit_now
-from bigramlab.config import validate_alpha, validate_data, whole_number
+from bigramlab.config import (
+    given_settings,
+    smoothing_name,
+    validate_alpha,
+    validate_data,
+    whole_number,
+)
 from bigramlab.errors import UserError
 from bigramlab.estimators import CountedModel, counted_model
 from bigramlab.features import feature_keys, feature_spans, logits, row_index, suffix_offset
@@ -139,15 +146,28 @@ def output_path(cfg: DictConfig) -> Path:
 def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
     """(the ARPA text, what it is, its vocabulary size, its context length) of the model the
     config names."""
+    given = given_settings()
     if cfg.source == "checkpoint":
         if cfg.ckpt is None:
             raise UserError("no checkpoint given: add ckpt=<run dir>/checkpoints/last.ckpt, "
                             "or source=counted for the counted model of the data")  # fmt: skip
+        unused = [k for k in given if k.partition(".")[0] in ("dataset", "data", "model", "mle")]
+        if unused:
+            raise UserError(
+                f"{unused[0]}={given[unused[0]]} is not used when a checkpoint is exported (its "
+                "model is written as trained): remove it, or use source=counted for the counted "
+                "model of a data set"
+            )
         model = load_trained_model(cfg.ckpt)
         text = arpa_text(model.itos, *learned_listing(model))
         return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos), model.order
     if cfg.source != "counted":
         raise UserError(f"source={cfg.source!r} is unknown: choose checkpoint or counted")
+    if "ckpt" in given:
+        raise UserError(
+            f"ckpt={given['ckpt']} is not used with source=counted (the counted model is fitted "
+            "on the data set): remove ckpt, or use source=checkpoint to export it"
+        )
     whole_number(cfg, "model.context", 1, "model.context=3 (tokens of context; 1: the bigram)")
     validate_data(cfg)
     validate_alpha(cfg)
@@ -158,8 +178,11 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
                           counted.contexts, order)  # fmt: skip
     itos = counted.vocab.itos
     text = arpa_text(itos, *counted_listing(counted.contexts, model, order, itos))
-    what = (f"the counted model (model.context={order}, mle.smoothing={cfg.mle.smoothing}, "
-            f"mle.alpha={cfg.mle.alpha})")  # fmt: skip
+    dataset = HydraConfig.get().runtime.choices.get("dataset", "?")
+    if "path" in cfg.dataset:
+        dataset += f" dataset.path={cfg.dataset.path}"
+    what = (f"the counted model of dataset={dataset} ({cfg.data.split_rule} split, train words; "
+            f"model.context={order} {smoothing_name(cfg)})")  # fmt: skip
     return text, what, len(itos), order
 
 

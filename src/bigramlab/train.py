@@ -27,7 +27,7 @@ from torch.multiprocessing import ProcessRaisedException
 
 from bigramlab.checkpoint import TrainedModel, load_trained_model
 from bigramlab.cli import config_error, entry_point, exit_now
-from bigramlab.config import validate_train
+from bigramlab.config import smoothing_name, validate_train
 from bigramlab.datamodule import BigramData, BigramDataModule
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.estimators import COMPARISON_KEYS, compare, split_nlls
@@ -229,12 +229,6 @@ def _show(value: float | None) -> str:
     return "null (empty split)" if value is None else f"{value:.6f}"
 
 
-def _smoothing(cfg: DictConfig) -> str:
-    if cfg.mle.smoothing == "additive":
-        return f"α={cfg.mle.alpha}"
-    return cfg.mle.smoothing
-
-
 def train_task(cfg: DictConfig) -> float:
     """Train, print the summary, and return the objective (`optimized_metric`) for sweepers."""
     metrics = train(cfg)
@@ -243,8 +237,9 @@ def train_task(cfg: DictConfig) -> float:
             f"steps {metrics['steps']}  final loss {metrics['final_loss']:.6f}\n"
             f"  learned NLL  train {_show(metrics['train_nll'])}  val {_show(metrics['val_nll'])}"
             f"  test {_show(metrics['test_nll'])}\n"
-            f"  MLE ({_smoothing(cfg)}) train {_show(metrics['mle_train_nll'])}"
-            f"  val {_show(metrics['mle_val_nll'])}  test {_show(metrics['mle_test_nll'])}\n"
+            f"  counted NLL  train {_show(metrics['mle_train_nll'])}"
+            f"  val {_show(metrics['mle_val_nll'])}  test {_show(metrics['mle_test_nll'])}"
+            f"  ({smoothing_name(cfg)})\n"
             f"run directory: {cfg.paths.output_dir}\n"
             f"  tensorboard --logdir {cfg.paths.output_dir}"
         )
