@@ -108,7 +108,8 @@ def heatmap(
     # each draw (half the cost of the figure with tick labels); 20 points for an axis label.
     note = 12 if row_names and undrawable else 0  # a line naming the characters without a font
     left, bottom = (row_band + 24) / 72, (column_band + 24 + note) / 72
-    right, top, bar = 1.15, 0.4, 0.18
+    # Right: the colour bar, its widest tick labels (−0.05) and its label; top: the title's lines.
+    right, top, bar = 1.5, 0.25 + 0.2 * (title.count("\n") + 1), 0.18
     width, height = left + grid + right, bottom + grid + top
     fig = Figure(figsize=(width, height), dpi=DPI)
     ax = fig.add_axes((left / width, bottom / height, grid / width, grid / height))
@@ -150,11 +151,17 @@ def heatmap(
         threshold = 0.6 * max(abs(image.norm.vmin), abs(image.norm.vmax))
         dark = (np.abs(values) > threshold).ravel()
         rows, cols = np.divmod(np.arange(V * V), V)
-        cell_values = outlines([f"{v:{fmt}}" for v in values.ravel()], CELL_TEXT_POINTS)
+        cell_values = outlines([cell_text(v, fmt) for v in values.ravel()], CELL_TEXT_POINTS)
         ax.add_collection(glyphs(cell_values, np.column_stack([cols, rows]), ax,
                                  colours=np.where(dark, "white", "black")))  # fmt: skip
     fig.colorbar(image, cax=colorbar_ax, label="percent")
     return fig
+
+
+def cell_text(value: float, fmt: str) -> str:
+    """A cell's value as written on it: a value that rounds to zero is `0`, never `-0`."""
+    text = f"{value:{fmt}}"
+    return text.lstrip("-") if float(text) == 0 else text
 
 
 def nice_ceiling(value: float) -> float:
@@ -223,7 +230,7 @@ class HeatmapFrames:
         fmt = ".1f" if self.norm.vmin < 0 and self.norm.vmax < 10 else ".0f"
         height, width = cells.shape[:2]
         for (row, col), value in np.ndenumerate(values):
-            alpha, ink_middle = _text_bitmap(f"{value:{fmt}}")
+            alpha, ink_middle = _text_bitmap(cell_text(value, fmt))
             h, w = alpha.shape
             y0 = round((row + 0.5) * height / V - ink_middle)
             x0 = round((col + 0.5) * width / V - w / 2)

@@ -251,7 +251,8 @@ def surface_figure(x: Tensor, path: list[tuple[float, float]], mle: tuple[float,
             label=f"gradient descent ({len(path) - 1} steps)")  # fmt: skip
     ax.plot(*mle, "r*", markersize=14, label=f"closed form: μ̂={mle[0]:.4f}, σ̂={mle[1]:.4f}")
     ax.set(xlabel="μ", ylabel="σ", title="NLL surface and the path of gradient descent")
-    ax.legend(loc="upper right", fontsize=8)
+    # A grey box: the path's white line would not show on a white legend.
+    ax.legend(loc="upper right", fontsize=8, facecolor="0.7", framealpha=0.9)
     return fig
 
 

@@ -51,8 +51,18 @@ from bigramlab.sampling import counted_next_probs, learned_next_probs, sample_wo
 from bigramlab.vocab import SPLITS
 
 SAMPLE_MAX_LENGTH = 40  # characters of a sampled word shown in the samples table
-LEARNED_TITLE = "learned P_W = softmax(W)"
-DIFF_TITLE = "P_W − P_MLE"
+
+
+def heatmap_titles(order: int) -> dict[str, str]:
+    """The heatmaps' titles: at a context of k > 1 tokens each row is a bigram marginal (the
+    contexts ending in that character, averaged by their train counts), not a row of softmax(W)."""
+    if order == 1:
+        return {"mle": "MLE P", "learned": "learned P_W = softmax(W)", "diff": "P_W − P_MLE"}
+    averaged = f"(k = {order}), averaged over the\ncontexts that end in each character"
+    return {"mle": f"MLE P {averaged}", "learned": f"learned P_W {averaged}",
+            "diff": f"P_W − P_MLE {averaged}"}  # fmt: skip
+
+
 HP_METRICS = ("hp/val_nll", "hp/mle_val_nll", "hp/gap_val", "hp/train_nll")
 
 
@@ -126,13 +136,13 @@ def add_png(writer: SummaryWriter, tag: str, png: bytes, step: int) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def mle_heatmap_png(itos: str, probs: bytes, scale: float) -> bytes:
+def mle_heatmap_png(itos: str, probs: bytes, scale: float, title: str) -> bytes:
     """The counted model's heatmap as PNG, from its probabilities' bytes ((V, V) float64), with
     its colour scale's top `scale` (percent): drawn once in a process, for all the jobs of a sweep
     on the same data and α."""
     V = len(itos)
     matrix = torch.from_numpy(np.frombuffer(probs, dtype=np.float64).reshape(V, V).copy())
-    return render(heatmap(matrix, itos, "MLE P", scale=scale))
+    return render(heatmap(matrix, itos, title, scale=scale))
 
 
 class ComparisonReport(L.Callback):
@@ -192,7 +202,8 @@ class ComparisonReport(L.Callback):
         self.learned_top = nice_ceiling(float(mle.max()) * 100)
         self.diff_top = nice_ceiling(max(float((P_0 - mle).abs().max()) * 100, 1e-6))
         writer = tensorboard(trainer)
-        if writer is None or trainer.global_step > 0:  # a resumed run has all this already
+        # A resumed run has all this already (its step is restored after this hook: not yet > 0).
+        if writer is None or trainer.ckpt_path is not None:
             return
         writer.add_custom_scalars(custom_scalars_layout())
         experiment, session_start, _ = hparams_summary(self.hparams, dict.fromkeys(HP_METRICS, 0.0))
@@ -262,8 +273,9 @@ class ComparisonReport(L.Callback):
         diff_top = self.diff_top
         if final:
             diff_top = nice_ceiling(max(float(diff.abs().max()) * 100, 1e-6))
-        learned = HeatmapFrames.of(self.itos, LEARNED_TITLE, False, self.learned_top)
-        differences = HeatmapFrames.of(self.itos, DIFF_TITLE, True, diff_top)
+        titles = heatmap_titles(self.data.order)
+        learned = HeatmapFrames.of(self.itos, titles["learned"], False, self.learned_top)
+        differences = HeatmapFrames.of(self.itos, titles["diff"], True, diff_top)
         return [("heatmap_learned", learned, P_W), ("heatmap_diff", differences, diff)]
 
     def _marginal(self, probs: torch.Tensor) -> torch.Tensor:
@@ -293,7 +305,8 @@ class ComparisonReport(L.Callback):
     def _mle_png(self) -> bytes:
         """The MLE's heatmap: it does not change during training."""
         probs = self.mle.double().cpu().numpy().tobytes()
-        return mle_heatmap_png(self.itos, probs, self.learned_top)
+        return mle_heatmap_png(self.itos, probs, self.learned_top,
+                               heatmap_titles(self.data.order)["mle"])  # fmt: skip
 
     def _save_figures(self, pngs: dict[str, bytes]) -> None:
         """The final heatmaps, the MLE's and the NLL curves as PNG files in `figures_dir`."""
