@@ -14,6 +14,7 @@ from bigramlab.figures import (
     CELL_TEXT_MAX_V,
     GRID_MAX_INCHES,
     HeatmapFrames,
+    cell_text,
     fonts_for,
     heatmap,
     nice_ceiling,
@@ -21,6 +22,7 @@ from bigramlab.figures import (
     outlines,
     render,
 )
+from bigramlab.reporting import heatmap_titles
 
 
 def text_collections(fig) -> list[PathCollection]:
@@ -51,6 +53,18 @@ def test_cell_values_read_like_the_matrix() -> None:
     widths = [np.ptp(p.vertices[:, 0]) for p in cells.get_paths()]
     # "-25", "25", "50", "-50" (percent): the negative ones are wider by the minus sign
     assert widths[0] > widths[1] and widths[3] > widths[2]
+
+
+def test_a_value_that_rounds_to_zero_is_written_without_a_sign() -> None:
+    assert [cell_text(v, ".1f") for v in (-0.04, 0.04, -0.06, 0.0)] == ["0.0", "0.0", "-0.1", "0.0"]
+    assert [cell_text(v, ".0f") for v in (-0.4, -0.6, 12.3)] == ["0", "-1", "12"]
+
+
+def test_heatmap_titles_say_what_a_row_is_at_every_context_length() -> None:
+    assert heatmap_titles(1)["learned"] == "learned P_W = softmax(W)"
+    for name, title in heatmap_titles(3).items():
+        assert "(k = 3), averaged over the\ncontexts that end in each character" in title, name
+        assert "softmax(W)" not in title
 
 
 def test_large_vocabularies_have_no_cell_values() -> None:

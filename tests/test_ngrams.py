@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import string
 import random
 import subprocess
 import sys
@@ -437,3 +438,18 @@ def test_contexts_never_seen_get_finite_nlls_and_evaluate_says_which_had_no_row(
                    for row in rows.values())  # fmt: skip
         no_row = [line for line in out.splitlines() if "has no row for" in line]
         assert bool(no_row) == (features == "onehot")
+
+
+@pytest.mark.slow
+def test_an_lbfgs_run_repeats_bit_for_bit(train_config, tmp_path: Path) -> None:
+    """The backward of W[rows] sums each row's gradient across threads in no fixed order unless
+    the run is deterministic (trainer.deterministic): then two runs give the same W."""
+    path = tmp_path / "many.txt"
+    path.write_text("\n".join(make_words(20000, seed=2, alphabet=string.ascii_lowercase)) + "\n")
+    weights = []
+    for attempt in range(2):
+        cfg = train_config(f"dataset.path={path}", "model.context=4",
+                           "model.features=interpolated", "optim=lbfgs", "trainer.max_steps=3",
+                           "callbacks.report.figures_every_n_steps=0")  # fmt: skip
+        weights.append(train_and_load(cfg, tmp_path / f"run{attempt}")[1])
+    assert torch.equal(weights[0], weights[1])
