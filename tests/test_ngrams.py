@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import math
-import string
 import random
+import string
 import subprocess
 import sys
 from collections import Counter, defaultdict
