@@ -294,14 +294,17 @@ def test_interpolated_lbfgs_beats_the_bigram_on_held_out_data_and_sample_evaluat
     assert json.loads((tmp_path / "interp" / "metrics.json").read_text())["status"] == "ok"
 
 
-def test_sgd_on_shared_rows_gets_a_note_naming_lbfgs(train_config) -> None:
+def test_sgd_where_it_does_not_suit_the_model_gets_a_note_naming_lbfgs(train_config) -> None:
     """Interpolated and skipgram with plain SGD get the note; onehot with SGD and any features
     with L-BFGS do not."""
     for features in ("interpolated", "skipgram"):
         note = optimizer_note(train_config("model.context=3", f"model.features={features}"))
         assert note is not None
         assert f"model.features={features} with optim=sgd (lr 50)" in note and "optim=lbfgs" in note
-    assert optimizer_note(train_config("model.context=3")) is None
+    onehot = optimizer_note(train_config("model.context=3"))
+    assert onehot is not None and onehot.startswith("note: model.context=3 with optim=sgd")
+    assert "optim=lbfgs trainer.max_steps=15" in onehot
+    assert optimizer_note(train_config("model.context=1")) is None
     lbfgs = train_config("model.context=3", "model.features=skipgram", "optim=lbfgs")
     assert optimizer_note(lbfgs) is None
 

@@ -130,17 +130,30 @@ def check_optimizer(cfg: DictConfig, model: BigramLM) -> None:
 
 
 def optimizer_note(cfg: DictConfig) -> str | None:
-    """A note where the features and the optimizer do not suit each other: plain SGD at a bigram's
-    step on features whose rows many contexts share (interpolated, skipgram), where it can
-    diverge (docs/ngrams.md has the numbers); None otherwise."""
-    if cfg.model.features == "onehot" or cfg.optim.get("_target_") != "torch.optim.SGD":
+    """A note where the model and the optimizer do not suit each other, with plain SGD at a
+    bigram's step (docs/ngrams.md has the numbers); None otherwise:
+
+    - interpolated or skipgram features: a row that many contexts share takes the sum of their
+      gradients, and the step can make the loss rise;
+    - onehot at k > 1: each context's row learns from its own events only, so the bigram's
+      1000 steps stop far from the optimum."""
+    if cfg.optim.get("_target_") != "torch.optim.SGD":
         return None
-    return (
-        f"note: model.features={cfg.model.features} with optim=sgd (lr {cfg.optim.lr:g}): a row "
-        "that many contexts share (the empty suffix's above all) takes the sum of their "
-        "gradients, so a step that suits the bigram can make the loss rise; optim=lbfgs suits "
-        "these features (or lower optim.lr, e.g. 10)"
-    )
+    if cfg.model.features != "onehot":
+        return (
+            f"note: model.features={cfg.model.features} with optim=sgd (lr {cfg.optim.lr:g}): a "
+            "row that many contexts share (the empty suffix's above all) takes the sum of their "
+            "gradients, so a step that suits the bigram can make the loss rise; optim=lbfgs suits "
+            "these features (or lower optim.lr, e.g. 10)"
+        )
+    if cfg.model.context > 1:
+        return (
+            f"note: model.context={cfg.model.context} with optim=sgd: each context's row learns "
+            "from its own events only, so plain gradient descent needs far more steps than the "
+            "bigram's; optim=lbfgs trainer.max_steps=15 fits it, and a smaller model.reg (e.g. "
+            "0.0001) suits its many rows"
+        )
+    return None
 
 
 def check_launcher(cfg: DictConfig) -> None:
