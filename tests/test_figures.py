@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
 from PIL import Image
 
@@ -58,6 +59,17 @@ def test_cell_values_read_like_the_matrix() -> None:
 def test_a_value_that_rounds_to_zero_is_written_without_a_sign() -> None:
     assert [cell_text(v, ".1f") for v in (-0.04, 0.04, -0.06, 0.0)] == ["0.0", "0.0", "-0.1", "0.0"]
     assert [cell_text(v, ".0f") for v in (-0.4, -0.6, 12.3)] == ["0", "-1", "12"]
+
+
+@pytest.mark.parametrize("top", [0.05, 100.0])
+def test_the_colour_bar_and_its_label_fit_in_the_figure(top: float) -> None:
+    P = torch.full((4, 4), 0.25)
+    fig = heatmap(P - 0.25, ".abc", "P_W − P_MLE", diverging=True, scale=top)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    colour_bar = fig.axes[1]
+    right = colour_bar.get_tightbbox(renderer).x1  # ticks, their labels and the axis label
+    assert right <= fig.bbox.x1
+    assert colour_bar.yaxis.label.get_text() == "percent"
 
 
 def test_heatmap_titles_say_what_a_row_is_at_every_context_length() -> None:

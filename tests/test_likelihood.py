@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from bigramlab.errors import UserError
 from bigramlab.gaussian import closed_form_mle, density, interval_probability, round_parameters
-from bigramlab.likelihood import NOTE, data_points, likelihood, note_numbers
+from bigramlab.likelihood import NOTE, data_points, describe_data, likelihood, note_numbers
 from tests.conftest import compose_config
 
 DATA = NOTE["data"]
@@ -101,6 +101,7 @@ def test_gradient_descent_reaches_the_closed_form(tmp_path: Path, overrides: lis
         (["points=5"], "is not a list"),
         (["sample.n=1"], "sample.n=1 is not a whole number >= 2"),
         (["sample.n=10", "sample.sigma=0"], "sample.sigma=0 must be > 0"),
+        (["points=[2,2,2]"], "has no spread: σ̂ = 0"),
     ],
 )
 def test_bad_data_is_refused(tmp_path: Path, overrides: list[str], message: str) -> None:
@@ -116,6 +117,9 @@ def test_the_command_prints_the_notes_numbers_and_refuses_one_point(tmp_path: Pa
     assert run.returncode == 0, run.stderr
     assert "-11.800607681274414   -11.800607681274414" in run.stdout
     assert "N(50, 5)" in run.stdout and "N(45, 8)" in run.stdout
+    # Each block says which data it is of.
+    assert "the note's numbers, computed from its own data" in run.stdout
+    assert "the fit of the note's 5 points:" in run.stdout
     (run_dir,) = (tmp_path / "logs" / "likelihood" / "runs").iterdir()
     assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").points == DATA
     bad = subprocess.run([sys.executable, "-m", "bigramlab.likelihood", "data=[1.5]"],
@@ -125,3 +129,12 @@ def test_the_command_prints_the_notes_numbers_and_refuses_one_point(tmp_path: Pa
         "error: data=[1.5] has 1 point(s): the MLE of σ needs at least two, e.g. data=[1.5,2,3.25]"
     ]
     assert len(list((tmp_path / "logs" / "likelihood" / "runs").iterdir())) == 1
+
+
+def test_the_fit_of_other_data_is_labelled_as_such(tmp_path: Path) -> None:
+    cfg = compose_config("likelihood", ["points=[1.5,2,3.25]"], tmp_path)
+    assert describe_data(cfg, data_points(cfg)) == "your 3 points (data=[...])"
+    drawn = compose_config("likelihood", ["sample.n=100", "sample.seed=3"], tmp_path)
+    assert describe_data(drawn, data_points(drawn)) == (
+        "100 points drawn from N(50, 2.5) (sample.seed=3)"
+    )
