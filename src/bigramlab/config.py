@@ -20,7 +20,9 @@ from bigramlab.features import check_features, check_reg_by_length
 from bigramlab.losses import IMPLS, check_batches
 from bigramlab.vocab import SPLIT_RULES, check_split_rule
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# The configs are package data (src/bigramlab/conf, linked from conf/ at the checkout's top), so
+# a wheel installed anywhere finds them.
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 # The hyperparameters of a run, one table: the HParams dashboard's columns, the short names of a
 # multirun job's directory, and the sweep report's columns. name -> config key (a config group

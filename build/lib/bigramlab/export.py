@@ -1,0 +1,205 @@
+"""A model in ARPA format: `python -m bigramlab.export ckpt=<run>/checkpoints/last.ckpt out=m.arpa`
+or `python -m bigramlab.export source=counted out=m.arpa` (the counted model of the data, at
+model.context, smoothed as mle.*).
+
+Every model of the project but one, at any context length: learned (onehot or interpolated) and
+counted (additive or Kneser–Ney). A skipgram model is refused: ARPA's backoff drops the oldest
+tokens of a history, so it cannot give a context never listed the weight of a skip (which hides
+the newest); listing every history a skip reaches is V times its rows, each with V targets
+(names.txt at k = 6: 49,601 skip rows, over 36 M lines). bigramlab.arpa writes the text so that
+KenLM's probability of every word is bigramlab's: each model lists the distributions KenLM asks
+for, and where KenLM backs off, the shorter histories give the model's own value.
+
+Tokens: one character a token; the boundary `.` is `<s>` as a context and `</s>` as a target; a
+character ARPA cannot hold (whitespace: ARPA separates tokens by it) is written `<U+XXXX>`, its
+code point in hex (a space is `<U+0020>`); give KenLM the same stand-ins. `<unk>` (a character
+outside the vocabulary) is a unigram of probability 1/(V + 1), V the vocabulary with `.`; `<s>`
+has -99, as in KenLM's files. A probability 0 (an unsmoothed counted model's unseen n-gram) is
+written as -99 (log10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import Tensor
+
+from bigramlab.arpa import START, History, arpa_text, arpa_token, history
+from bigramlab.atomic import write_atomically
+from bigramlab.checkpoint import TrainedModel, load_trained_model
+from bigramlab.cli import entry_point, exit_now
+from bigramlab.config import (
+    given_settings,
+    smoothing_name,
+    validate_alpha,
+    validate_data,
+    whole_number,
+)
+from bigramlab.errors import UserError
+from bigramlab.estimators import CountedModel, counted_model
+from bigramlab.features import feature_keys, feature_spans, logits, row_index, suffix_offset
+from bigramlab.ngrams import context_keys, context_tokens, count_ngrams
+
+KENLM_DEFAULT_MAX_ORDER = 6  # KenLM's KENLM_MAX_ORDER unless built with another
+
+# What bigramlab.arpa.arpa_text writes a model from: the histories listed whole, the distributions
+# of shorter histories it must add, and the unigrams.
+Listing = tuple[dict[History, Tensor], Callable[[list[History]], Tensor], Tensor]
+
+
+def _by_length(
+    histories: list[History], itos: str, probs: Callable[[Tensor, int], Tensor]
+) -> Tensor:
+    """probs(keys, length) of unpadded histories (a leading <s> dropped: KenLM's backoff drops
+    it too), computed together for each length: (m, V) in the order given."""
+    stoi = {arpa_token(c): i for i, c in enumerate(itos) if i}
+    chars = [[stoi[t] for t in hist if t != START] for hist in histories]
+    out = torch.empty(len(histories), len(itos), dtype=torch.float64)
+    for length in sorted({len(c) for c in chars}):
+        which = [i for i, c in enumerate(chars) if len(c) == length]
+        tokens = torch.tensor([chars[i] for i in which], dtype=torch.int64).view(len(which), length)
+        out[which] = probs(context_keys(tokens, len(itos)), length)
+    return out
+
+
+def counted_listing(contexts: Tensor, model: CountedModel, order: int, itos: str) -> Listing:
+    """Listed: the data's contexts with the counted model's P; Kneser–Ney also lists the contexts
+    of its lower orders (without padding) with their own order's P, where KenLM backs off."""
+    V = len(itos)
+    listed = {
+        history(t, itos): row
+        for t, row in zip(context_tokens(contexts, order, V).tolist(), model.probs)
+    }
+    kn = model.kneser_ney
+    if kn is None:
+        uniform = torch.full((V,), 1.0 / V, dtype=torch.float64)
+        return listed, lambda hists: uniform.expand(len(hists), V), uniform
+    for length in range(1, order):
+        keys = kn.orders[length].contexts
+        unpadded = keys // V ** (length - 1) != 0
+        keys = keys[unpadded]
+        for t, row in zip(context_tokens(keys, length, V).tolist(), kn.probs(keys, length)):
+            listed[history(t, itos)] = row
+
+    def lower(hists: list[History]) -> Tensor:
+        return _by_length(hists, itos, kn.probs)
+
+    return listed, lower, kn.probs(torch.zeros(1, dtype=torch.int64), 0)[0]
+
+
+def learned_listing(model: TrainedModel) -> Listing:
+    """Onehot: its rows' contexts listed, everything else uniform (logits 0). Interpolated: the
+    context of every row listed (a padded suffix as its whole padded context), each with the
+    logits of the suffixes it has; KenLM's backoff to the longest listed suffix is then exact."""
+    V, order, itos = len(model.itos), model.order, model.itos
+    if model.features == "skipgram":
+        raise UserError(
+            f"{model.describe()} cannot be written as ARPA (its backoff drops the oldest tokens; a "
+            "skip hides the newest): export a model.features=interpolated run instead"
+        )
+    W = model.W.double()
+    if model.features == "onehot":
+        tokens = context_tokens(model.row_keys, order, V).tolist()
+        listed = {history(t, itos): row for t, row in zip(tokens, W.softmax(dim=1))}
+        uniform = torch.full((V,), 1.0 / V, dtype=torch.float64)
+        return listed, lambda hists: uniform.expand(len(hists), V), uniform
+
+    def probs(keys: Tensor, length: int) -> Tensor:
+        rows = row_index(model.row_keys, feature_keys(keys, length, V, "interpolated"))
+        return logits(W, rows).softmax(dim=1)
+
+    lengths = feature_spans(model.row_keys, order, V)
+    listed = {}
+    for length in range(1, order + 1):
+        suffixes = model.row_keys[lengths == length] - suffix_offset(length, V)
+        padded = suffixes // V ** (length - 1) == 0
+        # A padded suffix fixes its whole context: the padding is all that comes before it.
+        for keys, n in ((suffixes[padded], order), (suffixes[~padded], length)):
+            for t, row in zip(context_tokens(keys, n, V).tolist(), probs(keys, n)):
+                listed[history(t, itos)] = row
+
+    def lower(hists: list[History]) -> Tensor:
+        return _by_length(hists, itos, probs)
+
+    return listed, lower, probs(torch.zeros(1, dtype=torch.int64), 0)[0]
+
+
+def output_path(cfg: DictConfig) -> Path:
+    """`out`, checked: its directory exists, and it is not there unless overwrite=true."""
+    out = Path(str(cfg.out))
+    if not out.parent.is_dir():
+        raise UserError(f"out={out}: directory {out.parent} does not exist: create it first")
+    if out.is_dir():
+        raise UserError(
+            f"out={out} is a directory: give a file name, e.g. out={out / 'model.arpa'}"
+        )
+    if out.exists() and not cfg.overwrite:
+        raise UserError(f"out={out} exists: add overwrite=true to replace it")
+    return out
+
+
+def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
+    """(the ARPA text, what it is, its vocabulary size, its context length) of the model the
+    config names."""
+    given = given_settings()
+    if cfg.source == "checkpoint":
+        if cfg.ckpt is None:
+            raise UserError("no checkpoint given: add ckpt=<run dir>/checkpoints/last.ckpt, "
+                            "or source=counted for the counted model of the data")  # fmt: skip
+        unused = [k for k in given if k.partition(".")[0] in ("dataset", "data", "model", "mle")]
+        if unused:
+            raise UserError(
+                f"{unused[0]}={given[unused[0]]} is not used when a checkpoint is exported (its "
+                "model is written as trained): remove it, or use source=counted for the counted "
+                "model of a data set"
+            )
+        model = load_trained_model(cfg.ckpt)
+        text = arpa_text(model.itos, *learned_listing(model))
+        return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos), model.order
+    if cfg.source != "counted":
+        raise UserError(f"source={cfg.source!r} is unknown: choose checkpoint or counted")
+    if "ckpt" in given:
+        raise UserError(
+            f"ckpt={given['ckpt']} is not used with source=counted (the counted model is fitted "
+            "on the data set): remove ckpt, or use source=checkpoint to export it"
+        )
+    whole_number(cfg, "model.context", 1, "model.context=3 (tokens of context; 1: the bigram)")
+    validate_data(cfg)
+    validate_alpha(cfg)
+    order = cfg.model.context
+    counted = count_ngrams(instantiate(cfg.dataset), order, cfg.data.split, cfg.data.split_seed,
+                           cfg.data.split_rule)  # fmt: skip
+    model = counted_model(counted.counts, float(cfg.mle.alpha), cfg.mle.smoothing,
+                          counted.contexts, order)  # fmt: skip
+    itos = counted.vocab.itos
+    text = arpa_text(itos, *counted_listing(counted.contexts, model, order, itos))
+    dataset = HydraConfig.get().runtime.choices.get("dataset", "?")
+    if "path" in cfg.dataset:
+        dataset += f" dataset.path={cfg.dataset.path}"
+    what = (f"the counted model of dataset={dataset} ({cfg.data.split_rule} split, train words; "
+            f"model.context={order} {smoothing_name(cfg)})")  # fmt: skip
+    return text, what, len(itos), order
+
+
+def export(cfg: DictConfig) -> None:
+    out = output_path(cfg)
+    text, what, V, order = model_arpa(cfg)
+    n_grams = order + 1
+    write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    print(f"wrote {out} ({out.stat().st_size:,} bytes): {what}, {V} tokens")
+    if n_grams > KENLM_DEFAULT_MAX_ORDER:
+        print(f"note: these are {n_grams}-grams; KenLM as built by `pip install kenlm` reads up "
+              f"to {KENLM_DEFAULT_MAX_ORDER}-grams: build it with KENLM_MAX_ORDER={n_grams} or "
+              "more to load this file")  # fmt: skip
+
+
+main = entry_point("export", export)
+
+if __name__ == "__main__":
+    main()
+    exit_now()

@@ -1,0 +1,65 @@
+"""The learned model's loss: logits = one_hot(x) @ W, P_W(·|x) = softmax(logits) (W: (V, V)).
+
+    objective = NLL + reg · mean(W²),   NLL = −mean log P_W(y|x) over the bigrams (x, y)
+
+Three exact forms of the summed data NLL (`model.impl`), from the lecture's to the cheapest:
+
+    onehot  one_hot(x) @ W, exp, normalise, −log p[y]   O(n·V²) a step, n = bigrams in the batch
+    index   rows of W by index, cross_entropy              O(n·V)
+    counts  −Σ N ⊙ log_softmax(W), N the batch's bigram    O(V²) given N, O(n) to count a mini-batch
+            counts (the sufficient statistics)
+
+Pure tensor functions, no Lightning. With a context of k tokens instead of one, x indexes the
+contexts (rows of W) and nothing here changes but the number of rows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bigramlab.errors import UserError
+
+IMPLS = ("onehot", "index", "counts")
+
+
+def check_batches(context: int, batch_size: int | None, impl: str) -> None:
+    """Raise UserError where longer contexts are asked for batches other than the full counts
+    (the pair forms index W by token: they are the bigram's)."""
+    if context > 1 and (batch_size is not None or impl != "counts"):
+        raise UserError(
+            f"model.context={context} trains full batch on counts: set data.batch_size=null "
+            "and model.impl=counts (mini-batches and the pair forms are the bigram's)"
+        )
+
+
+def nll_sum_onehot(W: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
+    """The lecture's code, literally, summed instead of averaged.  W: (V, V), xs, ys: (n,) -> ()."""
+    xenc = F.one_hot(xs, num_classes=W.shape[0]).float()
+    logits = xenc @ W
+    counts = logits.exp()
+    probs = counts / counts.sum(1, keepdims=True)
+    return -probs[torch.arange(len(ys), device=ys.device), ys].log().sum()
+
+
+def nll_sum_index(W: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
+    """one_hot(x) @ W is row x of W: pick rows by index, then cross-entropy."""
+    return F.cross_entropy(F.embedding(xs, W), ys, reduction="sum")
+
+
+def nll_sum_counts(W: Tensor, counts: Tensor) -> Tensor:
+    """−Σ_ij N[i, j] · log_softmax(W)[i, j]: the summed NLL from the counts N (V, V) alone."""
+    return -(counts * W.log_softmax(dim=1)).sum()
+
+
+def penalty(W: Tensor, reg: float, row_scale: Tensor | None = None) -> Tensor:
+    """reg · Σ_r s_r ΣW[r]²/V² for W (R, V), s_r = row_scale (R,) or 1: the L2 term of the
+    objective (what `reg > 0` adds, like smoothing α > 0). For the bigram's (V, V) W it is
+    reg · mean(W²), the lecture's; at longer contexts every weight keeps the bigram's penalty
+    whatever the number of rows, so that one `reg` means the same at every order (a mean over rows
+    would weaken it as rows grow). row_scale: a penalty per row (per suffix length,
+    model.reg_by_length; skip rows, model.reg_skip)."""
+    if row_scale is None:
+        return reg * (W**2).mean() * (W.shape[0] / W.shape[1])
+    return reg * (row_scale[:, None] * W**2).sum() / W.shape[1] ** 2

@@ -1,0 +1,33 @@
+"""Sample words from a trained model.
+
+python -m bigramlab.sample ckpt=<run dir>/checkpoints/last.ckpt n=20 seed=0
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from bigramlab.checkpoint import load_trained_model
+from bigramlab.cli import entry_point, exit_now
+from bigramlab.config import checkpoint_path, whole_number
+from bigramlab.sampling import sample_words, weights_next_probs
+
+
+def sample(cfg: DictConfig) -> None:
+    whole_number(cfg, "n", 0, "n=20 (words to print)")
+    whole_number(cfg, "seed", 0, "seed=0")
+    if cfg.max_length is not None:
+        whole_number(cfg, "max_length", 1, "max_length=200 (longer words are cut), or null")
+    model = load_trained_model(checkpoint_path(cfg))
+    generator = torch.Generator().manual_seed(cfg.seed)
+    next_probs = weights_next_probs(model.W, model.row_keys, model.order, model.features)
+    for word in sample_words(next_probs, model.itos, cfg.n, generator, cfg.max_length, model.order):
+        print(word)
+
+
+main = entry_point("sample", sample)
+
+if __name__ == "__main__":
+    main()
+    exit_now()

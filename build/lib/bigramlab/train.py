@@ -1,0 +1,271 @@
+"""Train the bigram model: `python -m bigramlab.train [overrides]` (config: conf/train.yaml).
+
+conf/train.yaml -> data module (corpus, vocabulary, splits, counts) -> BigramLM -> Lightning
+Trainer, with StepLosses and ComparisonReport writing TensorBoard -> checkpoints/last.ckpt ->
+metrics.json. Everything is built from the config by `instantiate`; this file is the straight line
+between them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+from torch.multiprocessing import ProcessRaisedException
+
+from bigramlab.checkpoint import TrainedModel, load_trained_model
+from bigramlab.cli import config_error, entry_point, exit_now
+from bigramlab.config import smoothing_name, validate_train
+from bigramlab.datamodule import BigramData, BigramDataModule
+from bigramlab.errors import Diverged, UserError, from_worker_traceback
+from bigramlab.estimators import COMPARISON_KEYS, compare, split_nlls
+from bigramlab.features import row_penalty_scale
+from bigramlab.losses import penalty
+from bigramlab.model import BigramLM
+from bigramlab.results import failed_metrics, write_metrics
+from bigramlab.vocab import SPLIT_RULES, SPLITS
+
+log = logging.getLogger(__name__)
+
+
+def final_metrics(
+    model: TrainedModel,
+    reg: float,
+    data: BigramData,
+    alpha: float,
+    smoothing: str = "additive",
+    reg_by_length: list[float] | None = None,
+    reg_skip: float = 1.0,
+) -> dict[str, Any]:
+    """metrics.json's numbers (bigramlab.results) for the final model, in float64: the learned
+    and the counted model's NLL on every split (None where a split is empty), the comparison, and
+    the training objective over the whole train split."""
+    W = model.W.double()
+    logits = replace(model, W=W).logits(data.contexts)
+    learned = split_nlls(logits.log_softmax(dim=1), data.counts)
+    compared = compare(logits, data.counts["train"], data.counted_model(alpha, smoothing), learned)
+    metrics: dict[str, Any] = {f"{split}_nll": learned.get(split) for split in SPLITS}
+    metrics |= {f"mle_{split}_nll": compared.get(f"mle_{split}_nll") for split in SPLITS}
+    metrics |= {key: compared.get(key) for key in COMPARISON_KEYS}
+    V = len(model.itos)
+    scale = row_penalty_scale(model.row_keys, model.order, V, model.features, reg_by_length,
+                              reg_skip)  # fmt: skip
+    metrics["final_loss"] = metrics["train_nll"] + float(penalty(W, reg, scale))
+    return metrics
+
+
+def check_resume(cfg: DictConfig) -> TrainedModel:
+    """The checkpoint `cfg.ckpt_path`, after checking that it is a training checkpoint made by a
+    run with the same data and model settings, and that there are steps left (before any data is
+    read; `check_vocabulary` checks the data's vocabulary once it is)."""
+    ckpt = load_trained_model(cfg.ckpt_path, key="ckpt_path")
+    if not ckpt.resumable:
+        raise UserError(f"{cfg.ckpt_path} holds weights only: resume from a last.ckpt of a run")
+    run_dir = Path(cfg.ckpt_path).absolute().parent.parent
+    original = run_dir / ".hydra" / "config.yaml"
+    if original.is_file():
+        then, now = _data_settings(OmegaConf.load(original)), _data_settings(cfg)
+        if changed := [key for key in then.keys() | now.keys() if then.get(key) != now.get(key)]:
+            key = sorted(changed)[0]
+            overrides = run_dir / ".hydra" / "overrides.yaml"
+            given = " ".join(OmegaConf.load(overrides)) if overrides.is_file() else "?"
+            raise UserError(
+                f"{cfg.ckpt_path} was trained with other data ({key} was {then.get(key)}, is "
+                f"{now.get(key)}): resume with the overrides of that run ({given or 'none'}) "
+                "and the new ones"
+            )
+    now = f"model.context={cfg.model.context} model.features={cfg.model.features}"
+    if ckpt.describe() != now:
+        raise UserError(
+            f"{cfg.ckpt_path} is a model of another kind ({ckpt.describe()}; this run has "
+            f"{now}): resume with the model settings it was trained with"
+        )
+    if cfg.trainer.max_steps <= ckpt.global_step:
+        raise UserError(
+            f"trainer.max_steps={cfg.trainer.max_steps} is not past the checkpoint's step "
+            f"{ckpt.global_step}: set trainer.max_steps above {ckpt.global_step} to train further"
+        )
+    return ckpt
+
+
+def check_vocabulary(cfg: DictConfig, ckpt: TrainedModel, itos: str) -> None:
+    """Refuse to resume a checkpoint of another vocabulary than the data's."""
+    if ckpt.itos != itos:
+        raise UserError(
+            f"{cfg.ckpt_path} was trained on another vocabulary ({ckpt.itos!r}, this data has "
+            f"{itos!r}): resume with the data set it was trained on"
+        )
+
+
+def _data_settings(cfg: DictConfig) -> dict[str, Any]:
+    """What decides a run's data, flat (`dataset.path`, `data.split`, ...): the data set's settings
+    but for where it is cached, and the split."""
+    dataset = {f"dataset.{k}": v for k, v in cfg.dataset.items() if k != "cache_dir"}
+    split = {f"data.{k}": OmegaConf.select(cfg, f"data.{k}") for k in ("split", "split_seed")}
+    # Runs from before data.split_rule existed used today's default.
+    split["data.split_rule"] = OmegaConf.select(cfg, "data.split_rule", default=SPLIT_RULES[0])
+    return {key: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+            for key, v in (dataset | split).items()}  # fmt: skip
+
+
+def check_optimizer(cfg: DictConfig, model: BigramLM) -> None:
+    """Build the optimizer once on a stand-in parameter: a key it does not take (`+optim.lrr=10`)
+    or a bad value is an error now, before any training, not at the start of fit."""
+    try:
+        model.optimizer([torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError) as e:
+        raise (config_error(e, "optim", cfg) or e) from None
+
+
+def optimizer_note(cfg: DictConfig) -> str | None:
+    """A note where the model and the optimizer do not suit each other, with plain SGD at a
+    bigram's step (docs/ngrams.md has the numbers); None otherwise:
+
+    - interpolated or skipgram features: a row that many contexts share takes the sum of their
+      gradients, and the step can make the loss rise;
+    - onehot at k > 1: each context's row learns from its own events only, so the bigram's
+      1000 steps stop far from the optimum."""
+    if cfg.optim.get("_target_") != "torch.optim.SGD":
+        return None
+    if cfg.model.features != "onehot":
+        return (
+            f"note: model.features={cfg.model.features} with optim=sgd (lr {cfg.optim.lr:g}): a "
+            "row that many contexts share (the empty suffix's above all) takes the sum of their "
+            "gradients, so a step that suits the bigram can make the loss rise; optim=lbfgs suits "
+            "these features (or lower optim.lr, e.g. 10)"
+        )
+    if cfg.model.context > 1:
+        return (
+            f"note: model.context={cfg.model.context} with optim=sgd: each context's row learns "
+            "from its own events only, so plain gradient descent needs far more steps than the "
+            "bigram's; optim=lbfgs trainer.max_steps=15 fits it, and a smaller model.reg (e.g. "
+            "0.0001) suits its many rows"
+        )
+    return None
+
+
+def check_launcher(cfg: DictConfig) -> None:
+    """Refuse Lightning's `ddp` inside a multirun: it runs the command line again for every rank,
+    and with -m each rank would run the whole sweep (Lightning #11300)."""
+    if HydraConfig.get().mode == RunMode.MULTIRUN and cfg.trainer.get("strategy") == "ddp":
+        raise UserError(
+            "trainer.strategy=ddp runs the command again in every process, which a multirun (-m) "
+            "cannot take: add trainer.strategy=ddp_spawn (or use trainer=ddp_cpu on CPUs)"
+        )
+
+
+def make_trainer(cfg: DictConfig, logger: Any, callbacks: list[L.Callback]) -> L.Trainer:
+    """The Trainer of cfg.trainer; Lightning's refusal of an accelerator, device count or strategy
+    becomes a UserError with the fix for this machine."""
+    try:
+        return instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+    except InstantiationException as e:
+        if not isinstance(e.__cause__, MisconfigurationException | ValueError):
+            raise
+        keys = ("accelerator", "devices", "strategy")
+        choice = ", ".join(f"trainer.{k}={cfg.trainer[k]}" for k in keys if k in cfg.trainer)
+        if cfg.trainer.accelerator in ("gpu", "cuda"):
+            fix = "without a GPU, use trainer=cpu, or trainer=default to pick what this machine has"
+            if str(cfg.trainer.get("strategy", "")).startswith("ddp"):
+                fix = "without a GPU, use trainer=ddp_cpu for processes on CPUs"
+        else:
+            fix = "set trainer.devices to a whole number >= 1 and trainer.strategy to e.g. ddp_fork"
+        raise UserError(f"{e.__cause__} ({choice}): {fix}") from None
+
+
+def fit(trainer: L.Trainer, model: BigramLM, datamodule: BigramDataModule, ckpt_path: str | None):
+    """trainer.fit, with a UserError (Diverged) of a ddp_fork/ddp_spawn worker raised here again."""
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except ProcessRaisedException as e:
+        error = from_worker_traceback(e.msg)
+        if error is None:
+            raise
+        raise error from None
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit one model as `cfg` says; write metrics.json into the run directory and return it."""
+    validate_train(cfg)
+    check_launcher(cfg)
+    resumed = check_resume(cfg) if cfg.ckpt_path else None
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = Path(cfg.paths.output_dir)
+
+    datamodule: BigramDataModule = instantiate(cfg.data)
+    datamodule.setup("fit")  # reads and counts the corpus: its errors come before any training
+    model: BigramLM = instantiate(cfg.model)
+    check_optimizer(cfg, model)
+    note = optimizer_note(cfg)
+    if note and rank_zero_only.rank == 0:
+        print(note, flush=True)
+    callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
+    if resumed is not None:
+        check_vocabulary(cfg, resumed, datamodule.vocab.itos)
+    resume_step = resumed.global_step if resumed is not None else None
+    # A resumed run writes into the same event files' directory; purge_step tells TensorBoard to
+    # drop what the interrupted run logged after its checkpoint, so no step appears twice.
+    logger = instantiate(cfg.logger, purge_step=resume_step)
+    trainer = make_trainer(cfg, logger, callbacks)
+    try:
+        fit(trainer, model, datamodule, cfg.ckpt_path)
+    except Diverged as e:
+        if trainer.is_global_zero:
+            write_metrics(run_dir, failed_metrics("diverged", str(e), e.step))
+        raise
+
+    # The run's result is its last checkpoint, written in the process(es) that trained: under
+    # ddp_fork/ddp_spawn this process's model never saw the steps.
+    final = load_trained_model(Path(cfg.callbacks.checkpoint.dirpath) / "last.ckpt")
+    metrics = final_metrics(final, cfg.model.reg, datamodule.data, cfg.mle.alpha,
+                            cfg.mle.smoothing, cfg.model.reg_by_length,
+                            cfg.model.reg_skip)  # fmt: skip
+    metrics |= {"steps": final.global_step, "status": "ok"}
+    if trainer.is_global_zero:
+        write_metrics(run_dir, metrics)
+    return metrics
+
+
+def _show(value: float | None) -> str:
+    return "null (empty split)" if value is None else f"{value:.6f}"
+
+
+def train_task(cfg: DictConfig) -> float:
+    """Train, print the summary, and return the objective (`optimized_metric`) for sweepers."""
+    metrics = train(cfg)
+    if rank_zero_only.rank == 0:
+        print(
+            f"steps {metrics['steps']}  final loss {metrics['final_loss']:.6f}\n"
+            f"  learned NLL  train {_show(metrics['train_nll'])}  val {_show(metrics['val_nll'])}"
+            f"  test {_show(metrics['test_nll'])}\n"
+            f"  counted NLL  train {_show(metrics['mle_train_nll'])}"
+            f"  val {_show(metrics['mle_val_nll'])}  test {_show(metrics['mle_test_nll'])}"
+            f"  ({smoothing_name(cfg)})\n"
+            f"run directory: {cfg.paths.output_dir}\n"
+            f"  tensorboard --logdir {cfg.paths.output_dir}"
+        )
+    value = metrics.get(cfg.optimized_metric)
+    if value is None:
+        log.info(f"objective {cfg.optimized_metric}: none, its split is empty (returned as inf)")
+        return math.inf
+    log.info(f"objective {cfg.optimized_metric} = {value}")
+    return float(value)
+
+
+main = entry_point("train", train_task)
+
+if __name__ == "__main__":
+    main()
+    exit_now()

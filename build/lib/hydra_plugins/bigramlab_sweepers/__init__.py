@@ -1,0 +1,1 @@
+"""bigramlab's Hydra plugins: the resumable Optuna sweeper (resumable_optuna.py)."""
