@@ -365,8 +365,8 @@ def test_an_order_too_large_for_memory_is_refused_before_counting(tmp_path: Path
 @pytest.mark.slow
 def test_ngram_orders_experiment_and_its_report(tmp_path: Path) -> None:
     """experiment=ngram_orders (two feature sets x two orders x two penalties here) and
-    scripts/ngram_report.py: each order's learned row is its best job on dev, and the report's
-    Kneser–Ney is the jobs' own."""
+    `python -m bigramlab.report --by-order`: each order's learned row is its best job on dev, and
+    the report's Kneser–Ney is the jobs' own."""
     path = tmp_path / "syllables.txt"
     path.write_text("\n".join(syllable_words(600, seed=1)) + "\n")
     sweep = tmp_path / "sweep"
@@ -381,11 +381,14 @@ def test_ngram_orders_experiment_and_its_report(tmp_path: Path) -> None:
         k, features = int(name.split("context=")[1][0]), name.split("features=")[1].split(",")[0]
         jobs.append(json.loads(p.read_text()) | {"k": k, "features": features})
     assert len(jobs) == 8 and all(job["status"] == "ok" for job in jobs)
-    report = tmp_path / "report.md"
-    subprocess.run([sys.executable, str(Path(__file__).parents[1] / "scripts" / "ngram_report.py"),
-                    str(sweep), "--data", str(path), "--orders", "1-3", "--out", str(report)],
-                   check=True, capture_output=True, timeout=600)  # fmt: skip
-    rows = [line.strip("| ").split(" | ") for line in report.read_text().splitlines()
+    report = subprocess.run(
+        [sys.executable, "-m", "bigramlab.report", str(sweep), "--by-order", "--data", str(path),
+         "--orders", "1-3"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    rows = [line.strip("| ").split(" | ")
+            for line in (sweep / "ngram_report.md").read_text().splitlines()
             if line.startswith("| ")]  # fmt: skip
     table = {(r[0], int(r[1])): (float(r[2]), float(r[3])) for r in rows if r[1].isdigit()}
     for k in (1, 3):
@@ -404,18 +407,15 @@ def test_ngram_orders_experiment_and_its_report(tmp_path: Path) -> None:
                     f"dataset.path={path}", "trainer.max_steps=3", "trainer.val_check_interval=1",
                     "callbacks.progress_bar.refresh_rate=0", f"hydra.run.dir={other}"],
                    cwd=tmp_path, check=True, capture_output=True, timeout=600)  # fmt: skip
-    report.unlink()
     refused = subprocess.run(
-        [sys.executable, str(Path(__file__).parents[1] / "scripts" / "ngram_report.py"),
-         str(sweep), str(other), "--data", str(path), "--orders", "1-3", "--out", str(report)],
+        [sys.executable, "-m", "bigramlab.report", str(sweep), str(other), "--by-order",
+         "--data", str(path), "--out", str(tmp_path / "both")],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    assert refused.returncode == 2 and not report.exists()
-    assert refused.stderr.strip().splitlines() == [
-        f"error: {other} was trained on another split of the words (--split-rule randperm, the "
-        "report's lecture): its dev/test NLL cannot stand beside the counted models; pass "
-        "--split-rule randperm, or train on the lecture split (experiment=ngram_orders)"
-    ]
+    assert refused.returncode == 2 and not (tmp_path / "both").exists()
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "were trained on different splits of the words" in line
+    assert "'lecture'" in line and "'randperm'" in line
 
 
 @pytest.mark.slow

@@ -75,10 +75,10 @@ def check_grid(sweep_dir: Path, jobs: list[Path], names: set[str]) -> None:
 
 
 def report(*sweep_dirs: Path, out: Path | None = None) -> list[dict[str, str]]:
-    """Run scripts/sweep_report.py over the sweeps; return the rows of its results.csv."""
+    """Run `python -m bigramlab.report` over the sweeps; return the rows of its results.csv."""
     extra = ["--out", str(out)] if out else []
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "sweep_report.py"), *map(str, sweep_dirs),
+        [sys.executable, "-m", "bigramlab.report", *map(str, sweep_dirs),
          *extra],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
@@ -103,7 +103,7 @@ def test_grid_with_the_basic_launcher_and_the_report(tmp_path: Path, words_file:
     # The multirun ends by naming its sweep directory, for the report.
     assert result.stdout.strip().splitlines()[-3:] == [
         f"sweep directory: {sweep_dir}",
-        f"  python scripts/sweep_report.py {sweep_dir}",
+        f"  python -m bigramlab.report {sweep_dir}",
         f"  tensorboard --logdir {sweep_dir}",
     ]
     jobs = job_dirs(sweep_dir)
@@ -139,7 +139,7 @@ def test_repeats_are_grouped_with_mean_and_standard_deviation(
         assert len(list(csv.DictReader(f))) == 6
     # With no repeat keys, every job is a configuration of its own.
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(sweep_dir),
+        [sys.executable, "-m", "bigramlab.report", str(sweep_dir),
          "--repeat-keys", ""], capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -159,7 +159,7 @@ def test_several_sweeps_are_ranked_in_one_table(tmp_path: Path, words_file: Path
     vals = [float(r["val_nll"]) for r in rows]
     assert vals == sorted(vals)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(first), str(second)],
+        [sys.executable, "-m", "bigramlab.report", str(first), str(second)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2 and "--out" in result.stderr
@@ -228,8 +228,7 @@ def test_job_dir_names() -> None:
 
 
 def test_report_columns_keep_one_number_format() -> None:
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from sweep_report import formatted
+    from bigramlab.report import formatted
 
     rows = [{"reg": 0.0002667, "lr": 0.01, "val_nll": 2.5, "gap_val": 1},
             {"reg": 0.0011, "lr": 3, "val_nll": 2.45, "gap_val": 0.5},
@@ -383,7 +382,7 @@ def test_the_report_shows_the_settings_a_sweep_varies(tmp_path: Path, words_file
     sweep_dir, _ = sweep(tmp_path, words_file, "optim=lbfgs", "model.context=1,2",
                          "model.features=onehot,interpolated")  # fmt: skip
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(sweep_dir)],
+        [sys.executable, "-m", "bigramlab.report", str(sweep_dir)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -402,24 +401,24 @@ def test_the_report_shows_the_settings_a_sweep_varies(tmp_path: Path, words_file
     ]
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "single run", "file"])
+@pytest.mark.parametrize("case", ["missing", "empty", "no jobs", "file"])
 def test_the_report_of_no_sweep_is_one_error_line(tmp_path: Path, case: str) -> None:
     target = tmp_path / "target"
     if case == "empty":
         target.mkdir()
-    elif case == "single run":
-        (target / ".hydra").mkdir(parents=True)
+    elif case == "no jobs":
+        (target / "notes").mkdir(parents=True)
     elif case == "file":
         target.write_text("x")
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "sweep_report.py"), str(target)],
+        [sys.executable, "-m", "bigramlab.report", str(target)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     expected = {"missing": f"error: sweep directory {target} is missing",
                 "empty": f"error: {target} is empty",
-                "single run": f"error: {target} is a single run's directory",
+                "no jobs": f"error: {target} has no job directories",
                 "file": f"error: {target} is not a directory"}  # fmt: skip
     assert line.startswith(expected[case])
     assert not (tmp_path / "target" / "report.md").exists()

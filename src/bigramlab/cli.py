@@ -143,7 +143,7 @@ class SweepDirectory(Callback):
         sweep_dir = Path(config.hydra.sweep.dir).absolute()
         lines = [f"sweep directory: {sweep_dir}"]
         if config.get("task_name") == "train":
-            lines.append(f"  python scripts/sweep_report.py {sweep_dir}")
+            lines.append(f"  python -m bigramlab.report {sweep_dir}")
         lines.append(f"  tensorboard --logdir {sweep_dir}")
         print("\n".join(lines), flush=True)
 

@@ -1,17 +1,26 @@
-"""Summarise one or more sweeps: a ranked table, report.md, results.csv, jobs.csv and a figure.
+"""The report of one or more sweeps (or runs): `python -m bigramlab.report <dir> [<dir> ...]`.
 
-    python scripts/sweep_report.py logs/train/multiruns/<time> [more sweep dirs ...] [--out DIR]
-                                   [--repeat-keys model.init_seed,data.split_seed,...]
+    python -m bigramlab.report logs/train/multiruns/<time> [more dirs ...] [--out DIR]
+                               [--repeat-keys model.init_seed,data.split_seed,...]
+    python -m bigramlab.report logs/train/multiruns/<time> [runs ...] --by-order [--data FILE]
 
-Reads every job directory's .hydra/ config and metrics.json (failed and diverged jobs are listed
-with their reason). Jobs whose configs differ only in their repeat keys (by default the seeds:
-seed, model.init_seed, data.split_seed, data.shuffle_seed) are repeats of one configuration: each
-configuration is one row, with the mean, the standard deviation (n − 1 in the denominator; none
-for a single run) and the number n of its finished jobs. Configurations are ranked by mean
-validation NLL; jobs of several sweeps are ranked together, each row naming its sweep(s). The
-figure draws the mean validation NLL of the learned model against reg for each lr, with error bars
-of one standard deviation, beside the counted model's validation NLL against its smoothing α when
-the sweep varied α.
+Every view reads the job directories one way (`read_job`: a job's .hydra/ config and its
+metrics.json; a directory holding a run is one job). Failed and diverged jobs are listed with
+their reason.
+
+The default view ranks configurations: jobs whose configs differ only in their repeat keys (by
+default the seeds: seed, model.init_seed, data.split_seed, data.shuffle_seed) are repeats of one
+configuration, one row with the mean, the standard deviation (n − 1 in the denominator; none for
+a single run) and the number n of its finished jobs, ranked by mean validation NLL; the jobs of
+several sweeps are ranked together, each row naming its sweep(s). It writes report.md,
+results.csv, jobs.csv and val_nll.png (the mean validation NLL against a setting the sweep varied)
+into the sweep directory or --out.
+
+`--by-order` is the table of every order (tokens of context, k): for each feature set and k, the
+learned job with the lowest dev (val) NLL and its test NLL, read once, beside the counted models
+of each k fitted on the same split of `--data`: additive with α chosen on dev from a log grid,
+and interpolated modified Kneser–Ney. Nats per character, the end of a word included. It writes
+ngram_report.md.
 """
 
 from __future__ import annotations
@@ -34,6 +43,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bigramlab.config import HYPERPARAMETERS, hyperparameters
+from bigramlab.corpora import TextFile
+from bigramlab.estimators import counted_model
+from bigramlab.ngrams import count_ngrams
 from bigramlab.results import METRIC_KEYS
 
 DEFAULT_REPEAT_KEYS = ("seed", "model.init_seed", "data.split_seed", "data.shuffle_seed")
@@ -41,13 +53,19 @@ JOB_COLUMNS = ["sweep", "job", "status", *HYPERPARAMETERS, *METRIC_KEYS, "reason
 SHOWN_METRICS = ["train_nll", "val_nll", "test_nll", "mle_val_nll", "gap_val"]
 
 
-def read_job(job_dir: Path, sweep: str, repeat_keys: Sequence[str]) -> dict[str, Any]:
-    """One job: its hyperparameters from .hydra/, its results from metrics.json, and `config`,
-    its whole config without the repeat keys (what makes jobs repeats of one configuration)."""
+def read_job(job_dir: Path, sweep: str, repeat_keys: Sequence[str] = ()) -> dict[str, Any]:
+    """One job: its hyperparameters from .hydra/, its results from metrics.json, `cfg` its
+    config, and `config`, its whole config as text without the repeat keys (what makes jobs
+    repeats of one configuration)."""
     cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
     choices = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices
-    row: dict[str, Any] = {"sweep": sweep, "job": job_dir.name,
-                           **hyperparameters(cfg, dict(choices))}  # fmt: skip
+    row: dict[str, Any] = {
+        "sweep": sweep,
+        "job": job_dir.name,
+        "dir": job_dir,
+        **hyperparameters(cfg, dict(choices)),
+    }
+    row["cfg"] = cfg.copy()
     row["repeat"] = {key: OmegaConf.select(cfg, key) for key in repeat_keys}
     for key in repeat_keys:
         parent, _, leaf = key.rpartition(".")
@@ -173,8 +191,10 @@ def formatted(
     """The rows' cells in `columns`: a setting (in `settings`) as typed, a result in one format
     per column; a metric with a standard deviation in the row (`<metric>_std`) is shown as
     mean ± std."""
-    shows = {c: show_setting if c in settings else formatter([r.get(c) for r in rows], digits)
-             for c in columns}  # fmt: skip
+    shows = {
+        c: show_setting if c in settings else formatter([r.get(c) for r in rows], digits)
+        for c in columns
+    }
     stds = {c: formatter([r.get(f"{c}_std") for r in rows], digits) for c in columns}
     return [
         [
@@ -238,9 +258,14 @@ def figure_val_nll(rows: list[dict[str, Any]], settings: list[str]) -> Figure:
 
     if x is None:  # nothing numeric varies: one point per configuration
         names = [label(r) for r in ok]
-        ax.errorbar(range(len(ok)), [r["val_nll"] for r in ok],
-                    yerr=[r.get("val_nll_std") or 0.0 for r in ok], marker="o", linestyle="",
-                    capsize=3)  # fmt: skip
+        ax.errorbar(
+            range(len(ok)),
+            [r["val_nll"] for r in ok],
+            yerr=[r.get("val_nll_std") or 0.0 for r in ok],
+            marker="o",
+            linestyle="",
+            capsize=3,
+        )
         ax.set_xticks(range(len(ok)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title("Validation NLL of each configuration")
     else:
@@ -249,15 +274,17 @@ def figure_val_nll(rows: list[dict[str, Any]], settings: list[str]) -> Figure:
             lines.setdefault(label(r), []).append((r[x], r["val_nll"], r.get("val_nll_std") or 0.0))
         for name, points in lines.items():
             xs, means, stds = zip(*sorted(points))
-            ax.errorbar(xs, means, yerr=stds if any(stds) else None, marker="o", capsize=3,
-                        label=name)  # fmt: skip
+            ax.errorbar(
+                xs, means, yerr=stds if any(stds) else None, marker="o", capsize=3, label=name
+            )
         alphas = sorted(
             {(r["alpha"], r["mle_val_nll"]) for r in ok if r.get("mle_val_nll") is not None}
         )
         with_alpha = x == "reg" and "alpha" in settings and len({a for a, _ in alphas}) > 1
         if with_alpha:
-            ax.plot(*zip(*alphas), marker="s", linestyle="--", color="black",
-                    label="counted (MLE), α")  # fmt: skip
+            ax.plot(
+                *zip(*alphas), marker="s", linestyle="--", color="black", label="counted (MLE), α"
+            )
         values = [r[x] for r in ok] + ([a for a, _ in alphas] if with_alpha else [])
         positive = [v for v in values if v > 0]
         if x in LOG_SCALED or (positive and max(positive) / min(positive) > 100):
@@ -266,8 +293,9 @@ def figure_val_nll(rows: list[dict[str, Any]], settings: list[str]) -> Figure:
         if all(isinstance(v, int) for v in values):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(f"{x} (learned model)  /  α (counted model)" if with_alpha else x)
-        ax.set_title("Regularisation against smoothing" if with_alpha
-                     else f"Validation NLL against {x}")  # fmt: skip
+        ax.set_title(
+            "Regularisation against smoothing" if with_alpha else f"Validation NLL against {x}"
+        )
         ax.legend()
     ax.set_ylabel("validation NLL (nats)")
     ax.grid(alpha=0.3)
@@ -292,14 +320,29 @@ def write_report(
 ) -> None:
     stats = [c for key in METRIC_KEYS for c in (key, f"{key}_std")]
     extra = [c for c in settings if c not in HYPERPARAMETERS]
-    group_columns = ["sweep", "jobs", "status", "n", "failed", *HYPERPARAMETERS, *extra,
-                     "repeats", *stats, "reason"]  # fmt: skip
+    group_columns = [
+        "sweep",
+        "jobs",
+        "status",
+        "n",
+        "failed",
+        *HYPERPARAMETERS,
+        *extra,
+        "repeats",
+        *stats,
+        "reason",
+    ]
     write_csv(out_dir / "results.csv", rows, group_columns)
     for job in jobs:
         job.update({key: job["overrides"].get(key) for key in extra})
     write_csv(out_dir / "jobs.csv", jobs, [*JOB_COLUMNS[:-1], *extra, JOB_COLUMNS[-1]])
-    lines = [f"# {title}", "", f"{len(jobs)} jobs, {len(rows)} configurations, ranked by "
-             "validation NLL (mean ± standard deviation over repeats).", ""]  # fmt: skip
+    lines = [
+        f"# {title}",
+        "",
+        f"{len(jobs)} jobs, {len(rows)} configurations, ranked by "
+        "validation NLL (mean ± standard deviation over repeats).",
+        "",
+    ]
     lines.append("| # | " + " | ".join(columns) + " |")
     lines.append("|---" * (len(columns) + 1) + "|")
     for i, cells in enumerate(formatted(rows, columns, 6, settings), start=1):
@@ -307,8 +350,9 @@ def write_report(
     failed = [j for j in jobs if j.get("status") != "ok"]
     if failed:
         lines += ["", "## Failed jobs", ""]
-        lines += [f"- `{j['sweep']}/{j['job']}`: {j.get('status')}: {j.get('reason')}"
-                  for j in failed]  # fmt: skip
+        lines += [
+            f"- `{j['sweep']}/{j['job']}`: {j.get('status')}: {j.get('reason')}" for j in failed
+        ]
     lines += ["", f"![validation NLL]({figure_name})", ""]
     (out_dir / "report.md").write_text("\n".join(lines))
 
@@ -319,50 +363,229 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
+def job_dirs(directory: Path) -> list[Path]:
+    """The jobs of a sweep directory (its */.hydra/config.yaml), or a run's directory as its one
+    job; a directory that holds neither is an error."""
+    if not directory.exists():
+        fail(
+            f"sweep directory {directory} is missing: pass a sweep directory such as "
+            "logs/train/multiruns/<time> (a multirun prints its own last)"
+        )
+    if not directory.is_dir():
+        fail(
+            f"{directory} is not a directory: pass a sweep directory such as "
+            "logs/train/multiruns/<time>"
+        )
+    if (directory / ".hydra" / "config.yaml").is_file():
+        return [directory]
+    found = sorted(p.parent.parent for p in directory.glob("*/.hydra/config.yaml"))
+    if not found:
+        what = "is empty" if not any(directory.iterdir()) else "has no job directories"
+        fail(
+            f"{directory} {what} (no */.hydra/config.yaml): pass a sweep directory such as "
+            "logs/train/multiruns/<time>, or a run's"
+        )
+    return found
+
+
+# --- the table of every order (--by-order) ------------------------------------------------------
+
+ALPHAS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+
+
+def the_split(jobs: list[dict[str, Any]]) -> tuple[list[float], int, str]:
+    """The split every job was trained on, (fractions, seed, rule); an error if they differ,
+    since the rows of one table must read the same dev and test words."""
+    splits = {}
+    for job in jobs:
+        data = job["cfg"].data
+        rule = OmegaConf.select(job["cfg"], "data.split_rule", default="randperm")
+        split = ([float(f) for f in data.split], int(data.split_seed), str(rule))
+        splits.setdefault(repr(split), (split, job["dir"]))
+    if len(splits) > 1:
+        (one, first), (other, second) = list(splits.values())[:2]
+        fail(
+            f"{first} and {second} were trained on different splits of the words "
+            f"(data.split, split_seed, split_rule: {one} and {other}): a table of dev and "
+            "test NLLs needs one split; report them separately"
+        )
+    split, _ = next(iter(splits.values()))
+    if split[0][1] <= 0:
+        fail(f"the jobs' split {split[0]} has no dev words to choose on: train with a val share")
+    return split
+
+
+def counted_rows(
+    path: Path, orders: Sequence[int], split: Sequence[float], seed: int, rule: str
+) -> list[dict[str, Any]]:
+    """Additive (α tuned on dev) and Kneser–Ney rows for each order, fitted on `path`'s train
+    words of the split."""
+    rows = []
+    for k in orders:
+        counted = count_ngrams(TextFile(str(path)), k, split, seed, rule)
+        fits = [counted_model(counted.counts, a, "additive", counted.contexts, k) for a in ALPHAS]
+        best = min(fits, key=lambda m: m.nll["val"])
+        rows.append(
+            {
+                "model": f"counted, additive (α = {best.alpha:g}, tuned on dev)",
+                "k": k,
+                "dev": best.nll["val"],
+                "test": best.nll.get("test"),
+            }
+        )
+        kn = counted_model(counted.counts, 0.0, "kneser_ney", counted.contexts, k)
+        rows.append(
+            {
+                "model": "counted, interpolated modified Kneser–Ney",
+                "k": k,
+                "dev": kn.nll["val"],
+                "test": kn.nll.get("test"),
+            }
+        )
+    return rows
+
+
+def penalty_label(model: Any) -> str:
+    """The job's penalty as its config gives it: reg, and any multipliers per row kind."""
+    label = f"reg {model.reg:g}"
+    by_length = OmegaConf.select(model, "reg_by_length")
+    if by_length is not None:
+        label += " × [" + ", ".join(f"{m:g}" for m in by_length) + "] by suffix length"
+    skip = OmegaConf.select(model, "reg_skip", default=1.0)
+    if model.features == "skipgram" and skip != 1:
+        label += f", × {skip:g} for skips"
+    return label
+
+
+def learned_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (features, order): the finished job of the lowest dev NLL, with its test NLL."""
+    best: dict[tuple[str, int], dict[str, Any]] = {}
+    for job in jobs:
+        if job.get("status") != "ok" or job.get("val_nll") is None:
+            continue
+        model = job["cfg"].model
+        key = (str(model.features), int(model.context))
+        row = {
+            "model": f"learned, {model.features} ({penalty_label(model)}, tuned on dev)",
+            "k": key[1],
+            "dev": job["val_nll"],
+            "test": job["test_nll"],
+            "job": str(job["dir"]),
+        }
+        if key not in best or row["dev"] < best[key]["dev"]:
+            best[key] = row
+    return [best[key] for key in sorted(best)]
+
+
+def _nats(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def order_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: every row, then the best order of each model, chosen on dev."""
+    lines = ["| model | k | dev | test |", "|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['k']} | {_nats(r['dev'])} | {_nats(r['test'])} |" for r in rows]
+    by_dev: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        kind = r["model"].split(" (")[0]
+        if kind not in by_dev or r["dev"] < by_dev[kind]["dev"]:
+            by_dev[kind] = r
+    lines += [
+        "",
+        "Best order of each model, chosen on dev:",
+        "",
+        "| model | k | dev | test |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['k']} | {_nats(r['dev'])} | {_nats(r['test'])} |"
+        for r in sorted(by_dev.values(), key=lambda r: r["dev"])
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def by_order(jobs: list[dict[str, Any]], data: Path, orders: str | None, out_dir: Path) -> None:
+    if not data.is_file():
+        fail(f"{data} does not exist: pass --data <file>, the words the jobs were trained on")
+    split, seed, rule = the_split(jobs)
+    learned = learned_rows(jobs)
+    if orders:
+        first, _, last = orders.partition("-")
+        ks = range(int(first), int(last or first) + 1)
+    else:
+        ks = range(1, max([r["k"] for r in learned], default=1) + 1)
+    table = order_table(counted_rows(data, ks, split, seed, rule) + learned)
+    print(table, end="")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "ngram_report.md").write_text(table)
+    print(f"wrote {out_dir / 'ngram_report.md'}")
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dirs", type=Path, nargs="+",
-                        help="multirun directories: logs/train/multiruns/<time>")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m bigramlab.report", description=__doc__.splitlines()[0]
+    )
     parser.add_argument(
-        "--out", type=Path, default=None,
-        help="the report's directory (default: the sweep directory, if only one)",
-    )  # fmt: skip
-    parser.add_argument("--repeat-keys", default=",".join(DEFAULT_REPEAT_KEYS),
-                        help="config keys whose values make repeats of one configuration, "
-                             "comma-separated ('' for none); default: %(default)s")  # fmt: skip
+        "dirs",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="sweep directories (logs/train/multiruns/<time>) or runs",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the report's directory (default: the directory given, if only one)",
+    )
+    parser.add_argument(
+        "--repeat-keys",
+        default=",".join(DEFAULT_REPEAT_KEYS),
+        help="config keys whose values make repeats of one configuration, "
+        "comma-separated ('' for none); default: %(default)s",
+    )
+    parser.add_argument(
+        "--by-order",
+        action="store_true",
+        help="the table of every order: learned and counted models per k",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/names.txt"),
+        help="--by-order: the words file of the counted rows (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--orders",
+        default=None,
+        help="--by-order: the counted rows' orders, first-last (default: 1 to the jobs' largest)",
+    )
     args = parser.parse_args(argv)
     repeat_keys = [k for k in args.repeat_keys.split(",") if k]
-    if args.out is None and len(args.sweep_dirs) > 1:
-        fail("several sweeps and no --out: pass --out DIR for the combined report")
-    out_dir = args.out or args.sweep_dirs[0]
-    jobs = []
-    for sweep_dir in args.sweep_dirs:
-        if not sweep_dir.exists():
-            fail(f"sweep directory {sweep_dir} is missing: pass a sweep directory such as "
-                 "logs/train/multiruns/<time> (a multirun prints its own last)")  # fmt: skip
-        if not sweep_dir.is_dir():
-            fail(f"{sweep_dir} is not a directory: pass a sweep directory such as "
-                 "logs/train/multiruns/<time>")  # fmt: skip
-        job_dirs = sorted(p.parent.parent for p in sweep_dir.glob("*/.hydra/config.yaml"))
-        if not job_dirs:
-            what = "has no job directories"
-            if (sweep_dir / ".hydra").is_dir():
-                what = "is a single run's directory"
-            elif not any(sweep_dir.iterdir()):
-                what = "is empty"
-            fail(f"{sweep_dir} {what} (no */.hydra/config.yaml): pass a sweep directory such as "
-                 "logs/train/multiruns/<time>")  # fmt: skip
-        jobs += [read_job(d, sweep_dir.name, repeat_keys) for d in job_dirs]
+    if args.out is None and len(args.dirs) > 1:
+        fail("several directories and no --out: pass --out DIR for the combined report")
+    out_dir = args.out or args.dirs[0]
+    jobs = [
+        read_job(d, directory.name, repeat_keys)
+        for directory in args.dirs
+        for d in job_dirs(directory)
+    ]
+    if args.by_order:
+        by_order(jobs, args.data, args.orders, out_dir)
+        return
     rows = rank(group_repeats(jobs, repeat_keys))
     settings = varying_keys(rows, repeat_keys)
-    columns = shown_columns(rows, settings, several_sweeps=len(args.sweep_dirs) > 1)
+    columns = shown_columns(rows, settings, several_sweeps=len(args.dirs) > 1)
     # Piped output (a file, CI) gets a wide table instead of rich's 80-column default.
     console = Console() if sys.stdout.isatty() else Console(width=220)
     print_table(rows, columns, settings, console)
     out_dir.mkdir(parents=True, exist_ok=True)
     figure_name = "val_nll.png"
     figure_val_nll(rows, settings).savefig(out_dir / figure_name)
-    title = "Sweep " + ", ".join(d.name for d in args.sweep_dirs)
+    title = "Sweep " + ", ".join(d.name for d in args.dirs)
     write_report(out_dir, title, rows, jobs, columns, settings, figure_name)
     for name in ("report.md", "results.csv", "jobs.csv", figure_name):
         print(f"wrote {out_dir / name}")
