@@ -27,10 +27,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from bigramlab.corpora import EnglishWords, TextFile
-from bigramlab.counting import count_corpus
-from bigramlab.losses import nll_sum_counts
-from bigramlab.vocab import Vocab, bigram_pairs
+from bigramlab.counting.bigrams import count_corpus
+from bigramlab.data.corpora import EnglishWords, TextFile
+from bigramlab.data.vocab import Vocab, bigram_pairs
+from bigramlab.models.losses import nll_sum_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 # The reference loop holds several (bigrams × 27) float matrices at once (one-hot, logits, counts,
@@ -216,9 +216,9 @@ def wall_and_peak(cmd: list[str], cwd: Path) -> tuple[float, float]:
 BARE_SCRIPT = """
 import sys, torch
 from torch.utils.tensorboard import SummaryWriter
-from bigramlab.corpora import EnglishWords
-from bigramlab.counting import count_corpus
-from bigramlab.losses import nll_sum_counts
+from bigramlab.data.corpora import EnglishWords
+from bigramlab.counting.bigrams import count_corpus
+from bigramlab.models.losses import nll_sum_counts
 vocab, _, counts = count_corpus(EnglishWords(), [0.8, 0.1, 0.1], 42)
 device = sys.argv[2]
 N = counts["train"].float().to(device)
@@ -245,10 +245,10 @@ writer.close()
 FLOOR_SCRIPT = """
 import sys, torch, lightning as L
 from hydra import compose, initialize_config_dir
-from bigramlab.config import CONFIG_DIR
-from bigramlab.corpora import EnglishWords
-from bigramlab.counting import count_corpus
-from bigramlab.losses import nll_sum_counts
+from bigramlab.plumbing.config import CONFIG_DIR
+from bigramlab.data.corpora import EnglishWords
+from bigramlab.counting.bigrams import count_corpus
+from bigramlab.models.losses import nll_sum_counts
 with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
     cfg = compose("train", return_hydra_config=True)
 vocab, _, counts = count_corpus(EnglishWords(), [0.8, 0.1, 0.1], 42)
@@ -290,12 +290,13 @@ IMPORTS = {
     "bigramlab.evaluate": "import bigramlab.evaluate",
     "bare script (torch, TensorBoard, counting)": (
         "import torch; from torch.utils.tensorboard import SummaryWriter; "
-        "import bigramlab.corpora, bigramlab.counting, bigramlab.losses"
+        "import bigramlab.data.corpora, bigramlab.counting.bigrams, bigramlab.models.losses"
     ),
     "bigramlab.train": "import bigramlab.train",
     "the floor script's: Lightning, Hydra, counting": (
         "import torch, lightning, hydra; "
-        "import bigramlab.config, bigramlab.corpora, bigramlab.counting, bigramlab.losses"
+        "import bigramlab.plumbing.config, bigramlab.data.corpora, bigramlab.counting.bigrams, "
+        "bigramlab.models.losses"
     ),
 }
 

@@ -2,9 +2,10 @@
 
     python scripts/benchmark_ngrams.py [--repeats 3] [--nltk-order 3] [--json F]
 
-Counting: bigramlab.ngrams.count_ngrams on the `words` list written out as a text file (MB/s of
-its UTF-8 text, every split counted), orders (tokens of context) 1 to 6. Kneser–Ney: fitting
-bigramlab.kneser_ney.KneserNey on `words` train counts and scoring every context of the data, at
+Counting: bigramlab.counting.ngrams.count_ngrams on the `words` list written out as a text file
+(MB/s of its UTF-8 text, every split counted), orders (tokens of context) 1 to 6. Kneser–Ney:
+fitting bigramlab.models.kneser_ney.KneserNey on `words` train counts and scoring every context of
+the data, at
 k = 5 (6-grams) and 6. nltk.lm (pip install nltk): its Lidstone and KneserNeyInterpolated models
 fitted on names.txt's train words (data/names.txt) and their perplexity on its dev words, against
 bigramlab's additive and Kneser–Ney models on the same words: time and the NLL each reports.
@@ -24,11 +25,11 @@ from pathlib import Path
 
 import torch
 
-from bigramlab.corpora import EnglishWords, TextFile
-from bigramlab.estimators import counted_model
-from bigramlab.kneser_ney import KneserNey
-from bigramlab.ngrams import count_ngrams, ngram_counts_of_words
-from bigramlab.vocab import SPLITS, Vocab, split_words
+from bigramlab.counting.ngrams import count_ngrams, ngram_counts_of_words
+from bigramlab.data.corpora import EnglishWords, TextFile
+from bigramlab.data.vocab import SPLITS, Vocab, split_words
+from bigramlab.models.counted import counted_model
+from bigramlab.models.kneser_ney import KneserNey
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = (0.8, 0.1, 0.1)

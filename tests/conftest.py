@@ -18,9 +18,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from bigramlab.plumbing import config
 from bigramlab.train import train
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONFIG_DIR = Path(config.CONFIG_DIR)  # conf/, as the commands find it
 
 
 def make_words(n: int, seed: int = 0, alphabet: str = "abcdefghij") -> list[str]:

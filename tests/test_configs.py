@@ -8,8 +8,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from bigramlab.config import checkpoint_path, validate_train
 from bigramlab.errors import UserError
+from bigramlab.plumbing.config import checkpoint_path, validate_train
 from tests.conftest import CONFIG_DIR, compose_config
 
 GROUPS = ["dataset", "data", "model", "optim", "trainer", "logger", "callbacks", "paths"]
@@ -38,7 +38,7 @@ def test_train_config_holds_the_documented_keys_and_defaults(tmp_path: Path) -> 
     assert cfg.mle.alpha == 1.0 and list(cfg.data.split) == [0.8, 0.1, 0.1]
     assert cfg.data.batch_size is None and cfg.trainer.max_steps == 1000
     assert cfg.trainer.accelerator == "auto" and cfg.model.impl == "counts"
-    assert cfg.dataset._target_ == "bigramlab.corpora.EnglishWords"
+    assert cfg.dataset._target_ == "bigramlab.data.corpora.EnglishWords"
 
 
 def test_group_targets_instantiate(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_group_targets_instantiate(tmp_path: Path) -> None:
 
 def test_experiment_makemore_is_a_short_diff(tmp_path: Path) -> None:
     cfg = compose_config("train", ["experiment=makemore"], tmp_path)
-    assert cfg.dataset._target_ == "bigramlab.corpora.Names"
+    assert cfg.dataset._target_ == "bigramlab.data.corpora.Names"
     assert list(cfg.data.split) == [1.0, 0.0, 0.0]
     assert (cfg.model.reg, cfg.optim.lr, cfg.trainer.max_steps) == (0.01, 50, 1000)
 
@@ -117,7 +117,7 @@ def test_reg_vs_smoothing_pairs_reg_with_alpha(tmp_path: Path) -> None:
         "train", ["experiment=reg_vs_smoothing", "pair={reg:0.3,alpha:30}"], tmp_path
     )
     assert (cfg.model.reg, cfg.mle.alpha) == (0.3, 30)
-    assert cfg.dataset._target_ == "bigramlab.corpora.Names"
+    assert cfg.dataset._target_ == "bigramlab.data.corpora.Names"
     assert cfg.hydra.mode.name == "MULTIRUN"
 
 

@@ -13,11 +13,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bigramlab.corpora import EnglishWords, Names, TextFile, read_lines
-from bigramlab.counting import bigram_counts, count_corpus
-from bigramlab.datamodule import BigramDataModule, bigram_data
+from bigramlab.counting.bigrams import bigram_counts, count_corpus
+from bigramlab.data.corpora import EnglishWords, Names, TextFile, read_lines
+from bigramlab.data.datamodule import BigramDataModule, bigram_data
+from bigramlab.data.vocab import Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
-from bigramlab.vocab import Vocab, bigram_pairs, split_words
 from tests.conftest import lecture_pairs, make_words
 
 
@@ -217,7 +217,7 @@ def test_counting_in_pieces_equals_counting_the_whole(
         with pytest.raises(UserError, match="has no words"):
             count_corpus(corpus, [0.6, 0.2, 0.2], seed=3)
         return
-    monkeypatch.setattr("bigramlab.corpora.CHUNK_BYTES", chunk)
+    monkeypatch.setattr("bigramlab.data.corpora.CHUNK_BYTES", chunk)
     vocab, n_words, counts = count_corpus(corpus, [0.6, 0.2, 0.2], seed=3)
     assert vocab == Vocab.from_words(words)
     for name, part in zip(("train", "val", "test"), split_words(words, [0.6, 0.2, 0.2], seed=3)):
@@ -245,7 +245,7 @@ def test_counting_memory_does_not_grow_with_the_corpus(
     every word each piece is decoded instead of counted from its bytes."""
     import tracemalloc
 
-    monkeypatch.setattr("bigramlab.corpora.CHUNK_BYTES", 1 << 16)
+    monkeypatch.setattr("bigramlab.data.corpora.CHUNK_BYTES", 1 << 16)
     text = ("\n".join(w + accent for w in make_words(100_000, seed=1)) + "\n").encode()
     peaks = {}
     for times in (1, 16):
@@ -265,7 +265,7 @@ def test_counts_without_the_byte_pair_view_are_the_same(monkeypatch: pytest.Monk
     instead: the same counts."""
     corpus = EnglishWords()
     fast = count_corpus(corpus, [0.8, 0.1, 0.1], seed=1)
-    monkeypatch.setattr("bigramlab.counting.sys.byteorder", "big")
+    monkeypatch.setattr("bigramlab.counting.bigrams.sys.byteorder", "big")
     decoded = count_corpus(corpus, [0.8, 0.1, 0.1], seed=1)
     assert decoded[0] == fast[0] and decoded[1] == fast[1]
     assert all(torch.equal(decoded[2][s], fast[2][s]) for s in fast[2])

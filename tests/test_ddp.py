@@ -18,8 +18,8 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from bigramlab.corpora import TextFile
-from bigramlab.datamodule import BigramDataModule, PairMiniBatches, shard_counts
+from bigramlab.data.corpora import TextFile
+from bigramlab.data.datamodule import BigramDataModule, PairMiniBatches, shard_counts
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.train import train
 from tests.conftest import make_words, train_and_load

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bigramlab.corpora import Names
+from bigramlab.data.corpora import Names
 from bigramlab.errors import UserError
 from tests.conftest import make_words
 
@@ -64,7 +64,7 @@ def test_concurrent_fetches_download_once_and_both_get_the_whole_file(tmp_path: 
     url, server = serve(Slow)
     sha = hashlib.sha256(content).hexdigest()
     code = (
-        "import sys; from bigramlab.corpora import Names; "
+        "import sys; from bigramlab.data.corpora import Names; "
         f"print(len(Names(url={url!r}, sha256={sha!r}, cache_dir={str(tmp_path)!r}).load()))"
     )
     try:

@@ -8,15 +8,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bigramlab.counting import bigram_counts
-from bigramlab.estimators import (
-    kl_to_mle,
-    max_abs_diff,
-    mean_nll,
-    mle_probs,
-    row_entropy,
-    tv_distance,
-)
+from bigramlab.comparison.metrics import kl_to_mle, max_abs_diff, row_entropy, tv_distance
+from bigramlab.counting.bigrams import bigram_counts
+from bigramlab.models.counted import mle_probs
+from bigramlab.models.nll import mean_nll
 
 
 @st.composite

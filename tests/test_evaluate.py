@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from bigramlab.checkpoint import TrainedModel
-from bigramlab.corpora import TextFile
-from bigramlab.counting import bigram_counts
+from bigramlab.counting.bigrams import bigram_counts
+from bigramlab.data.corpora import TextFile
+from bigramlab.data.vocab import Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
-from bigramlab.estimators import mean_nll, mle_probs
 from bigramlab.evaluate import split_rows
-from bigramlab.vocab import Vocab, bigram_pairs, split_words
+from bigramlab.models.checkpoint import TrainedModel
+from bigramlab.models.counted import mle_probs
+from bigramlab.models.nll import mean_nll
 from tests.conftest import make_words
 
 SPLIT = [0.7, 0.2, 0.1]

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from bigramlab.arpa import arpa_token
-from bigramlab.checkpoint import load_trained_model
-from bigramlab.corpora import TextFile
-from bigramlab.estimators import counted_model
-from bigramlab.ngrams import count_ngrams, event_keys
-from bigramlab.sampling import counted_next_probs
-from bigramlab.vocab import Vocab, split_words
+from bigramlab.counting.ngrams import count_ngrams, event_keys
+from bigramlab.data.corpora import TextFile
+from bigramlab.data.vocab import Vocab, split_words
+from bigramlab.models.checkpoint import load_trained_model
+from bigramlab.models.counted import counted_model
+from bigramlab.models.sampling import counted_next_probs
 from tests.conftest import make_words, train_and_load
 
 kenlm = pytest.importorskip("kenlm")

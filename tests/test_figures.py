@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
 from PIL import Image
 
-from bigramlab.figures import (
+from bigramlab.comparison.figures import (
     CELL_TEXT_MAX_V,
     GRID_MAX_INCHES,
     HeatmapFrames,
@@ -23,7 +23,7 @@ from bigramlab.figures import (
     outlines,
     render,
 )
-from bigramlab.reporting import heatmap_titles
+from bigramlab.comparison.report import heatmap_titles
 
 
 def text_collections(fig) -> list[PathCollection]:

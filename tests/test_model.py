@@ -13,16 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from bigramlab.checkpoint import load_trained_model
-from bigramlab.corpora import TextFile
-from bigramlab.counting import bigram_counts
+from bigramlab.comparison.figures import HeatmapFrames
+from bigramlab.comparison.report import mle_heatmap_png
+from bigramlab.counting.bigrams import bigram_counts
+from bigramlab.data.corpora import TextFile
+from bigramlab.data.vocab import Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
-from bigramlab.figures import HeatmapFrames
-from bigramlab.losses import nll_sum_counts, nll_sum_index, nll_sum_onehot
-from bigramlab.model import BigramLM
-from bigramlab.reporting import mle_heatmap_png
+from bigramlab.models.checkpoint import load_trained_model
+from bigramlab.models.learned import BigramLM
+from bigramlab.models.losses import nll_sum_counts, nll_sum_index, nll_sum_onehot
 from bigramlab.train import train
-from bigramlab.vocab import Vocab, bigram_pairs, split_words
 from tests.conftest import lecture_pairs
 
 

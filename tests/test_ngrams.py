@@ -17,13 +17,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bigramlab.corpora import TextFile
-from bigramlab.counting import count_corpus
-from bigramlab.errors import UserError
-from bigramlab.estimators import kl_to_mle, mean_nll, mle_probs
-from bigramlab.features import feature_keys, feature_spans, row_penalty_scale
-from bigramlab.kneser_ney import FALLBACK_DISCOUNTS, KneserNey
-from bigramlab.ngrams import (
+from bigramlab.comparison.metrics import kl_to_mle
+from bigramlab.counting.bigrams import count_corpus
+from bigramlab.counting.ngrams import (
     check_order,
     context_keys,
     context_tokens,
@@ -31,8 +27,14 @@ from bigramlab.ngrams import (
     event_keys,
     ngram_counts_of_words,
 )
+from bigramlab.data.corpora import TextFile
+from bigramlab.data.vocab import SPLITS, Vocab, split_words
+from bigramlab.errors import UserError
+from bigramlab.models.counted import mle_probs
+from bigramlab.models.features import feature_keys, feature_spans, row_penalty_scale
+from bigramlab.models.kneser_ney import FALLBACK_DISCOUNTS, KneserNey
+from bigramlab.models.nll import mean_nll
 from bigramlab.train import optimizer_note
-from bigramlab.vocab import SPLITS, Vocab, split_words
 from tests.conftest import make_words, train_and_load
 
 SPLIT = [0.7, 0.2, 0.1]
@@ -74,14 +76,14 @@ def test_count_ngrams_equals_a_loop_over_the_split_words(
     tmp_path: Path, k: int, accent: str, tally: str, monkeypatch
 ) -> None:
     if tally == "unique":  # the path of key spaces too large for one table
-        monkeypatch.setattr("bigramlab.ngrams.SMALL_TABLE", 0)
+        monkeypatch.setattr("bigramlab.counting.ngrams.SMALL_TABLE", 0)
     # Mixed case, lower-cased when read; pieces of a few hundred bytes, so that words of every
     # split meet in a piece and one word count carries over from piece to piece.
     words = [w.upper() if i % 3 == 0 else w for i, w in enumerate(make_words(400, seed=3))]
     words = [w + accent for w in words]
     path = tmp_path / "w.txt"
     path.write_text("\n".join(words) + "\n", encoding="utf-8")
-    monkeypatch.setattr("bigramlab.corpora.CHUNK_BYTES", 300)
+    monkeypatch.setattr("bigramlab.data.corpora.CHUNK_BYTES", 300)
     counted = count_ngrams(TextFile(str(path), lowercase=True), k, SPLIT, 7)
     words = [w.lower() for w in words]
     parts = split_words(words, SPLIT, 7)
@@ -355,7 +357,7 @@ def test_skipgram_learns_what_the_token_before_last_says_and_is_not_exported(
 def test_an_order_too_large_for_memory_is_refused_before_counting(tmp_path: Path, monkeypatch):
     path = tmp_path / "w.txt"
     path.write_text("\n".join(make_words(2000)) + "\n")
-    monkeypatch.setattr("bigramlab.ngrams.physical_memory", lambda: 10 * 2**20)
+    monkeypatch.setattr("bigramlab.counting.ngrams.physical_memory", lambda: 10 * 2**20)
     with pytest.raises(UserError, match=r"model.context=4 on .* may need up to .*MiB .* than this "
                        r"machine's 10.0 MiB: use a shorter model.context"):  # fmt: skip
         count_ngrams(TextFile(str(path)), 4, SPLIT, 0)

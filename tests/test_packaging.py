@@ -3,6 +3,7 @@ every command run from a directory that is not the checkout, finding its configs
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -17,9 +18,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_wheel_installed_elsewhere_runs_every_command(tmp_path: Path) -> None:
+    # Built from a copy of what the wheel is made of: pip builds in the source tree (build/).
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "-w",
+            str(dist),
+            str(source),
+        ],
         check=True,
         capture_output=True,
         timeout=600,
@@ -69,7 +85,9 @@ def test_a_wheel_installed_elsewhere_runs_every_command(tmp_path: Path) -> None:
         assert result.returncode == 0, f"{args}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
         return result
 
-    where = run("-c", "import bigramlab.config as c; print(c.__file__); print(c.CONFIG_DIR)")
+    where = run(
+        "-c", "import bigramlab.plumbing.config as c; print(c.__file__); print(c.CONFIG_DIR)"
+    )
     module, config_dir = where.stdout.split()
     assert Path(module).is_relative_to(site) and Path(config_dir) == site / "bigramlab" / "conf"
     data = ["dataset=text_file", "dataset.path=words.txt"]

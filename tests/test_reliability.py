@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from bigramlab.corpora import TextFile
-from bigramlab.datamodule import bigram_data
+from bigramlab.data.corpora import TextFile
+from bigramlab.data.datamodule import bigram_data
+from bigramlab.data.vocab import split_words
 from bigramlab.train import train
-from bigramlab.vocab import split_words
 
 
 def test_single_word_unicode_and_a_huge_line_train(train_config, tmp_path: Path) -> None:

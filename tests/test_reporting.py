@@ -18,20 +18,21 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from bigramlab.checkpoint import load_trained_model
-from bigramlab.corpora import TextFile
-from bigramlab.datamodule import BigramDataModule
-from bigramlab.estimators import mean_nll, mle_probs
-from bigramlab.model import BigramLM
-from bigramlab.reporting import (
+from bigramlab.comparison.report import (
     ComparisonReport,
     custom_scalars_layout,
     markdown_samples,
     snapshot_steps,
 )
-from bigramlab.sampling import sample_words
+from bigramlab.data.corpora import TextFile
+from bigramlab.data.datamodule import BigramDataModule
+from bigramlab.data.vocab import split_words
+from bigramlab.models.checkpoint import load_trained_model
+from bigramlab.models.counted import mle_probs
+from bigramlab.models.learned import BigramLM
+from bigramlab.models.nll import mean_nll
+from bigramlab.models.sampling import sample_words
 from bigramlab.train import train
-from bigramlab.vocab import split_words
 from tests.conftest import compose_config, make_words
 
 STEPS, EVERY = 30, 10

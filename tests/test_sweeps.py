@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bigramlab.config import job_dir_name
+from bigramlab.plumbing.config import job_dir_name
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,14 +17,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
-from bigramlab.checkpoint import TrainedModel, load_trained_model
-from bigramlab.cli import entry_point, exit_now
-from bigramlab.config import checkpoint_path, smoothing_name, validate_alpha, validate_data
-from bigramlab.corpora import Corpus
+from bigramlab.counting.ngrams import context_keys, context_tokens, count_ngrams, event_keys
+from bigramlab.data.corpora import Corpus
+from bigramlab.data.vocab import SPLITS, Vocab
 from bigramlab.errors import UserError
-from bigramlab.estimators import counted_model, mean_nll
-from bigramlab.ngrams import context_keys, context_tokens, count_ngrams, event_keys
-from bigramlab.vocab import SPLITS, Vocab
+from bigramlab.models.checkpoint import TrainedModel, load_trained_model
+from bigramlab.models.counted import counted_model
+from bigramlab.models.nll import mean_nll
+from bigramlab.plumbing.cli import entry_point, exit_now
+from bigramlab.plumbing.config import checkpoint_path, smoothing_name, validate_alpha, validate_data
 
 
 class SplitRow(NamedTuple):

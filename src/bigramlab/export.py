@@ -30,20 +30,20 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from bigramlab.arpa import START, History, arpa_text, arpa_token, history
-from bigramlab.atomic import write_atomically
-from bigramlab.checkpoint import TrainedModel, load_trained_model
-from bigramlab.cli import entry_point, exit_now
-from bigramlab.config import (
+from bigramlab.counting.ngrams import context_keys, context_tokens, count_ngrams
+from bigramlab.errors import UserError
+from bigramlab.models.checkpoint import TrainedModel, load_trained_model
+from bigramlab.models.counted import CountedModel, counted_model
+from bigramlab.models.features import feature_keys, feature_spans, logits, row_index, suffix_offset
+from bigramlab.plumbing.atomic import write_atomically
+from bigramlab.plumbing.cli import entry_point, exit_now
+from bigramlab.plumbing.config import (
     given_settings,
     smoothing_name,
     validate_alpha,
     validate_data,
     whole_number,
 )
-from bigramlab.errors import UserError
-from bigramlab.estimators import CountedModel, counted_model
-from bigramlab.features import feature_keys, feature_spans, logits, row_index, suffix_offset
-from bigramlab.ngrams import context_keys, context_tokens, count_ngrams
 
 KENLM_DEFAULT_MAX_ORDER = 6  # KenLM's KENLM_MAX_ORDER unless built with another
 

@@ -25,11 +25,9 @@ from omegaconf import DictConfig, ListConfig
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, IterableDataset
 
-from bigramlab.callbacks import add_scalars, tensorboard
-from bigramlab.cli import entry_point, exit_now
-from bigramlab.config import whole_number
+from bigramlab.comparison.figures import render
+from bigramlab.comparison.report import add_png
 from bigramlab.errors import Diverged, UserError
-from bigramlab.figures import render
 from bigramlab.gaussian import (
     closed_form_mle,
     density,
@@ -37,8 +35,10 @@ from bigramlab.gaussian import (
     mean_nll,
     round_parameters,
 )
-from bigramlab.reporting import add_png
-from bigramlab.results import write_metrics
+from bigramlab.plumbing.cli import entry_point, exit_now
+from bigramlab.plumbing.config import whole_number
+from bigramlab.plumbing.results import write_metrics
+from bigramlab.training.callbacks import add_scalars, tensorboard
 
 # The note's worked numbers, as it prints them.
 NOTE = {

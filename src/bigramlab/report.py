@@ -42,11 +42,11 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from bigramlab.config import HYPERPARAMETERS, hyperparameters
-from bigramlab.corpora import TextFile
-from bigramlab.estimators import counted_model
-from bigramlab.ngrams import count_ngrams
-from bigramlab.results import METRIC_KEYS
+from bigramlab.counting.ngrams import count_ngrams
+from bigramlab.data.corpora import TextFile
+from bigramlab.models.counted import counted_model
+from bigramlab.plumbing.config import HYPERPARAMETERS, hyperparameters
+from bigramlab.plumbing.results import METRIC_KEYS
 
 DEFAULT_REPEAT_KEYS = ("seed", "model.init_seed", "data.split_seed", "data.shuffle_seed")
 JOB_COLUMNS = ["sweep", "job", "status", *HYPERPARAMETERS, *METRIC_KEYS, "reason"]

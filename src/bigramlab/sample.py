@@ -8,10 +8,10 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from bigramlab.checkpoint import load_trained_model
-from bigramlab.cli import entry_point, exit_now
-from bigramlab.config import checkpoint_path, whole_number
-from bigramlab.sampling import sample_words, weights_next_probs
+from bigramlab.models.checkpoint import load_trained_model
+from bigramlab.models.sampling import sample_words, weights_next_probs
+from bigramlab.plumbing.cli import entry_point, exit_now
+from bigramlab.plumbing.config import checkpoint_path, whole_number
 
 
 def sample(cfg: DictConfig) -> None:

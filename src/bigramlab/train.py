@@ -25,17 +25,18 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch.multiprocessing import ProcessRaisedException
 
-from bigramlab.checkpoint import TrainedModel, load_trained_model
-from bigramlab.cli import config_error, entry_point, exit_now
-from bigramlab.config import smoothing_name, validate_train
-from bigramlab.datamodule import BigramData, BigramDataModule
+from bigramlab.comparison.metrics import COMPARISON_KEYS, compare
+from bigramlab.data.datamodule import BigramData, BigramDataModule
+from bigramlab.data.vocab import SPLIT_RULES, SPLITS
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
-from bigramlab.estimators import COMPARISON_KEYS, compare, split_nlls
-from bigramlab.features import row_penalty_scale
-from bigramlab.losses import penalty
-from bigramlab.model import BigramLM
-from bigramlab.results import failed_metrics, write_metrics
-from bigramlab.vocab import SPLIT_RULES, SPLITS
+from bigramlab.models.checkpoint import TrainedModel, load_trained_model
+from bigramlab.models.features import row_penalty_scale
+from bigramlab.models.learned import BigramLM
+from bigramlab.models.losses import penalty
+from bigramlab.models.nll import split_nlls
+from bigramlab.plumbing.cli import config_error, entry_point, exit_now
+from bigramlab.plumbing.config import smoothing_name, validate_train
+from bigramlab.plumbing.results import failed_metrics, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,9 @@ def final_metrics(
     reg_by_length: list[float] | None = None,
     reg_skip: float = 1.0,
 ) -> dict[str, Any]:
-    """metrics.json's numbers (bigramlab.results) for the final model, in float64: the learned
-    and the counted model's NLL on every split (None where a split is empty), the comparison, and
-    the training objective over the whole train split."""
+    """metrics.json's numbers (bigramlab.plumbing.results) for the final model, in float64: the
+    learned and the counted model's NLL on every split (None where a split is empty), the
+    comparison, and the training objective over the whole train split."""
     W = model.W.double()
     logits = replace(model, W=W).logits(data.contexts)
     learned = split_nlls(logits.log_softmax(dim=1), data.counts)
@@ -113,6 +114,8 @@ def _data_settings(cfg: DictConfig) -> dict[str, Any]:
     """What decides a run's data, flat (`dataset.path`, `data.split`, ...): the data set's settings
     but for where it is cached, and the split."""
     dataset = {f"dataset.{k}": v for k, v in cfg.dataset.items() if k != "cache_dir"}
+    # The data set's class by name: runs from before the package's subpackages name its old module.
+    dataset["dataset._target_"] = str(cfg.dataset._target_).rpartition(".")[2]
     split = {f"data.{k}": OmegaConf.select(cfg, f"data.{k}") for k in ("split", "split_seed")}
     # Runs from before data.split_rule existed used today's default.
     split["data.split_rule"] = OmegaConf.select(cfg, "data.split_rule", default=SPLIT_RULES[0])

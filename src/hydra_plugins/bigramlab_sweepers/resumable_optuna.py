@@ -39,8 +39,8 @@ from hydra.types import HydraContext, TaskFunction
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf
 
-from bigramlab.atomic import write_atomically
 from bigramlab.errors import UserError
+from bigramlab.plumbing.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 BEST_TRIAL = "best_trial"
@@ -68,7 +68,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
                 self._check_sweep_dir(sweep_dir)
                 sweep_dir.mkdir(parents=True, exist_ok=True)  # the SQLite file lives there
                 self._resume(impl, self._settings(arguments))
-        except UserError as e:  # the commands' failure policy (bigramlab.cli): one line, exit 2
+        except UserError as e:  # the commands' failure policy (plumbing.cli): one line, exit 2
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         impl.sweep(arguments)

@@ -1,8 +1,0 @@
-"""bigramlab: a character-level language model trained by gradient descent on the negative log
-likelihood, compared at every step with the model that counting gives (the MLE and its smoothed
-and Kneser–Ney forms), with longer contexts and multi-hot features; config-driven (Hydra),
-trained by Lightning, reported to TensorBoard.
-
-The commands are modules: `python -m bigramlab.train`, `.sample`, `.evaluate`, `.export`,
-`.likelihood`. docs/architecture.md draws the path of a run through the package.
-"""

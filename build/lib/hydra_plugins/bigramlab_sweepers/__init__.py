@@ -1,1 +1,0 @@
-"""bigramlab's Hydra plugins: the resumable Optuna sweeper (resumable_optuna.py)."""

@@ -1,0 +1,3 @@
+"""The comparison of the learned and the counted model: the metrics (pure tensor functions), the
+TensorBoard report that writes them at every validation, and its figures.
+"""

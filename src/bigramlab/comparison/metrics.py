@@ -1,0 +1,101 @@
+"""The metrics that compare a learned model with the counted one: pure tensor functions, no
+Lightning, testable on small random tensors. Both the TensorBoard report (at every validation)
+and the final metrics.json call `compare`.
+
+Notation as in bigramlab.models.counted; p̂(i) = N[i, :].sum() / N.sum(): how often row i is used
+in the data.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from bigramlab.models.counted import CountedModel, mle_probs
+
+
+def kl_to_mle(counts: Tensor, log_probs: Tensor) -> Tensor:
+    """Σ_i p̂(i) · KL(P̂(·|i) ‖ P(·|i)), P̂ the unsmoothed MLE of `counts`.  -> scalar float64.
+
+    Rows never seen have p̂(i) = 0 and contribute nothing. Equal, on the data that gave `counts`,
+    to NLL(P) − NLL(P̂): the excess NLL of any model over the MLE is exactly this KL, hence ≥ 0.
+    """
+    counts = counts.double()
+    log_mle = mle_probs(counts, 0.0).log()
+    terms = counts * (log_mle - log_probs.double())
+    return torch.where(counts > 0, terms, torch.zeros_like(terms)).sum() / counts.sum()
+
+
+def tv_distance(counts: Tensor, p: Tensor, q: Tensor) -> Tensor:
+    """Σ_i p̂(i) · ½ Σ_j |P[i, j] − Q[i, j]|, rows weighted by how often the data uses them."""
+    counts = counts.double()
+    row_weight = counts.sum(dim=1) / counts.sum()
+    row_tv = 0.5 * (p.double() - q.double()).abs().sum(dim=1)
+    return (row_weight * row_tv).sum()
+
+
+def max_abs_diff(p: Tensor, q: Tensor) -> Tensor:
+    """max_ij |P[i, j] − Q[i, j]|."""
+    return (p.double() - q.double()).abs().max()
+
+
+def row_entropy(probs: Tensor) -> Tensor:
+    """H(P(·|i)) = −Σ_j P[i, j] log P[i, j] in nats, per row.  probs: (V, V) -> (V,)."""
+    probs = probs.double()
+    terms = probs * probs.log()
+    return -torch.where(probs > 0, terms, torch.zeros_like(terms)).sum(dim=1)
+
+
+def bigram_marginal(probs: Tensor, contexts: Tensor, weights: Tensor, order: int) -> Tensor:
+    """The V x V view of a model of longer contexts: row x is the average of P(· | h) over the
+    contexts h that end in token x, weighted by `weights` (C,) (how often the data has h; equal
+    weights where a token ends no weighted context). probs (C, V) -> (V, V). For the bigram
+    (order 1) it is P itself; for the unsmoothed MLE weighted by the train counts, the bigram
+    MLE."""
+    if order == 1:
+        return probs
+    V = probs.shape[1]
+    last = contexts % V
+    weights = weights.double()
+    totals = torch.zeros(V, dtype=torch.float64).index_add_(0, last, weights)
+    weights = torch.where(totals[last] > 0, weights, 1.0)
+    totals = torch.zeros(V, dtype=torch.float64).index_add_(0, last, weights)
+    summed = torch.zeros(V, V, dtype=torch.float64).index_add_(
+        0, last, weights[:, None] * probs.double()
+    )
+    return summed / totals.clamp_min(1e-300)[:, None]
+
+
+# The comparison's numbers beside the per-split NLLs, as metrics.json and TensorBoard name them.
+COMPARISON_KEYS = ("gap_val", "kl_train", "tv_train", "max_abs_diff")
+
+
+def compare(
+    logits: Tensor, train_counts: Tensor, counted: CountedModel, learned_nll: dict[str, float]
+) -> dict[str, float]:
+    """The learned model P_W = softmax(logits) (logits (C, V): W for the bigram) beside the
+    counted one, as named numbers:
+
+        mle_<split>_nll  the counted model's NLL on each non-empty split
+        gap_val          learned − counted NLL on val (where there is a val split)
+        kl_train         Σ_x p̂(x) KL(P̂(·|x) ‖ P_W(·|x)), P̂ the unsmoothed train MLE; equal to
+                         NLL_train(learned) − NLL_train(MLE, α=0), the part training can remove
+        tv_train         Σ_x p̂(x) TV(P_counted(·|x), P_W(·|x))
+        max_abs_diff     max |P_counted − P_W|
+
+    `learned_nll` ({split: mean NLL}) is the learned model's own, measured by the caller (exact
+    per split: from the counts, or summed over processes by torchmetrics). `train_counts` (C, V)
+    and `counted.probs` are moved to the logits' device unless they are there (the report keeps
+    them there).
+    """
+    W = logits.detach().double()
+    P_W = W.softmax(dim=1)
+    probs = counted.probs.to(W.device)
+    train = train_counts.to(W.device)
+    values = {f"mle_{split}_nll": value for split, value in counted.nll.items()}
+    if "val" in learned_nll and "val" in counted.nll:
+        values["gap_val"] = learned_nll["val"] - counted.nll["val"]
+    values["kl_train"] = float(kl_to_mle(train, W.log_softmax(dim=1)))
+    values["tv_train"] = float(tv_distance(train, probs, P_W))
+    values["max_abs_diff"] = float(max_abs_diff(probs, P_W))
+    return values

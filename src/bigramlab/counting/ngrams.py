@@ -1,0 +1,277 @@
+"""Contexts of k tokens: their integer keys, and the (k+1)-gram counts of a corpus, per split.
+
+A word is predicted one token at a time from the k tokens before it, the word wrapped in `.` as
+for bigrams and padded on the left with `.` so that every token has a full context: with k = 3,
+"emma" gives the events ... -> e, ..e -> m, .em -> m, emm -> a, mma -> . ; k = 1 is the bigram.
+
+A context c_1 … c_k (c_k the most recent token) is the integer
+
+    key = c_k + c_{k-1}·V + … + c_1·V^(k-1)
+
+so that key % V^j is the key of its last j tokens (its suffix of length j): Kneser–Ney's lower
+orders and the interpolated features group contexts by these suffixes with integer arithmetic.
+
+    NgramCounts        vocabulary, the contexts seen in any split (their keys, sorted) and the
+                       counts N (C, V) per split: N[c, y] = how often token y follows context c
+    count_ngrams       NgramCounts of a corpus, read in pieces (memory grows with the distinct
+                       n-grams, not with the corpus); order 1 is the bigram count of
+                       bigramlab.counting.bigrams
+    event_keys         the (context key, next token) of every token of some words
+    context_tokens, context_keys    a context's tokens from its key, and its key from its tokens
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bigramlab.counting.bigrams import _NEWLINE, _NOT_CLEAN, _framed, count_corpus
+from bigramlab.data.corpora import Corpus, decode_words
+from bigramlab.data.vocab import SPLITS, Vocab, split_assignment
+from bigramlab.errors import UserError
+
+MAX_KEY = 2**62  # the keys of (part, context, next) are int64
+SMALL_TABLE = 1 << 22  # key spaces up to this size are counted with np.bincount
+
+
+def check_order(order: int, vocab_size: int) -> None:
+    """Raise UserError unless (context, next token) keys of this order fit in 64 bits."""
+    if 3 * vocab_size ** (order + 1) >= MAX_KEY:
+        largest = max(k for k in range(1, 64) if 3 * vocab_size ** (k + 1) < MAX_KEY)
+        raise UserError(
+            f"model.context={order} is too long for a vocabulary of {vocab_size} tokens "
+            f"({vocab_size}^{order + 1} n-grams do not fit a 64-bit key): use model.context <= "
+            f"{largest}"
+        )
+
+
+def _powers(order: int, vocab_size: int) -> Tensor:
+    return vocab_size ** torch.arange(order - 1, -1, -1, dtype=torch.int64)
+
+
+def context_tokens(keys: Tensor, order: int, vocab_size: int) -> Tensor:
+    """The tokens of contexts: keys (C,) -> (C, k) int64, the oldest token first."""
+    return keys[:, None] // _powers(order, vocab_size) % vocab_size
+
+
+def context_keys(tokens: Tensor, vocab_size: int) -> Tensor:
+    """The keys of contexts: tokens (C, k), the oldest first -> (C,) int64 (context_tokens'
+    inverse)."""
+    return (tokens.long() * _powers(tokens.shape[1], vocab_size)).sum(dim=1)
+
+
+def next_keys(keys: Tensor, tokens: Tensor, order: int, vocab_size: int) -> Tensor:
+    """The context after `tokens` (n,) follow contexts `keys` (n,): the oldest token drops out."""
+    return keys % vocab_size ** (order - 1) * vocab_size + tokens
+
+
+def gram_keys(ids: np.ndarray, order: int, vocab_size: int, dtype: type = np.int64) -> np.ndarray:
+    """The (k+1)-gram key context · V + next of every event of a framed sequence `.w1.w2. … .wn.`
+    of token ids (0 = `.`): ids (L,) -> (L - 1,) of `dtype`, the event of ids[p] at p - 1.
+
+    The tokens are laid out again with `order` `.`s before each word (each `.` between two words
+    repeated k + 1 times: the closing one and the next word's padding), so that the k + 1 tokens of
+    every event are the slots up to its own: the keys of every window of k + 1 slots by Horner's
+    rule over shifted slices (k multiply-adds, no gathers), kept where the window ends at an event
+    (a character, or a `.` after one)."""
+    repeats = np.ones(len(ids), dtype=np.int64)
+    repeats[ids == 0] = order + 1
+    repeats[0], repeats[-1] = order, 1  # the first word's padding; the last word's closing `.`
+    laid_out = np.repeat(ids, repeats)
+    windows = laid_out[: len(laid_out) - order].astype(dtype)  # key of the slots s..s+k
+    for back in range(order - 1, -1, -1):
+        windows *= vocab_size
+        windows += laid_out[order - back : len(laid_out) - back]
+    newest, before = laid_out[order:], laid_out[order - 1 : -1]
+    return windows[(newest != 0) | (before != 0)]
+
+
+def event_keys(ids: np.ndarray, order: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(context keys, next tokens) of every event of a framed sequence of token ids (gram_keys):
+    ids (L,) -> two (L - 1,) int64."""
+    return np.divmod(gram_keys(ids, order, vocab_size), vocab_size)
+
+
+class NgramCounts(NamedTuple):
+    """A corpus counted at one order: its vocabulary, words per split, the contexts seen in any
+    split (their keys (C,), sorted) and N (C, V) int64 per split."""
+
+    vocab: Vocab
+    order: int
+    n_words: dict[str, int]
+    contexts: Tensor
+    counts: dict[str, Tensor]
+
+
+def _framed_ids(words: list[str], vocab: Vocab) -> np.ndarray:
+    return vocab.encode_words(words).numpy()
+
+
+def _clean_ids(chunk: bytes, lookup: np.ndarray) -> np.ndarray | None:
+    """The framed ids of a clean ASCII piece (its lines are its words: nothing str.strip() would
+    remove, no blank line, no `.`), read byte by byte through `lookup` (byte -> id, the line end
+    -> 0); None for any other piece, which is decoded line by line instead."""
+    if not chunk or not chunk.isascii() or chunk.startswith(b"\n") or b"\n\n" in chunk:
+        return None
+    framed = np.frombuffer(_framed(chunk), dtype=np.uint8)
+    ids = lookup[framed]
+    if (ids < 0).any():  # a byte that is not a character of the vocabulary, or not clean
+        return None
+    return ids
+
+
+def _pieces(corpus: Corpus, vocab: Vocab) -> Iterator[np.ndarray]:
+    """The framed ids `.w1.w2. … .` of each piece of the corpus that has words."""
+    # int8: the vocabulary is sorted, so its single-byte (ASCII) characters have ids below 128.
+    lookup = np.full(256, -1, dtype=np.int8)
+    for ch, i in vocab.stoi.items():
+        if len(ch.encode()) == 1 and ord(ch) not in _NOT_CLEAN:
+            lookup[ord(ch)] = i
+    lookup[_NEWLINE] = 0
+    line = 1
+    lowercase = corpus.lowercase
+    for chunk in corpus.byte_chunks():
+        if lowercase and chunk.isascii():
+            chunk = chunk.lower()
+        ids = _clean_ids(chunk, lookup)
+        if ids is None:
+            words = decode_words(chunk, corpus.name, line, lowercase)
+            ids = _framed_ids(words, vocab) if words else None
+        line += chunk.count(b"\n")
+        if ids is not None:
+            yield ids
+
+
+def count_ngrams(
+    corpus: Corpus,
+    order: int,
+    fractions: Sequence[float],
+    seed: int,
+    rule: str = "randperm",
+) -> NgramCounts:
+    """The (order + 1)-gram counts of a corpus per split, split as
+    bigramlab.counting.bigrams.count_corpus does (the same words in the same parts), read in
+    pieces.
+
+    Order 1 is count_corpus itself (contexts = every token). Higher orders read the corpus again:
+    each piece's events become keys (part, context, next), tallied in one table where the key space
+    is small, else counted per piece by a sort and merged at the end: memory holds the distinct
+    n-grams of each piece and one piece's events, never the corpus's.
+    """
+    counted = count_corpus(corpus, fractions, seed, rule)
+    vocab, V = counted.vocab, len(counted.vocab)
+    if order == 1:
+        return NgramCounts(vocab, 1, counted.n_words, torch.arange(V), counted.counts)
+    check_order(order, V)
+    events = sum(int(N.sum()) for N in counted.counts.values())
+    check_memory(corpus.name, order, V, min(V**order, events))
+    n_words = sum(counted.n_words.values())
+    assignment = split_assignment(n_words, fractions, seed, rule)
+    grams = V ** (order + 1)
+    # Small key spaces are counted into one table (np.bincount), others piece by piece with a sort
+    # (_unique_counts) and merged at the end.
+    table_size = len(fractions) * grams
+    # Keys in int32 where (part, context, next) fits: half the memory traffic, a faster sort.
+    dtype = np.int32 if table_size < 2**31 else np.int64
+    tally = np.zeros(table_size, dtype=np.int64) if table_size <= SMALL_TABLE else None
+    found_keys: list[np.ndarray] = []
+    found_counts: list[np.ndarray] = []
+    first = 0
+    for ids in _pieces(corpus, vocab):
+        keys = gram_keys(ids, order, V, dtype)
+        # The part of each event: a word's events are its characters and its closing `.`.
+        per_word = np.diff(np.flatnonzero(ids == 0))
+        parts = assignment[first : first + len(per_word)]
+        first += len(per_word)
+        if parts.any():
+            keys += np.repeat(parts.astype(dtype) * dtype(grams), per_word)
+        if tally is not None:
+            tally += np.bincount(keys, minlength=table_size)
+        else:
+            unique, counts = _unique_counts(keys)
+            found_keys.append(unique)
+            found_counts.append(counts)
+    if tally is not None:
+        keys = np.flatnonzero(tally)
+        counts = tally[keys]
+    elif len(found_keys) == 1:
+        keys, counts = found_keys[0].astype(np.int64), found_counts[0]
+    else:
+        keys, inverse = np.unique(np.concatenate(found_keys).astype(np.int64), return_inverse=True)
+        counts = np.bincount(inverse, weights=np.concatenate(found_counts)).astype(np.int64)
+    part, gram = np.divmod(keys, grams)
+    context, token = np.divmod(gram, V)
+    table, rows = np.unique(context, return_inverse=True)
+    cells = torch.from_numpy(rows * V + token)  # the flat index of (context row, next token)
+    counts = torch.from_numpy(counts)
+    bounds = np.searchsorted(part, np.arange(len(fractions) + 1))  # keys are sorted by part
+    split_counts = {}
+    for i, name in enumerate(SPLITS[: len(fractions)]):
+        N = torch.zeros(len(table), V, dtype=torch.int64)
+        N.view(-1)[cells[bounds[i] : bounds[i + 1]]] = counts[bounds[i] : bounds[i + 1]]
+        split_counts[name] = N
+    return NgramCounts(vocab, order, counted.n_words, torch.from_numpy(table), split_counts)
+
+
+def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(keys, return_counts=True), sorting in place (`keys` is a scratch array)."""
+    keys.sort()
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return keys[starts], np.diff(starts, append=len(keys))
+
+
+def ngram_counts_of_words(
+    parts: dict[str, list[str]], vocab: Vocab, order: int
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """(context keys (C,), N (C, V) per split) of words in memory: what count_ngrams gives."""
+    V = len(vocab)
+    check_order(order, V)
+    events = {
+        name: event_keys(_framed_ids(words, vocab), order, V) if words else None
+        for name, words in parts.items()
+    }
+    every = [e[0] for e in events.values() if e is not None]
+    table = np.unique(np.concatenate(every)) if every else np.zeros(0, dtype=np.int64)
+    counts = {}
+    for name, found in events.items():
+        N = torch.zeros(len(table), V, dtype=torch.int64)
+        if found is not None:
+            rows = torch.from_numpy(np.searchsorted(table, found[0]))
+            ones = torch.ones(len(rows), dtype=torch.int64)
+            N.index_put_((rows, torch.from_numpy(found[1])), ones, accumulate=True)
+        counts[name] = N
+    return torch.from_numpy(table), counts
+
+
+# Bytes per (context, token) entry of a run: the int64 counts of three splits, and in float32 W,
+# its gradient, the optimizer's state (L-BFGS keeps 2 x history_size = 40 copies) and the logits.
+BYTES_PER_ENTRY = 3 * 8 + 44 * 4
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(name: str, order: int, vocab_size: int, max_contexts: int) -> None:
+    """Raise UserError, before counting, where a run on up to `max_contexts` contexts (at most V^k,
+    at most one an event) could need more than the machine's memory."""
+    needed = max_contexts * vocab_size * BYTES_PER_ENTRY
+    if needed > physical_memory():
+        raise UserError(
+            f"model.context={order} on {name} may need up to {format_bytes(needed)} (up to "
+            f"{max_contexts:,} contexts x {vocab_size} tokens), more than this machine's "
+            f"{format_bytes(physical_memory())}: use a shorter model.context or less data"
+        )
+
+
+def format_bytes(n: float) -> str:
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    power = min(int(math.log(max(n, 1), 1024)), len(units) - 1)
+    return f"{n / 1024**power:.1f} {units[power]}"

@@ -1,0 +1,164 @@
+"""Corpora: where the words come from, behind one small interface.
+
+A corpus is a list of words (names, dictionary words, lines of a file). It is its config: a frozen,
+hashable dataclass that Hydra instantiates from conf/dataset/ and that caches can key on. Every
+corpus has
+
+    name          how messages and logs name it (a file's path, or the data set's name)
+    lowercase     whether its text is lower-cased when read
+    stamp()       what changes when its content may have changed (a file's mtime and size)
+    byte_chunks() its UTF-8 text in pieces of whole lines (for counting without holding it)
+    load()        its words, a list of str
+
+To add a data set: a dataclass with these members here, and a conf/dataset/<name>.yaml naming it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bigramlab.data.download import fetch
+from bigramlab.errors import UserError
+
+BOUNDARY = "."  # the word-boundary token; no word may contain it
+CHUNK_BYTES = 1 << 23  # pieces of 8 MiB: counting holds one piece, not the corpus
+
+
+class Corpus(Protocol):
+    name: str
+    lowercase: bool
+
+    def stamp(self) -> tuple[int, int] | None: ...
+
+    def byte_chunks(self) -> Iterator[bytes]: ...
+
+    def load(self) -> list[str]: ...
+
+
+@functools.cache
+def _english_words() -> tuple[str, ...]:
+    """Read once per process: counting reads a corpus twice, and sweeps train on it again."""
+    from english_words import get_english_words_set
+
+    # A set has no stable order across processes; sort so splits are reproducible.
+    return tuple(sorted(get_english_words_set(["web2"], lower=True, alpha=True)))
+
+
+@dataclass(frozen=True)
+class EnglishWords:
+    """The web2 word list of the `english-words` package: lowercase, alphabetic, ~234k words."""
+
+    name: str = "words"
+    lowercase: bool = False
+
+    def stamp(self) -> None:
+        return None
+
+    def byte_chunks(self) -> Iterator[bytes]:
+        yield ("\n".join(_english_words()) + "\n").encode()
+
+    def load(self) -> list[str]:
+        return list(_english_words())
+
+
+@dataclass(frozen=True)
+class Names:
+    """makemore's names.txt, downloaded once into `cache_dir` and verified against `sha256`."""
+
+    url: str
+    sha256: str
+    cache_dir: str
+    filename: str = "names.txt"
+    name: str = "names"
+    lowercase: bool = False
+
+    def path(self) -> Path:
+        return fetch(self.url, Path(self.cache_dir) / self.filename, self.sha256)
+
+    def stamp(self) -> None:
+        return None  # checksum-verified: the content cannot change
+
+    def byte_chunks(self) -> Iterator[bytes]:
+        return read_chunks(self.path())
+
+    def load(self) -> list[str]:
+        return read_lines(self.path(), name=self.name)
+
+
+@dataclass(frozen=True)
+class TextFile:
+    """Any UTF-8 text file, one word a line. Each line is stripped of leading and trailing
+    whitespace, blank lines are skipped, and spaces or tabs inside a line are characters of the
+    word (of the vocabulary)."""
+
+    path: str
+    lowercase: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.path
+
+    def stamp(self) -> tuple[int, int] | None:
+        """(mtime, size), so that a file edited between two jobs of a sweep is read again."""
+        if not Path(self.path).is_file():
+            return None
+        stat = Path(self.path).stat()
+        return stat.st_mtime_ns, stat.st_size
+
+    def byte_chunks(self) -> Iterator[bytes]:
+        return read_chunks(Path(self.path))
+
+    def load(self) -> list[str]:
+        return read_lines(Path(self.path), self.lowercase)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise UserError(f"data file {path} does not exist: check dataset.path")
+    if not path.is_file():
+        raise UserError(f"data path {path} is not a file: point dataset.path at a text file")
+
+
+def read_chunks(path: Path) -> Iterator[bytes]:
+    """The file in pieces of about CHUNK_BYTES, each ending at a line end (or the file's end)."""
+    _check_file(path)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            yield chunk + f.readline()
+
+
+def read_lines(path: Path, lowercase: bool = False, name: str | None = None) -> list[str]:
+    """The words of a UTF-8 file (see decode_words), at least one; `name` names it in messages."""
+    name = name or str(path)
+    _check_file(path)
+    words = decode_words(path.read_bytes(), name, first_line=1, lowercase=lowercase)
+    if not words:
+        raise UserError(f"{name} has no words (it is empty or only blank lines)")
+    return words
+
+
+def decode_words(raw: bytes, source: str, first_line: int, lowercase: bool) -> list[str]:
+    """The words of `raw`, whole lines of UTF-8 text, the first of them line `first_line`: every
+    non-blank line stripped of surrounding whitespace (`\\r` included)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = first_line + raw.count(b"\n", 0, e.start)
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1)
+        raise UserError(
+            f"{source} line {line} is not valid UTF-8 ({e.reason} at byte {column} of the line): "
+            "convert the file to UTF-8"
+        ) from None
+    if lowercase:
+        text = text.lower()  # no character lowercases to whitespace or to the boundary token
+    if (at := text.find(BOUNDARY)) >= 0:
+        line = first_line + text.count("\n", 0, at)
+        raise UserError(
+            f"{source} line {line} contains '{BOUNDARY}', the word-boundary token: "
+            "remove it from the data"
+        )
+    return [word for word in map(str.strip, text.split("\n")) if word]

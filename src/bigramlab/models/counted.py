@@ -1,0 +1,76 @@
+"""The counted models of the train counts: additive smoothing, P = (N + α) / row sums (α = 0:
+the exact MLE), and interpolated modified Kneser–Ney (bigramlab.models.kneser_ney).
+
+Notation (as on the lecture's board), for a vocabulary of V tokens and C contexts (for the bigram,
+C = V, the context being the previous token; bigramlab.counting.ngrams for longer ones):
+    N: (C, V) counts, N[i, j] = how often token j follows context i
+    P: (C, V) row-stochastic probabilities, P[i, j] = P(j | i)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from bigramlab.errors import UserError
+from bigramlab.models.kneser_ney import KneserNey
+from bigramlab.models.nll import split_nlls
+
+SMOOTHINGS = ("additive", "kneser_ney")
+
+
+def mle_probs(counts: Tensor, alpha: float = 0.0) -> Tensor:
+    """P = (N + α) / row sums, in float64.  counts: (V, V) -> P: (V, V).
+
+    With α = 0 this is the exact maximum-likelihood estimate. A row never seen in the data has no
+    MLE (every distribution is equally likely); it is left all zero, so any bigram from it has
+    probability 0 and an infinite NLL, like every other unseen bigram under α = 0.
+    """
+    smoothed = counts.double() + alpha
+    row_sums = smoothed.sum(dim=1, keepdim=True)
+    return torch.where(row_sums > 0, smoothed / row_sums.clamp_min(1e-300), 0.0)
+
+
+@dataclass(frozen=True)
+class CountedModel:
+    """The counted model of the train counts: P (C, V) for the data's contexts, and its mean NLL
+    on each non-empty split. It does not change during training: made once a run.
+
+    additive: P = (N_train + α) / row sums; kneser_ney: bigramlab.models.kneser_ney (α unused).
+    `kneser_ney` keeps the fitted model, which gives any context's distribution."""
+
+    alpha: float
+    probs: Tensor
+    nll: dict[str, float]
+    smoothing: str = "additive"
+    kneser_ney: KneserNey | None = None
+
+
+def check_smoothing(smoothing: str) -> None:
+    """Raise UserError unless `smoothing` is one of SMOOTHINGS."""
+    if smoothing not in SMOOTHINGS:
+        raise UserError(
+            f"mle.smoothing={smoothing!r} is unknown: choose one of {', '.join(SMOOTHINGS)}"
+        )
+
+
+def counted_model(
+    counts: dict[str, Tensor],
+    alpha: float,
+    smoothing: str = "additive",
+    contexts: Tensor | None = None,
+    order: int = 1,
+) -> CountedModel:
+    """The counted model of `counts` ({split: N (C, V)}, fitted on "train"), contexts `contexts`
+    (C,) of `order` tokens (default: the bigram's, every token), smoothed as `smoothing` says."""
+    check_smoothing(smoothing)
+    if smoothing == "additive":
+        probs = mle_probs(counts["train"], alpha)
+        return CountedModel(alpha, probs, split_nlls(probs.log(), counts))
+    if contexts is None:
+        contexts = torch.arange(counts["train"].shape[0])
+    model = KneserNey(contexts, counts["train"], order)
+    probs = model.probs(contexts)
+    return CountedModel(alpha, probs, split_nlls(probs.log(), counts), smoothing, model)

@@ -1,0 +1,41 @@
+"""A model's negative log likelihood of data given as counts, for any model of the package.
+
+For a vocabulary of V tokens and C contexts: N (C, V) counts, N[i, j] = how often token j follows
+context i; log P (C, V) the model's log-probabilities of the same contexts. Pure tensor
+functions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def nll_sum(log_probs: Tensor, counts: Tensor) -> Tensor:
+    """−Σ_ij N[i, j] · log P[i, j], with 0 · log 0 = 0.  log_probs, counts: (V, V) -> scalar.
+
+    A bigram with N > 0 and P = 0 makes the sum +inf, not NaN: the model calls the data impossible.
+    """
+    terms = counts * log_probs
+    return -torch.where(counts > 0, terms, torch.zeros_like(terms)).sum()
+
+
+def mean_nll(log_probs: Tensor, counts: Tensor) -> float | None:
+    """Mean NLL per bigram, −Σ N ⊙ log P / Σ N, as a Python float in float64; None if N is empty."""
+    total = int(counts.sum())
+    if total == 0:
+        return None
+    return float(nll_sum(log_probs.double(), counts.double())) / total
+
+
+def split_nlls(log_probs: Tensor, counts: dict[str, Tensor]) -> dict[str, float]:
+    """{split: mean NLL} of one model log P (V, V) on every non-empty split {split: N (V, V)}."""
+    nlls = {split: mean_nll(log_probs, N) for split, N in counts.items()}
+    return {split: value for split, value in nlls.items() if value is not None}
+
+
+def perplexity(nll: float) -> float:
+    """exp(NLL), inf where it overflows (an unseen bigram, or a blown-up model)."""
+    return math.exp(nll) if nll < 700 else math.inf

@@ -1,0 +1,218 @@
+"""How a training run is stepped, watched and saved: Lightning callbacks and a checkpoint plugin.
+
+    StepLosses          every step's losses, read from the device in batches: written to
+                        TensorBoard (loss/*) and checked for divergence
+    ValidateLastStep    the last step is always validated, whatever val_check_interval
+    LastCheckpoint      the one writer of checkpoints/last.ckpt: every N steps and at the end
+    LossProgressBar     the progress bar shows the loss without waiting for the device every step
+    AtomicCheckpointIO  a checkpoint is written whole or not at all
+
+They run wherever training runs: in this process, or in each process that Lightning's ddp_fork and
+ddp_spawn start, whose own state (and this process's copy of it) is gone when fit returns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Checkpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+from tensorboard.compat.proto.summary_pb2 import Summary
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+
+from bigramlab.errors import Diverged
+from bigramlab.models.learned import BigramLM
+from bigramlab.plumbing.atomic import write_atomically
+
+
+def tensorboard(trainer: L.Trainer) -> SummaryWriter | None:
+    """The TensorBoard writer of rank 0, or None (other ranks, or no TensorBoard logger)."""
+    if not trainer.is_global_zero:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def add_scalars(writer: SummaryWriter, scalars: dict[str, float], step: int) -> None:
+    """Scalars of one step as one event: what `add_scalar` writes for each (a simple value under
+    its tag), serialised and queued once rather than once a tag."""
+    values = [Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
+    writer.file_writer.add_summary(Summary(value=values), step)
+
+
+class StepLosses(L.Callback):
+    """Every training step's `objective`, `nll` and `penalty` (loss/total, loss/nll, loss/reg in
+    TensorBoard), at the step whose W they are the loss of, and the norm of the gradient the
+    update used (loss/grad_norm: the objective is convex, so it says how far from its optimum a
+    run is); and the divergence check.
+
+    The step outputs stay on the device and are read back (one host sync for all of them) every
+    `trainer.log_every_n_steps` steps, and before every validation, checkpoint and the end, so
+    that a broken W is never reported or saved. Training stops with Diverged at the first step
+    whose loss is not finite or above `max_loss`, or whose updated W is not finite: a mean NLL of
+    1000 nats gives the data probabilities below e^-1000, so gradient descent has blown up even
+    where float32 has not overflowed yet.
+    """
+
+    TAGS = ("loss/total", "loss/nll", "loss/reg", "loss/grad_norm")
+
+    def __init__(self, max_loss: float = 1000.0) -> None:
+        self.max_loss = max_loss
+        self.pending: list[tuple[int, Tensor]] = []  # (global step after the update, values)
+        self.wrote = False
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: BigramLM, outputs: dict[str, Tensor], batch: Any,
+        batch_idx: int,
+    ) -> None:  # fmt: skip
+        W_finite = torch.isfinite(pl_module.W).all().to(outputs["objective"].dtype)
+        grad_norm = pl_module.grad_norm
+        if grad_norm is None:
+            grad_norm = torch.full_like(W_finite, float("nan"))
+        values = [outputs["objective"], outputs["nll"], outputs["penalty"],
+                  grad_norm.to(W_finite.dtype), W_finite]  # fmt: skip
+        self.pending.append((trainer.global_step, torch.stack(values)))
+        if trainer.global_step % trainer.log_every_n_steps == 0:
+            self.flush(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+        self.flush(trainer)
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: BigramLM, checkpoint: dict[str, Any]
+    ) -> None:
+        self.flush(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+        self.flush(trainer)
+        self.flush_file(trainer)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: BigramLM, exception: BaseException):
+        # A run that diverged keeps the losses that led there (and is not checked again).
+        self.flush(trainer, check=False)
+        self.flush_file(trainer)
+
+    def flush_file(self, trainer: L.Trainer) -> None:
+        """Flush the event file (the report does at each validation). Only where losses were
+        written: in a process that never trained (the main one of ddp_fork), asking for the writer
+        would open a second event file."""
+        if self.wrote and (writer := tensorboard(trainer)):
+            writer.flush()
+
+    def flush(self, trainer: L.Trainer, check: bool = True) -> None:
+        """Write the pending losses; raise Diverged for the first bad step among them."""
+        if not self.pending:
+            return
+        values = torch.stack([v for _, v in self.pending]).tolist()  # one host sync for them all
+        steps = [s for s, _ in self.pending]
+        self.pending.clear()
+        writer = tensorboard(trainer)
+        for global_step, (objective, nll, reg, grad_norm, W_finite) in zip(steps, values):
+            if writer is not None:
+                losses = (objective, nll, reg, grad_norm)
+                add_scalars(writer, dict(zip(self.TAGS, losses)), global_step - 1)
+                self.wrote = True
+            if not check or (objective <= self.max_loss and W_finite):  # NaN fails `<=`
+                continue
+            if not objective <= self.max_loss:
+                # The loss of step k is that of W before update k + 1.
+                step, what = global_step - 1, f"the loss is {objective:g}"
+            else:
+                step, what = global_step, "W is not finite after the update"
+            lr = trainer.optimizers[0].param_groups[0]["lr"]
+            raise Diverged(
+                f"training diverged at step {step}: {what} with optim.lr={lr:g}, "
+                f"model.reg={trainer.lightning_module.hparams.reg:g}; lower optim.lr",
+                step=step,
+            )
+
+
+class ValidateLastStep(L.Callback):
+    """Asks the trainer to stop at max_steps, which makes Lightning validate that step: every
+    curve ends at the last step, whatever `trainer.val_check_interval`."""
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: BigramLM, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True
+
+
+class LastCheckpoint(Checkpoint):
+    """Saves the whole training state to `dirpath`/last.ckpt every `every_n_train_steps` steps and
+    at the end of training (after the last validation), inside `fit`: so last.ckpt holds the final
+    W also where fit runs in other processes (ddp_fork, ddp_spawn). The one writer of the file.
+
+    A `Checkpoint`, so Lightning adds no ModelCheckpoint of its own; one added to the callbacks
+    (`+callbacks.best._target_=lightning.pytorch.callbacks.ModelCheckpoint`, monitoring `nll/val`,
+    say) writes its own files beside it."""
+
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int = 100) -> None:
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every_n_train_steps = every_n_train_steps
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: BigramLM, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        every = self.every_n_train_steps
+        # The last step is saved once, at the end (after its validation).
+        if every and step % every == 0 and step < trainer.max_steps:
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)
+
+
+class LossProgressBar(TQDMProgressBar):
+    """Lightning's progress bar with the training loss, read from the device only when the bar is
+    redrawn (every `refresh_rate` steps).
+
+    `self.log("loss", ..., prog_bar=True)` would read it back after every step: Lightning turns
+    the progress bar's values into numbers after each batch, logged in it or not, which on a GPU
+    is a host sync per step.
+    """
+
+    def __init__(self, refresh_rate: int = 1, leave: bool = False) -> None:
+        super().__init__(refresh_rate=refresh_rate, leave=leave)
+        self.loss: float | None = None
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: BigramLM, outputs: dict[str, Tensor], batch: Any,
+        batch_idx: int,
+    ) -> None:  # fmt: skip
+        bar, n = self.train_progress_bar, batch_idx + 1
+        if self.is_enabled and bar is not None and (n % self.refresh_rate == 0 or n == bar.total):
+            self.loss = float(outputs["objective"])  # the bar is redrawn now (see super)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def init_sanity_tqdm(self) -> Tqdm:
+        return Tqdm(disable=True)
+
+    def init_validation_tqdm(self) -> Tqdm:
+        # A validation is one batch of a few milliseconds: a bar of its own at every validation
+        # would only add lines to a log.
+        return Tqdm(disable=True)
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: BigramLM) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        if self.loss is not None:
+            items["loss"] = self.loss
+        return items
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a temporary file beside its target and renames it into place, so a
+    process killed mid-write leaves the previous checkpoint whole, never a truncated one."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        write_atomically(Path(path), lambda tmp: torch.save(checkpoint, tmp))
