@@ -89,7 +89,7 @@ def train_and_load(cfg: DictConfig, out: Path) -> tuple[dict, torch.Tensor]:
         cfg.paths.output_dir = str(out)
     train(cfg)
     metrics = json.loads((out / "metrics.json").read_text())
-    W = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["W"]
+    W = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["lm.W"]
     return metrics, W
 
 

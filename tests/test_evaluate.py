@@ -13,8 +13,8 @@ from bigramlab.data.corpora import TextFile
 from bigramlab.data.vocab import Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
 from bigramlab.evaluate import split_rows
-from bigramlab.models.checkpoint import TrainedModel
 from bigramlab.models.counted import mle_probs
+from bigramlab.models.learned import LearnedLM
 from bigramlab.models.nll import mean_nll
 from tests.conftest import make_words
 
@@ -31,7 +31,7 @@ def test_split_rows_equal_those_of_the_split_words(tmp_path: Path, accent: str) 
     V = len(vocab.itos)
     g = torch.Generator().manual_seed(0)
     log_probs = torch.randn(V, V, generator=g, dtype=torch.float64).log_softmax(dim=1)
-    model = TrainedModel(log_probs, vocab.itos, 0, False)
+    model = LearnedLM(vocab.itos, 1, "onehot", torch.arange(V), log_probs)
     rows = split_rows(model, TextFile(str(path)), SPLIT, 5, alpha=0.5)
     assert [row[0] for row in rows] == ["train", "val", "test"]
     parts = split_words(words, SPLIT, 5)
@@ -52,7 +52,7 @@ def test_the_unsmoothed_counted_model_calls_unseen_bigrams_impossible(tmp_path: 
     # train never saw.
     path = tmp_path / "words.txt"
     path.write_text("\n".join("abcdefghij") + "\n")
-    model = TrainedModel(torch.zeros(11, 11), ".abcdefghij", 0, False)
+    model = LearnedLM(".abcdefghij", 1, "onehot", torch.arange(11), torch.zeros(11, 11))
     rows = split_rows(model, TextFile(str(path)), [0.6, 0.2, 0.2], 0, alpha=0.0)
     counted = {row.split: row.mle_nll for row in rows}
     assert math.isfinite(counted["train"]) and math.isinf(counted["val"])
@@ -62,4 +62,5 @@ def test_a_character_the_checkpoint_lacks_is_named(tmp_path: Path) -> None:
     path = tmp_path / "words.txt"
     path.write_text("abc\nabd\n")
     with pytest.raises(UserError, match=r"character 'd' \(in .*words.txt\) is not in the vocab"):
-        split_rows(TrainedModel(torch.zeros(4, 4), ".abc", 0, False), TextFile(str(path)), SPLIT, 0)
+        model = LearnedLM(".abc", 1, "onehot", torch.arange(4), torch.zeros(4, 4))
+        split_rows(model, TextFile(str(path)), SPLIT, 0)

@@ -15,9 +15,8 @@ from bigramlab.arpa import arpa_token
 from bigramlab.counting.ngrams import count_ngrams, event_keys
 from bigramlab.data.corpora import TextFile
 from bigramlab.data.vocab import Vocab, split_words
-from bigramlab.models.checkpoint import load_trained_model
+from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.counted import counted_model
-from bigramlab.models.sampling import counted_next_probs
 from tests.conftest import make_words, train_and_load
 
 kenlm = pytest.importorskip("kenlm")
@@ -74,14 +73,14 @@ def test_learned_model_round_trip(
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     result = export(f"ckpt={ckpt}", f"out={tmp_path / 'learned.arpa'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    model = load_trained_model(ckpt)
+    model = load_checkpoint(ckpt).model
     words = TextFile(str(spaced_words)).load()
     held_out = split_words(words, SPLIT, 42)[1]
     assert any(" " in w for w in held_out)
     # Words the data never had: contexts with no row of their own.
     held_out += ["jjjjjjj", "a b c", "ihgfedcba"]
     assert_round_trip(tmp_path / "learned.arpa",
-                      lambda keys: model.logits(keys).double().softmax(dim=1),
+                      lambda keys: model.log_probs(keys).exp(),
                       Vocab(model.itos), k, held_out)  # fmt: skip
 
 
@@ -96,10 +95,7 @@ def test_counted_model_round_trip(tmp_path: Path, spaced_words: Path, smoothing:
     counted = count_ngrams(TextFile(str(spaced_words)), k, SPLIT, 42)
     model = counted_model(counted.counts, 0.5, smoothing, counted.contexts, k)
 
-    next_probs = counted_next_probs(model, counted.contexts)
-
-    def probs(keys: torch.Tensor) -> torch.Tensor:
-        return torch.stack([next_probs(int(key)) for key in keys])
+    probs = model.next_probs
 
     words = TextFile(str(spaced_words)).load()
     # The test words, and words whose contexts the data never had.

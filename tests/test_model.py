@@ -19,10 +19,10 @@ from bigramlab.counting.bigrams import bigram_counts
 from bigramlab.data.corpora import TextFile
 from bigramlab.data.vocab import Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
-from bigramlab.models.checkpoint import load_trained_model
-from bigramlab.models.learned import BigramLM
+from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.losses import nll_sum_counts, nll_sum_index, nll_sum_onehot
 from bigramlab.train import train
+from bigramlab.training.module import LearnedLMModule
 from tests.conftest import lecture_pairs
 
 
@@ -33,7 +33,9 @@ def scalars(run_dir: Path, tag: str) -> dict[int, float]:
 
 
 def test_initial_W_is_the_lectures_and_forward_is_one_hot_matmul() -> None:
-    model = BigramLM(functools.partial(torch.optim.SGD, lr=50), vocab=".abcdefghijklmnopqrstuvwxyz")
+    model = LearnedLMModule(
+        functools.partial(torch.optim.SGD, lr=50), vocab=".abcdefghijklmnopqrstuvwxyz"
+    )
     g = torch.Generator().manual_seed(2147483647)
     assert torch.equal(model.W.data, torch.randn((27, 27), generator=g))
     x = torch.tensor([0, 5, 26])
@@ -121,7 +123,7 @@ def test_short_training_lowers_the_loss_and_writes_the_run(train_config) -> None
     assert scalars(run, "nll/train")[25] == pytest.approx(saved["train_nll"], rel=1e-6)
     # One checkpoint, also for a run shorter than the checkpoint interval (100 steps).
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]
-    trained = load_trained_model(run / "checkpoints" / "last.ckpt")
+    trained = load_checkpoint(run / "checkpoints" / "last.ckpt").model
     W, itos = trained.W, trained.itos
     vocab = Vocab(itos)
     assert W.shape == (len(vocab), len(vocab))
@@ -161,17 +163,17 @@ def test_checkpoints_that_would_run_code_or_are_not_checkpoints_are_refused(tmp_
     evil = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {"W": torch.zeros(2, 2)}, "payload": RunsCode()}, evil)
     with pytest.raises(UserError, match="refusing to load .*could run code"):
-        load_trained_model(evil)
+        load_checkpoint(evil)
     text = tmp_path / "text.ckpt"
     text.write_text("hello")
     with pytest.raises(UserError, match="is not a PyTorch checkpoint file"):
-        load_trained_model(text)
+        load_checkpoint(text)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)
     with pytest.raises(UserError, match="not a bigramlab checkpoint"):
-        load_trained_model(other)
+        load_checkpoint(other)
     with pytest.raises(UserError, match="does not exist"):
-        load_trained_model(tmp_path / "missing.ckpt")
+        load_checkpoint(tmp_path / "missing.ckpt")
 
 
 HOST_READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")

@@ -59,7 +59,7 @@ def test_same_config_and_seed_give_bitwise_identical_W(train_config, tmp_path: P
         cfg.paths.output_dir = str(tmp_path / name)
         train(cfg)
         ckpt = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)
-        weights.append(ckpt["state_dict"]["W"])
+        weights.append(ckpt["state_dict"]["lm.W"])
     assert torch.equal(weights[0], weights[1])
 
 

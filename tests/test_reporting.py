@@ -27,12 +27,12 @@ from bigramlab.comparison.report import (
 from bigramlab.data.corpora import TextFile
 from bigramlab.data.datamodule import BigramDataModule
 from bigramlab.data.vocab import split_words
-from bigramlab.models.checkpoint import load_trained_model
+from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.counted import mle_probs
-from bigramlab.models.learned import BigramLM
 from bigramlab.models.nll import mean_nll
 from bigramlab.models.sampling import sample_words
 from bigramlab.train import train
+from bigramlab.training.module import LearnedLMModule
 from tests.conftest import compose_config, make_words
 
 STEPS, EVERY = 30, 10
@@ -132,7 +132,7 @@ def test_metrics_json_holds_the_comparison_of_the_last_step(run) -> None:
 def test_logged_values_match_an_independent_recomputation(run) -> None:
     run_dir, words, _ = run
     acc = events(run_dir)
-    trained = load_trained_model(run_dir / "checkpoints" / "last.ckpt")
+    trained = load_checkpoint(run_dir / "checkpoints" / "last.ckpt").model
     W, itos = trained.W, trained.itos
     V = len(itos)
     splits = dict(zip(("train", "val", "test"), split_words(words, [0.8, 0.1, 0.1], 42)))
@@ -245,14 +245,24 @@ def test_samples_logged_at_each_snapshot_use_one_seed_for_both_models(run) -> No
     mle_words = [row.split("`")[1] for row in rows]
     learned_words = [row.split("`")[3] for row in rows]
     # Redrawn here from both final models, each with a generator seeded with the run's seed.
-    trained = load_trained_model(run_dir / "checkpoints" / "last.ckpt")
+    trained = load_checkpoint(run_dir / "checkpoints" / "last.ckpt").model
     train_words = split_words(words, cfg.data.split, cfg.data.split_seed)[0]
     V = len(trained.itos)
     mle = torch.tensor(mle_table(independent_counts(train_words, trained.itos), V, 0.5))
     for probs, shown in ((mle, mle_words), (trained.W.double().softmax(dim=1), learned_words)):
         generator = torch.Generator().manual_seed(cfg.seed)
-        drawn = sample_words(probs, trained.itos, 10, generator, max_length=40)
+        drawn = sample_words(BigramTable(probs), trained.itos, 10, generator, max_length=40)
         assert [w or "(empty)" for w in drawn] == shown
+
+
+class BigramTable:
+    """A bigram model given as its table P (V, V): the previous token is the context."""
+
+    def __init__(self, probs: torch.Tensor) -> None:
+        self.probs = probs
+
+    def log_probs(self, contexts: torch.Tensor) -> torch.Tensor:
+        return self.probs[contexts].log()
 
 
 def test_report_and_batches_keep_host_and_device_tensors_apart(words_file: Path) -> None:
@@ -265,7 +275,7 @@ def test_report_and_batches_keep_host_and_device_tensors_apart(words_file: Path)
         global_rank=0, world_size=1, strategy=SimpleNamespace(root_device=meta)
     )
     assert next(iter(dm.train_dataloader())).counts.device == meta  # moved once, not every step
-    model = BigramLM(functools.partial(torch.optim.SGD, lr=50), vocab=dm.vocab.itos).to(meta)
+    model = LearnedLMModule(functools.partial(torch.optim.SGD, lr=50), vocab=dm.vocab.itos).to(meta)
     trainer = SimpleNamespace(datamodule=dm, is_global_zero=False, loggers=[], global_step=0,
                               max_steps=30, val_check_interval=10)  # fmt: skip
     report = ComparisonReport(alpha=1.0)

@@ -52,9 +52,9 @@ def test_killed_run_resumes_to_the_same_W_without_duplicate_steps(tmp_path: Path
     straight = run_cli(*common, f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr[-2000:]
 
-    W_resumed = torch.load(ckpt, weights_only=True)["state_dict"]["W"]
+    W_resumed = torch.load(ckpt, weights_only=True)["state_dict"]["lm.W"]
     W_straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt",
-                            weights_only=True)["state_dict"]["W"]  # fmt: skip
+                            weights_only=True)["state_dict"]["lm.W"]  # fmt: skip
     assert torch.equal(W_resumed, W_straight)
     events = EventAccumulator(str(run_dir / "tensorboard"), {"scalars": 0, "images": 0})
     events.Reload()

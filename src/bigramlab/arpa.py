@@ -71,8 +71,14 @@ def arpa_text(
     listed = dict(listed)
     frontier = set(listed)
     while frontier:
-        needed = sorted({shorter for hist in frontier for shorter in (hist[:-1], hist[1:])
-                         if shorter and shorter not in listed})  # fmt: skip
+        needed = sorted(
+            {
+                shorter
+                for hist in frontier
+                for shorter in (hist[:-1], hist[1:])
+                if shorter and shorter not in listed
+            }
+        )
         if needed:
             listed.update(zip(needed, lower(needed)))
         frontier = set(needed)
@@ -87,8 +93,10 @@ def arpa_text(
 
     backoff = "\t0" if order > 1 else ""
     first = [f"{-math.log10(V + 1):.7f}\t{UNKNOWN}{backoff}", f"{ZERO_LOG10:.7f}\t{START}{backoff}"]
-    first += [f"{p:.7f}\t{t}{'' if t == END else backoff}"
-              for t, p in zip(targets, log10(unigrams[None])[0])]  # fmt: skip
+    first += [
+        f"{p:.7f}\t{t}{'' if t == END else backoff}"
+        for t, p in zip(targets, log10(unigrams[None])[0])
+    ]
     sections = [first]
     for n in range(2, order + 1):
         hists = by_length[n - 1]

@@ -21,8 +21,9 @@ from bigramlab.counting.ngrams import context_keys, context_tokens, count_ngrams
 from bigramlab.data.corpora import Corpus
 from bigramlab.data.vocab import SPLITS, Vocab
 from bigramlab.errors import UserError
-from bigramlab.models.checkpoint import TrainedModel, load_trained_model
+from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.counted import counted_model
+from bigramlab.models.learned import LearnedLM
 from bigramlab.models.nll import mean_nll
 from bigramlab.plumbing.cli import entry_point, exit_now
 from bigramlab.plumbing.config import checkpoint_path, smoothing_name, validate_alpha, validate_data
@@ -41,14 +42,14 @@ class SplitRow(NamedTuple):
     rowless: int
 
 
-def word_nlls(model: TrainedModel, words: Sequence[str]) -> list[tuple[str, int, float]]:
+def word_nlls(model: LearnedLM, words: Sequence[str]) -> list[tuple[str, int, float]]:
     """(word, events, mean NLL over its len(word) + 1 events) for each word."""
     vocab = Vocab(model.itos)
     rows = []
     for word in words:
         ids = vocab.encode_words([word]).numpy()
         contexts, tokens = (torch.from_numpy(a) for a in event_keys(ids, model.order, len(vocab)))
-        log_probs = model.logits(contexts).double().log_softmax(dim=1)
+        log_probs = model.log_probs(contexts)
         rows.append(
             (word, len(tokens), float(-log_probs[torch.arange(len(tokens)), tokens].mean()))
         )
@@ -56,7 +57,7 @@ def word_nlls(model: TrainedModel, words: Sequence[str]) -> list[tuple[str, int,
 
 
 def split_rows(
-    model: TrainedModel,
+    model: LearnedLM,
     corpus: Corpus,
     split: Sequence[float],
     split_seed: int,
@@ -79,14 +80,22 @@ def split_rows(
     ids = torch.tensor([vocab.stoi[ch] for ch in counted.vocab.itos])
     tokens = ids[context_tokens(counted.contexts, order, len(counted.vocab))]
     contexts = context_keys(tokens, len(vocab))
-    log_probs = model.logits(contexts).double().log_softmax(dim=1)
+    log_probs = model.log_probs(contexts)
     rowless = ~model.has_rows(contexts)
     rows = []
     for name in SPLITS:
         N = torch.zeros(len(contexts), len(vocab), dtype=counted.counts[name].dtype)
         N[:, ids] = counted.counts[name]
-        rows.append(SplitRow(name, counted.n_words[name], int(N.sum()), mean_nll(log_probs, N),
-                             counted_nll.get(name), int(N[rowless].sum())))  # fmt: skip
+        rows.append(
+            SplitRow(
+                name,
+                counted.n_words[name],
+                int(N.sum()),
+                mean_nll(log_probs, N),
+                counted_nll.get(name),
+                int(N[rowless].sum()),
+            )
+        )
     return rows
 
 
@@ -99,7 +108,7 @@ def _ppl(value: float | None) -> str:
 
 
 def evaluate(cfg: DictConfig) -> None:
-    model = load_trained_model(checkpoint_path(cfg))
+    model = load_checkpoint(checkpoint_path(cfg)).model
     kind = f"{len(model.itos)} tokens, {model.describe()}"
     if cfg.words is not None:
         if not isinstance(cfg.words, ListConfig):
@@ -114,28 +123,45 @@ def evaluate(cfg: DictConfig) -> None:
     validate_data(cfg)
     validate_alpha(cfg)
     smoothing = cfg.mle.smoothing
-    rows = split_rows(model, instantiate(cfg.dataset), cfg.data.split, cfg.data.split_seed,
-                      cfg.data.split_rule, float(cfg.mle.alpha), smoothing)  # fmt: skip
-    print(f"checkpoint {cfg.ckpt} ({kind}); mle: the counted model, "
-          f"{smoothing_name(cfg)}, fitted on the same train split")  # fmt: skip
-    print(f"{'split':<6} {'words':>8} {'events':>10} {'nll':>10} {'ppl':>10} "
-          f"{'mle_nll':>10} {'mle_ppl':>10}")  # fmt: skip
+    rows = split_rows(
+        model,
+        instantiate(cfg.dataset),
+        cfg.data.split,
+        cfg.data.split_seed,
+        cfg.data.split_rule,
+        float(cfg.mle.alpha),
+        smoothing,
+    )
+    print(
+        f"checkpoint {cfg.ckpt} ({kind}); mle: the counted model, "
+        f"{smoothing_name(cfg)}, fitted on the same train split"
+    )
+    print(
+        f"{'split':<6} {'words':>8} {'events':>10} {'nll':>10} {'ppl':>10} "
+        f"{'mle_nll':>10} {'mle_ppl':>10}"
+    )
     impossible = False
     for row in rows:
         mle_shown = _nll(row.mle_nll)
         if row.mle_nll is not None and math.isinf(row.mle_nll):
             mle_shown, impossible = "inf*", True
-        print(f"{row.split:<6} {row.words:>8} {row.events:>10} {_nll(row.nll):>10} "
-              f"{_ppl(row.nll):>10} {mle_shown:>10} {_ppl(row.mle_nll):>10}")  # fmt: skip
+        print(
+            f"{row.split:<6} {row.words:>8} {row.events:>10} {_nll(row.nll):>10} "
+            f"{_ppl(row.nll):>10} {mle_shown:>10} {_ppl(row.mle_nll):>10}"
+        )
     if impossible:
-        print("* the counted model gives probability 0 to an event of this split that the train "
-              "split does not have (mle.alpha=0): set mle.alpha above 0 to smooth it")  # fmt: skip
+        print(
+            "* the counted model gives probability 0 to an event of this split that the train "
+            "split does not have (mle.alpha=0): set mle.alpha above 0 to smooth it"
+        )
     for row in rows:
         if row.rowless:
-            print(f"{row.split}: {row.rowless} of {row.events} events have a context the onehot "
-                  "model has no row for (never in its training data): it predicts them uniformly; "
-                  "model.features=interpolated or skipgram backs off to shorter "
-                  "contexts")  # fmt: skip
+            print(
+                f"{row.split}: {row.rowless} of {row.events} events have a context the onehot "
+                "model has no row for (never in its training data): it predicts them uniformly; "
+                "model.features=interpolated or skipgram backs off to shorter "
+                "contexts"
+            )
 
 
 main = entry_point("evaluate", evaluate)

@@ -32,9 +32,10 @@ from torch import Tensor
 from bigramlab.arpa import START, History, arpa_text, arpa_token, history
 from bigramlab.counting.ngrams import context_keys, context_tokens, count_ngrams
 from bigramlab.errors import UserError
-from bigramlab.models.checkpoint import TrainedModel, load_trained_model
+from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.counted import CountedModel, counted_model
 from bigramlab.models.features import feature_keys, feature_spans, logits, row_index, suffix_offset
+from bigramlab.models.learned import LearnedLM
 from bigramlab.plumbing.atomic import write_atomically
 from bigramlab.plumbing.cli import entry_point, exit_now
 from bigramlab.plumbing.config import (
@@ -92,7 +93,7 @@ def counted_listing(contexts: Tensor, model: CountedModel, order: int, itos: str
     return listed, lower, kn.probs(torch.zeros(1, dtype=torch.int64), 0)[0]
 
 
-def learned_listing(model: TrainedModel) -> Listing:
+def learned_listing(model: LearnedLM) -> Listing:
     """Onehot: its rows' contexts listed, everything else uniform (logits 0). Interpolated: the
     context of every row listed (a padded suffix as its whole padded context), each with the
     logits of the suffixes it has; KenLM's backoff to the longest listed suffix is then exact."""
@@ -149,8 +150,10 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
     given = given_settings()
     if cfg.source == "checkpoint":
         if cfg.ckpt is None:
-            raise UserError("no checkpoint given: add ckpt=<run dir>/checkpoints/last.ckpt, "
-                            "or source=counted for the counted model of the data")  # fmt: skip
+            raise UserError(
+                "no checkpoint given: add ckpt=<run dir>/checkpoints/last.ckpt, "
+                "or source=counted for the counted model of the data"
+            )
         unused = [k for k in given if k.partition(".")[0] in ("dataset", "data", "model", "mle")]
         if unused:
             raise UserError(
@@ -158,7 +161,7 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
                 "model is written as trained): remove it, or use source=counted for the counted "
                 "model of a data set"
             )
-        model = load_trained_model(cfg.ckpt)
+        model = load_checkpoint(cfg.ckpt).model
         text = arpa_text(model.itos, *learned_listing(model))
         return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos), model.order
     if cfg.source != "counted":
@@ -172,17 +175,21 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
     validate_data(cfg)
     validate_alpha(cfg)
     order = cfg.model.context
-    counted = count_ngrams(instantiate(cfg.dataset), order, cfg.data.split, cfg.data.split_seed,
-                           cfg.data.split_rule)  # fmt: skip
-    model = counted_model(counted.counts, float(cfg.mle.alpha), cfg.mle.smoothing,
-                          counted.contexts, order)  # fmt: skip
+    counted = count_ngrams(
+        instantiate(cfg.dataset), order, cfg.data.split, cfg.data.split_seed, cfg.data.split_rule
+    )
+    model = counted_model(
+        counted.counts, float(cfg.mle.alpha), cfg.mle.smoothing, counted.contexts, order
+    )
     itos = counted.vocab.itos
     text = arpa_text(itos, *counted_listing(counted.contexts, model, order, itos))
     dataset = HydraConfig.get().runtime.choices.get("dataset", "?")
     if "path" in cfg.dataset:
         dataset += f" dataset.path={cfg.dataset.path}"
-    what = (f"the counted model of dataset={dataset} ({cfg.data.split_rule} split, train words; "
-            f"model.context={order} {smoothing_name(cfg)})")  # fmt: skip
+    what = (
+        f"the counted model of dataset={dataset} ({cfg.data.split_rule} split, train words; "
+        f"model.context={order} {smoothing_name(cfg)})"
+    )
     return text, what, len(itos), order
 
 
@@ -193,9 +200,11 @@ def export(cfg: DictConfig) -> None:
     write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(f"wrote {out} ({out.stat().st_size:,} bytes): {what}, {V} tokens")
     if n_grams > KENLM_DEFAULT_MAX_ORDER:
-        print(f"note: these are {n_grams}-grams; KenLM as built by `pip install kenlm` reads up "
-              f"to {KENLM_DEFAULT_MAX_ORDER}-grams: build it with KENLM_MAX_ORDER={n_grams} or "
-              "more to load this file")  # fmt: skip
+        print(
+            f"note: these are {n_grams}-grams; KenLM as built by `pip install kenlm` reads up "
+            f"to {KENLM_DEFAULT_MAX_ORDER}-grams: build it with KENLM_MAX_ORDER={n_grams} or "
+            "more to load this file"
+        )
 
 
 main = entry_point("export", export)

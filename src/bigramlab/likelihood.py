@@ -87,9 +87,14 @@ class GaussianFit(L.LightningModule):
         # The values before this step's update, at the step they belong to (as train's losses).
         writer = tensorboard(self.trainer)
         if writer is not None:
-            values = {"fit/mu": self.mu, "fit/sigma": sigma, "fit/nll": nll,
-                      "gap/mu": self.mu - mu_mle, "gap/sigma": sigma - sigma_mle,
-                      "gap/nll": nll - self.nll_mle}  # fmt: skip
+            values = {
+                "fit/mu": self.mu,
+                "fit/sigma": sigma,
+                "fit/nll": nll,
+                "gap/mu": self.mu - mu_mle,
+                "gap/sigma": sigma - sigma_mle,
+                "gap/nll": nll - self.nll_mle,
+            }
             add_scalars(writer, {tag: float(v.detach()) for tag, v in values.items()}, step)
         return nll
 
@@ -148,8 +153,10 @@ def data_points(cfg: DictConfig) -> Tensor:
 def describe_data(cfg: DictConfig, x: Tensor) -> str:
     """Which data the fit is of, in words."""
     if cfg.sample.n is not None:
-        return (f"{len(x)} points drawn from N({cfg.sample.mu:g}, {cfg.sample.sigma:g}) "
-                f"(sample.seed={cfg.sample.seed})")  # fmt: skip
+        return (
+            f"{len(x)} points drawn from N({cfg.sample.mu:g}, {cfg.sample.sigma:g}) "
+            f"(sample.seed={cfg.sample.seed})"
+        )
     if x.tolist() == NOTE["data"]:
         return "the note's 5 points"
     return f"your {len(x)} points (data=[...])"
@@ -172,16 +179,25 @@ def note_numbers() -> list[tuple[str, Any, Any]]:
     sum_of_logs = torch.log(example).sum()
     mu_mle, sigma_mle = closed_form_mle(torch.tensor(data))
     return [
-        ("P(50 <= x <= 52.5) under N(50, 2.5)", interval_probability(50, 52.5, 50, 2.5),
-         NOTE["probability"]),
+        (
+            "P(50 <= x <= 52.5) under N(50, 2.5)",
+            interval_probability(50, 52.5, 50, 2.5),
+            NOTE["probability"],
+        ),
         ("A: the round N(mu, sigma) of its densities", f"N({A[0]:g}, {A[1]:g})", "not given"),
         ("B: the round N(mu, sigma) of its densities", f"N({B[0]:g}, {B[1]:g})", "not given"),
         ("densities under A, rounded", [round(d, 4) for d in dens_A], NOTE["densities_A"]),
         ("densities under B, rounded", [round(d, 4) for d in dens_B], NOTE["densities_B"]),
-        ("likelihood under A: product of the rounded densities",
-         math.prod(NOTE["densities_A"]), NOTE["product_A"]),
-        ("likelihood under B: product of the rounded densities",
-         math.prod(NOTE["densities_B"]), NOTE["product_B"]),
+        (
+            "likelihood under A: product of the rounded densities",
+            math.prod(NOTE["densities_A"]),
+            NOTE["product_A"],
+        ),
+        (
+            "likelihood under B: product of the rounded densities",
+            math.prod(NOTE["densities_B"]),
+            NOTE["product_B"],
+        ),
         ("likelihood under A: product of the exact densities", math.prod(dens_A), "—"),
         ("likelihood under B: product of the exact densities", math.prod(dens_B), "—"),
         ("0.015 * 0.05 * 0.01", math.prod(NOTE["log_example"]), NOTE["log_example_product"]),
@@ -190,7 +206,7 @@ def note_numbers() -> list[tuple[str, Any, Any]]:
         ("the two compare equal", bool(log_of_product == sum_of_logs), True),
         ("MLE mu: the sample mean", round(mu_mle, 3), NOTE["mu_mle"]),
         ("MLE sigma: the biased standard deviation", round(sigma_mle, 3), NOTE["sigma_mle"]),
-    ]  # fmt: skip
+    ]
 
 
 # --- figures --------------------------------------------------------------------------------------
@@ -204,8 +220,13 @@ def probability_figure() -> Figure:
     ax.plot(xs, [density(x, 50, 2.5) for x in xs], color="C0", label="N(μ=50, σ=2.5)")
     shade = np.linspace(50, 52.5, 100)
     area = interval_probability(50, 52.5, 50, 2.5)
-    ax.fill_between(shade, [density(x, 50, 2.5) for x in shade], alpha=0.4, color="C0",
-                    label=f"P(50 ≤ x ≤ 52.5) = {area:.4f}")  # fmt: skip
+    ax.fill_between(
+        shade,
+        [density(x, 50, 2.5) for x in shade],
+        alpha=0.4,
+        color="C0",
+        label=f"P(50 ≤ x ≤ 52.5) = {area:.4f}",
+    )
     ax.set(xlabel="x", ylabel="density p(x | μ, σ)", title="Probability: parameters fixed")
     ax.legend()
     return fig
@@ -223,8 +244,12 @@ def likelihood_figure(x: Tensor, models: dict[str, tuple[float, float]]) -> Figu
     for index, (name, (mu, sigma)) in enumerate(models.items()):
         colour = f"C{index}"
         likelihood = math.prod(density(p, mu, sigma) for p in points)
-        ax.plot(xs, [density(v, mu, sigma) for v in xs], color=colour,
-                label=f"{name}: N({mu:.4g}, {sigma:.4g}), L = {likelihood:.3g}")  # fmt: skip
+        ax.plot(
+            xs,
+            [density(v, mu, sigma) for v in xs],
+            color=colour,
+            label=f"{name}: N({mu:.4g}, {sigma:.4g}), L = {likelihood:.3g}",
+        )
         ax.plot(points, [density(p, mu, sigma) for p in points], "o", color=colour, markersize=4)
     ax.plot(points, [0] * len(points), "|", color="black", markersize=15, label="data")
     ax.set(xlabel="x", ylabel="density", title="Likelihood: data fixed, parameters vary")
@@ -239,16 +264,23 @@ def surface_figure(x: Tensor, path: list[tuple[float, float]], mle: tuple[float,
     mus = [m for m, _ in path] + [mle[0]]
     sigmas = [s for _, s in path] + [mle[1]]
     mu_grid = torch.linspace(min(mus) - 2, max(mus) + 2, 200, dtype=torch.float64)
-    sigma_grid = torch.linspace(max(min(sigmas) * 0.5, 1e-3), max(sigmas) * 1.3, 200,
-                                dtype=torch.float64)  # fmt: skip
+    sigma_grid = torch.linspace(
+        max(min(sigmas) * 0.5, 1e-3), max(sigmas) * 1.3, 200, dtype=torch.float64
+    )
     M, S = torch.meshgrid(mu_grid, sigma_grid, indexing="xy")
     surface = mean_nll(x, M, S)
     # Clipped at its 60th percentile: the far corner (small σ, far μ) would take every colour.
     clipped = surface.clamp(max=float(torch.quantile(surface, 0.6)))
     contours = ax.contourf(M, S, clipped, levels=30, cmap="viridis")
     fig.colorbar(contours, ax=ax, label="mean NLL")
-    ax.plot(*zip(*path), color="white", linewidth=1.2, marker=".", markersize=2,
-            label=f"gradient descent ({len(path) - 1} steps)")  # fmt: skip
+    ax.plot(
+        *zip(*path),
+        color="white",
+        linewidth=1.2,
+        marker=".",
+        markersize=2,
+        label=f"gradient descent ({len(path) - 1} steps)",
+    )
     ax.plot(*mle, "r*", markersize=14, label=f"closed form: μ̂={mle[0]:.4f}, σ̂={mle[1]:.4f}")
     ax.set(xlabel="μ", ylabel="σ", title="NLL surface and the path of gradient descent")
     # A grey box: the path's white line would not show on a white legend.
@@ -326,11 +358,17 @@ def likelihood(cfg: DictConfig) -> float:
     if x.tolist() == NOTE["data"]:  # the note's A and B explain its own five points
         models = note_distributions() | models
     trainer = L.Trainer(
-        max_steps=cfg.fit.steps, accelerator="cpu", devices=1, logger=logger,
+        max_steps=cfg.fit.steps,
+        accelerator="cpu",
+        devices=1,
+        logger=logger,
         callbacks=[Pictures(x, models, run_dir / "figures")],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, num_sanity_val_steps=0,
-    )  # fmt: skip
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
     try:
         trainer.fit(model, train_dataloaders=DataLoader(RepeatData(x), batch_size=None))
     except Diverged as e:
@@ -340,11 +378,16 @@ def likelihood(cfg: DictConfig) -> float:
 
     mu, sigma = float(model.mu.detach()), float(model.log_sigma.detach().exp())
     metrics = {
-        "n": len(x), "mu": mu, "sigma": sigma, "mu_mle": mle[0], "sigma_mle": mle[1],
+        "n": len(x),
+        "mu": mu,
+        "sigma": sigma,
+        "mu_mle": mle[0],
+        "sigma_mle": mle[1],
         "nll": float(mean_nll(x, x.new_tensor(mu), x.new_tensor(sigma))),
         "nll_mle": nll_mle,
-        "steps": trainer.global_step, "status": "ok",
-    }  # fmt: skip
+        "steps": trainer.global_step,
+        "status": "ok",
+    }
     write_metrics(run_dir, metrics)
 
     print(

@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from bigramlab.models.checkpoint import load_trained_model
-from bigramlab.models.sampling import sample_words, weights_next_probs
+from bigramlab.models.checkpoint import load_checkpoint
+from bigramlab.models.sampling import sample_words
 from bigramlab.plumbing.cli import entry_point, exit_now
 from bigramlab.plumbing.config import checkpoint_path, whole_number
 
@@ -19,10 +19,9 @@ def sample(cfg: DictConfig) -> None:
     whole_number(cfg, "seed", 0, "seed=0")
     if cfg.max_length is not None:
         whole_number(cfg, "max_length", 1, "max_length=200 (longer words are cut), or null")
-    model = load_trained_model(checkpoint_path(cfg))
+    model = load_checkpoint(checkpoint_path(cfg)).model
     generator = torch.Generator().manual_seed(cfg.seed)
-    next_probs = weights_next_probs(model.W, model.row_keys, model.order, model.features)
-    for word in sample_words(next_probs, model.itos, cfg.n, generator, cfg.max_length, model.order):
+    for word in sample_words(model, model.itos, cfg.n, generator, cfg.max_length, model.order):
         print(word)
 
 

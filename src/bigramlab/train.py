@@ -1,6 +1,6 @@
 """Train the bigram model: `python -m bigramlab.train [overrides]` (config: conf/train.yaml).
 
-conf/train.yaml -> data module (corpus, vocabulary, splits, counts) -> BigramLM -> Lightning
+conf/train.yaml -> data module (corpus, vocabulary, splits, counts) -> LearnedLMModule -> Lightning
 Trainer, with StepLosses and ComparisonReport writing TensorBoard -> checkpoints/last.ckpt ->
 metrics.json. Everything is built from the config by `instantiate`; this file is the straight line
 between them.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +28,20 @@ from bigramlab.comparison.metrics import COMPARISON_KEYS, compare
 from bigramlab.data.datamodule import BigramData, BigramDataModule
 from bigramlab.data.vocab import SPLIT_RULES, SPLITS
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
-from bigramlab.models.checkpoint import TrainedModel, load_trained_model
-from bigramlab.models.features import row_penalty_scale
-from bigramlab.models.learned import BigramLM
+from bigramlab.models.checkpoint import Checkpoint, load_checkpoint
+from bigramlab.models.learned import LearnedLM
 from bigramlab.models.losses import penalty
 from bigramlab.models.nll import split_nlls
 from bigramlab.plumbing.cli import config_error, entry_point, exit_now
 from bigramlab.plumbing.config import smoothing_name, validate_train
 from bigramlab.plumbing.results import failed_metrics, write_metrics
+from bigramlab.training.module import LearnedLMModule
 
 log = logging.getLogger(__name__)
 
 
 def final_metrics(
-    model: TrainedModel,
+    model: LearnedLM,
     reg: float,
     data: BigramData,
     alpha: float,
@@ -53,25 +52,23 @@ def final_metrics(
     """metrics.json's numbers (bigramlab.plumbing.results) for the final model, in float64: the
     learned and the counted model's NLL on every split (None where a split is empty), the
     comparison, and the training objective over the whole train split."""
-    W = model.W.double()
-    logits = replace(model, W=W).logits(data.contexts)
-    learned = split_nlls(logits.log_softmax(dim=1), data.counts)
-    compared = compare(logits, data.counts["train"], data.counted_model(alpha, smoothing), learned)
+    log_probs = model.log_probs(data.contexts)
+    learned = split_nlls(log_probs, data.counts)
+    counted = data.counted_model(alpha, smoothing)
+    compared = compare(log_probs, data.counts["train"], counted, learned)
     metrics: dict[str, Any] = {f"{split}_nll": learned.get(split) for split in SPLITS}
     metrics |= {f"mle_{split}_nll": compared.get(f"mle_{split}_nll") for split in SPLITS}
     metrics |= {key: compared.get(key) for key in COMPARISON_KEYS}
-    V = len(model.itos)
-    scale = row_penalty_scale(model.row_keys, model.order, V, model.features, reg_by_length,
-                              reg_skip)  # fmt: skip
-    metrics["final_loss"] = metrics["train_nll"] + float(penalty(W, reg, scale))
+    scale = model.penalty_scale(reg_by_length, reg_skip)
+    metrics["final_loss"] = metrics["train_nll"] + float(penalty(model.W.double(), reg, scale))
     return metrics
 
 
-def check_resume(cfg: DictConfig) -> TrainedModel:
+def check_resume(cfg: DictConfig) -> Checkpoint:
     """The checkpoint `cfg.ckpt_path`, after checking that it is a training checkpoint made by a
     run with the same data and model settings, and that there are steps left (before any data is
     read; `check_vocabulary` checks the data's vocabulary once it is)."""
-    ckpt = load_trained_model(cfg.ckpt_path, key="ckpt_path")
+    ckpt = load_checkpoint(cfg.ckpt_path, key="ckpt_path")
     if not ckpt.resumable:
         raise UserError(f"{cfg.ckpt_path} holds weights only: resume from a last.ckpt of a run")
     run_dir = Path(cfg.ckpt_path).absolute().parent.parent
@@ -88,9 +85,9 @@ def check_resume(cfg: DictConfig) -> TrainedModel:
                 "and the new ones"
             )
     now = f"model.context={cfg.model.context} model.features={cfg.model.features}"
-    if ckpt.describe() != now:
+    if ckpt.model.describe() != now:
         raise UserError(
-            f"{cfg.ckpt_path} is a model of another kind ({ckpt.describe()}; this run has "
+            f"{cfg.ckpt_path} is a model of another kind ({ckpt.model.describe()}; this run has "
             f"{now}): resume with the model settings it was trained with"
         )
     if cfg.trainer.max_steps <= ckpt.global_step:
@@ -101,12 +98,12 @@ def check_resume(cfg: DictConfig) -> TrainedModel:
     return ckpt
 
 
-def check_vocabulary(cfg: DictConfig, ckpt: TrainedModel, itos: str) -> None:
+def check_vocabulary(cfg: DictConfig, ckpt: Checkpoint, itos: str) -> None:
     """Refuse to resume a checkpoint of another vocabulary than the data's."""
-    if ckpt.itos != itos:
+    if ckpt.model.itos != itos:
         raise UserError(
-            f"{cfg.ckpt_path} was trained on another vocabulary ({ckpt.itos!r}, this data has "
-            f"{itos!r}): resume with the data set it was trained on"
+            f"{cfg.ckpt_path} was trained on another vocabulary ({ckpt.model.itos!r}, this data "
+            f"has {itos!r}): resume with the data set it was trained on"
         )
 
 
@@ -119,11 +116,13 @@ def _data_settings(cfg: DictConfig) -> dict[str, Any]:
     split = {f"data.{k}": OmegaConf.select(cfg, f"data.{k}") for k in ("split", "split_seed")}
     # Runs from before data.split_rule existed used today's default.
     split["data.split_rule"] = OmegaConf.select(cfg, "data.split_rule", default=SPLIT_RULES[0])
-    return {key: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
-            for key, v in (dataset | split).items()}  # fmt: skip
+    return {
+        key: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+        for key, v in (dataset | split).items()
+    }
 
 
-def check_optimizer(cfg: DictConfig, model: BigramLM) -> None:
+def check_optimizer(cfg: DictConfig, model: LearnedLMModule) -> None:
     """Build the optimizer once on a stand-in parameter: a key it does not take (`+optim.lrr=10`)
     or a bad value is an error now, before any training, not at the start of fit."""
     try:
@@ -188,7 +187,9 @@ def make_trainer(cfg: DictConfig, logger: Any, callbacks: list[L.Callback]) -> L
         raise UserError(f"{e.__cause__} ({choice}): {fix}") from None
 
 
-def fit(trainer: L.Trainer, model: BigramLM, datamodule: BigramDataModule, ckpt_path: str | None):
+def fit(
+    trainer: L.Trainer, model: LearnedLMModule, datamodule: BigramDataModule, ckpt_path: str | None
+):
     """trainer.fit, with a UserError (Diverged) of a ddp_fork/ddp_spawn worker raised here again."""
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -209,7 +210,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule: BigramDataModule = instantiate(cfg.data)
     datamodule.setup("fit")  # reads and counts the corpus: its errors come before any training
-    model: BigramLM = instantiate(cfg.model)
+    model: LearnedLMModule = instantiate(cfg.model)
     check_optimizer(cfg, model)
     note = optimizer_note(cfg)
     if note and rank_zero_only.rank == 0:
@@ -231,10 +232,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     # The run's result is its last checkpoint, written in the process(es) that trained: under
     # ddp_fork/ddp_spawn this process's model never saw the steps.
-    final = load_trained_model(Path(cfg.callbacks.checkpoint.dirpath) / "last.ckpt")
-    metrics = final_metrics(final, cfg.model.reg, datamodule.data, cfg.mle.alpha,
-                            cfg.mle.smoothing, cfg.model.reg_by_length,
-                            cfg.model.reg_skip)  # fmt: skip
+    final = load_checkpoint(Path(cfg.callbacks.checkpoint.dirpath) / "last.ckpt")
+    metrics = final_metrics(
+        final.model,
+        cfg.model.reg,
+        datamodule.data,
+        cfg.mle.alpha,
+        cfg.mle.smoothing,
+        cfg.model.reg_by_length,
+        cfg.model.reg_skip,
+    )
     metrics |= {"steps": final.global_step, "status": "ok"}
     if trainer.is_global_zero:
         write_metrics(run_dir, metrics)

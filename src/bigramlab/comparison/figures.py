@@ -100,9 +100,14 @@ def heatmap(
         row_names = outlines(names, name_points, align="right", shift=(-4, 0), family=families)
         row_band = -min((p.vertices[:, 0].min() for p in row_names if len(p)), default=0)
         upright = row_band - 4 > cell_points  # names wider than a column read up to the grid
-        column_names = outlines(names, name_points, align="right" if upright else "top",
-                                rotation=90 if upright else 0, shift=(0, -4),
-                                family=families)  # fmt: skip
+        column_names = outlines(
+            names,
+            name_points,
+            align="right" if upright else "top",
+            rotation=90 if upright else 0,
+            shift=(0, -4),
+            family=families,
+        )
         column_band = row_band if upright else 1.3 * name_points + 4
     # Margins fixed in inches rather than a layout engine, which measures every label again at
     # each draw (half the cost of the figure with tick labels); 20 points for an axis label.
@@ -143,8 +148,13 @@ def heatmap(
     if row_names and undrawable:
         shown = undrawable if len(undrawable) <= 20 else undrawable[:20] + "…"
         escaped = ", ".join(f"U+{ord(ch):04X}" for ch in shown[:20])
-        fig.text(0.01, 0.01, f"drawn as boxes, no installed font has them: {escaped}", fontsize=7,
-                 va="bottom")  # fmt: skip
+        fig.text(
+            0.01,
+            0.01,
+            f"drawn as boxes, no installed font has them: {escaped}",
+            fontsize=7,
+            va="bottom",
+        )
     if annotate and V <= CELL_TEXT_MAX_V:
         # Small differences need a decimal to be readable; probabilities in percent do not.
         fmt = ".1f" if diverging and image.norm.vmax < 10 else ".0f"
@@ -152,8 +162,14 @@ def heatmap(
         dark = (np.abs(values) > threshold).ravel()
         rows, cols = np.divmod(np.arange(V * V), V)
         cell_values = outlines([cell_text(v, fmt) for v in values.ravel()], CELL_TEXT_POINTS)
-        ax.add_collection(glyphs(cell_values, np.column_stack([cols, rows]), ax,
-                                 colours=np.where(dark, "white", "black")))  # fmt: skip
+        ax.add_collection(
+            glyphs(
+                cell_values,
+                np.column_stack([cols, rows]),
+                ax,
+                colours=np.where(dark, "white", "black"),
+            )
+        )
     fig.colorbar(image, cax=colorbar_ax, label="percent")
     return fig
 
@@ -183,8 +199,9 @@ class HeatmapFrames:
 
     def __init__(self, itos: str, title: str, diverging: bool = False, scale: float = 1.0) -> None:
         V = len(itos)
-        fig = heatmap(torch.zeros(V, V), itos, title, diverging=diverging, annotate=False,
-                      scale=scale)  # fmt: skip
+        fig = heatmap(
+            torch.zeros(V, V), itos, title, diverging=diverging, annotate=False, scale=scale
+        )
         canvas = FigureCanvasAgg(fig)
         canvas.draw()
         self.frame = np.asarray(canvas.buffer_rgba())[..., :3].copy()  # (height, width, 3)
@@ -350,8 +367,9 @@ def nll_curves(
         if split in mle:
             ax.axhline(mle[split], color=colour, linestyle="--", label=f"MLE, {split}")
             # Skip the starting point: it would flatten the part worth seeing.
-            gap_ax.plot(split_steps[1:], [v - mle[split] for v in values[1:]], color=colour,
-                        label=split)  # fmt: skip
+            gap_ax.plot(
+                split_steps[1:], [v - mle[split] for v in values[1:]], color=colour, label=split
+            )
     ax.set_xlabel("step")
     ax.set_ylabel("NLL per bigram (nats)")
     ax.set_title("Learned model and the counted MLE")

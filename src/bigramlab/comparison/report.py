@@ -47,10 +47,10 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 from bigramlab.comparison.figures import HeatmapFrames, heatmap, nice_ceiling, nll_curves, render
 from bigramlab.comparison.metrics import bigram_marginal, compare, row_entropy
 from bigramlab.data.vocab import SPLITS
-from bigramlab.models.learned import BigramLM
 from bigramlab.models.nll import perplexity, split_nlls
-from bigramlab.models.sampling import counted_next_probs, learned_next_probs, sample_words
+from bigramlab.models.sampling import sample_words
 from bigramlab.training.callbacks import add_scalars, tensorboard
+from bigramlab.training.module import LearnedLMModule
 
 SAMPLE_MAX_LENGTH = 40  # characters of a sampled word shown in the samples table
 
@@ -61,8 +61,11 @@ def heatmap_titles(order: int) -> dict[str, str]:
     if order == 1:
         return {"mle": "MLE P", "learned": "learned P_W = softmax(W)", "diff": "P_W − P_MLE"}
     averaged = f"(k = {order}), averaged over the\ncontexts that end in each character"
-    return {"mle": f"MLE P {averaged}", "learned": f"learned P_W {averaged}",
-            "diff": f"P_W − P_MLE {averaged}"}  # fmt: skip
+    return {
+        "mle": f"MLE P {averaged}",
+        "learned": f"learned P_W {averaged}",
+        "diff": f"P_W − P_MLE {averaged}",
+    }
 
 
 HP_METRICS = ("hp/val_nll", "hp/mle_val_nll", "hp/gap_val", "hp/train_nll")
@@ -122,8 +125,9 @@ def snapshot_steps(
     if every is None:
         return None
     if every == "log":
-        nearest = {max(1, round(max_steps / d / val_check_interval)) * val_check_interval
-                   for d in (16, 4)}  # fmt: skip
+        nearest = {
+            max(1, round(max_steps / d / val_check_interval)) * val_check_interval for d in (16, 4)
+        }
         return {0, max_steps} | {s for s in nearest if s < max_steps}
     if every == 0:
         return {max_steps}
@@ -176,14 +180,17 @@ class ComparisonReport(L.Callback):
         self.history_steps: list[int] = []
         self.history: dict[str, list[float]] = {}
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+    def on_fit_start(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
         data = trainer.datamodule.data
         self.data = data
         self.itos = data.vocab.itos
         self.counts = data.counts  # on the host: for the NLLs of a resumed run's first point
         # Kept where W is, so that validations compare without copying them again.
         counted = data.counted_model(self.alpha, self.smoothing)
-        self.counted = replace(counted, probs=counted.probs.to(pl_module.device))
+        device = pl_module.device
+        self.counted = replace(
+            counted, probs=counted.probs.to(device), contexts=counted.contexts.to(device)
+        )
         self.train_counts = data.counts["train"].to(pl_module.device)
         # How often train has each context: the heatmaps' rows average the contexts by it.
         weights = data.counts["train"].sum(dim=1)
@@ -199,7 +206,7 @@ class ComparisonReport(L.Callback):
         # The heatmaps' colour scales, rounded up to 1, 2 or 5 × 10^k percent: for the MLE and the
         # learned model, the MLE's largest probability; for the difference, its largest value at
         # step 0 (from the initial W, so that a resumed run keeps the scale).
-        W_0 = pl_module.table_logits(pl_module.initial_weights(*pl_module.W.shape))
+        W_0 = pl_module.initial_logits()
         P_0 = bigram_marginal(W_0.double().softmax(dim=1), data.contexts, weights, data.order)
         self.learned_top = nice_ceiling(float(mle.max()) * 100)
         self.diff_top = nice_ceiling(max(float((P_0 - mle).abs().max()) * 100, 1e-6))
@@ -213,7 +220,7 @@ class ComparisonReport(L.Callback):
         writer.file_writer.add_summary(session_start)
         add_png(writer, "compare/heatmap_mle", self._mle_png(), 0)
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
         """A resumed run's first point, at the checkpoint's step: Lightning does not validate
         before it resumes, and TensorBoard's purge_step drops the interrupted run's point there."""
         writer = tensorboard(trainer)
@@ -225,7 +232,7 @@ class ComparisonReport(L.Callback):
         self._write_comparison(writer, pl_module, trainer.global_step, learned_nll)
         writer.flush()
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
         # The sanity check before training is the point at step 0 (Lightning skips it on resume).
         step = trainer.global_step
         writer = tensorboard(trainer)
@@ -242,13 +249,19 @@ class ComparisonReport(L.Callback):
         writer.flush()
 
     def _write_comparison(
-        self, writer: SummaryWriter, pl_module: BigramLM, step: int, learned_nll: dict[str, float]
+        self,
+        writer: SummaryWriter,
+        pl_module: LearnedLMModule,
+        step: int,
+        learned_nll: dict[str, float],
     ) -> None:
         compared = compare(pl_module.table_logits(), self.train_counts, self.counted, learned_nll)
         add_scalars(writer, comparison_scalars(learned_nll, compared), step)
         self._record(step, learned_nll)
 
-    def _snapshot(self, writer: SummaryWriter, pl_module: BigramLM, step: int, final: bool) -> None:
+    def _snapshot(
+        self, writer: SummaryWriter, pl_module: LearnedLMModule, step: int, final: bool
+    ) -> None:
         W = pl_module.W.detach().double()
         P_table = pl_module.table_logits().detach().double().softmax(dim=1)
         P_W = self._marginal(P_table)
@@ -258,8 +271,10 @@ class ComparisonReport(L.Callback):
         # TensorBoard's own text summary keeps the tag as is (add_text would append /text_summary).
         writer.file_writer.add_summary(text_pb("samples", self._samples(pl_module)), step)
         # The last step's carry every cell's value (the files in figures/ are these).
-        pngs = {name: frames.png(matrix, annotate=final)
-                for name, frames, matrix in self._frames(P_W, final)}  # fmt: skip
+        pngs = {
+            name: frames.png(matrix, annotate=final)
+            for name, frames, matrix in self._frames(P_W, final)
+        }
         for name, png in pngs.items():
             add_png(writer, f"compare/{name}", png, step)
         if final and self.figures_dir is not None:
@@ -283,18 +298,19 @@ class ComparisonReport(L.Callback):
     def _marginal(self, probs: torch.Tensor) -> torch.Tensor:
         return bigram_marginal(probs, self.contexts, self.weights, self.data.order)
 
-    def _samples(self, pl_module: BigramLM) -> str:
+    def _samples(self, pl_module: LearnedLMModule) -> str:
         """The same generator seed for both models: where they agree, they draw the same words."""
-        models = (
-            counted_next_probs(self.counted, self.data.contexts),
-            learned_next_probs(pl_module),
-        )
         words = [
-            sample_words(next_probs, self.itos, self.n_samples,
-                         torch.Generator().manual_seed(self.sample_seed), SAMPLE_MAX_LENGTH,
-                         self.data.order)
-            for next_probs in models
-        ]  # fmt: skip
+            sample_words(
+                model,
+                self.itos,
+                self.n_samples,
+                torch.Generator().manual_seed(self.sample_seed),
+                SAMPLE_MAX_LENGTH,
+                self.data.order,
+            )
+            for model in (self.counted, pl_module.lm)
+        ]
         return markdown_samples(*words)
 
     def _record(self, step: int, learned_nll: dict[str, float]) -> None:
@@ -307,8 +323,9 @@ class ComparisonReport(L.Callback):
     def _mle_png(self) -> bytes:
         """The MLE's heatmap: it does not change during training."""
         probs = self.mle.double().cpu().numpy().tobytes()
-        return mle_heatmap_png(self.itos, probs, self.learned_top,
-                               heatmap_titles(self.data.order)["mle"])  # fmt: skip
+        return mle_heatmap_png(
+            self.itos, probs, self.learned_top, heatmap_titles(self.data.order)["mle"]
+        )
 
     def _save_figures(self, pngs: dict[str, bytes]) -> None:
         """The final heatmaps, the MLE's and the NLL curves as PNG files in `figures_dir`."""

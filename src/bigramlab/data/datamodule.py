@@ -193,8 +193,9 @@ class BigramDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
             with_pairs = self.batch_size is not None or self.impl != "counts"
-            self.data = bigram_data(self.corpus, self.split, self.split_seed, with_pairs,
-                                    self.split_rule, self.context)  # fmt: skip
+            self.data = bigram_data(
+                self.corpus, self.split, self.split_seed, with_pairs, self.split_rule, self.context
+            )
 
     @property
     def vocab(self) -> Vocab:

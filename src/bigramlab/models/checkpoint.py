@@ -1,4 +1,5 @@
-"""Reading a training checkpoint without Lightning (sample and evaluate import only this)."""
+"""Reading a training checkpoint back as the model it holds, without Lightning (sample, evaluate
+and export import only this)."""
 
 from __future__ import annotations
 
@@ -9,47 +10,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from bigramlab.errors import UserError
-from bigramlab.models.features import FEATURES, feature_keys, logits, row_index
+from bigramlab.models.features import FEATURES
+from bigramlab.models.learned import LearnedLM
 
 
 @dataclass(frozen=True)
-class TrainedModel:
-    """What a checkpoint holds of the model: W (R, V) float32, its vocabulary `itos`, its context
-    length `order`, `features` and the feature keys of W's rows (bigramlab.models.features); the
-    update it was saved at; whether it has the loop state to resume training from."""
+class Checkpoint:
+    """What a checkpoint of bigramlab.train holds: the model, the update it was saved at, and
+    whether it has the loop state to resume training from."""
 
-    W: Tensor
-    itos: str
+    model: LearnedLM
     global_step: int
     resumable: bool
-    order: int = 1
-    features: str = "onehot"
-    row_keys: Tensor | None = None
-
-    def __post_init__(self) -> None:
-        if self.row_keys is None:  # the bigram's: a row per token
-            object.__setattr__(self, "row_keys", torch.arange(len(self.itos)))
-
-    def logits(self, contexts: Tensor) -> Tensor:
-        """Logits (C, V) for contexts (C,) (bigramlab.counting.ngrams keys of `order` tokens)."""
-        keys = feature_keys(contexts, self.order, len(self.itos), self.features)
-        return logits(self.W, row_index(self.row_keys, keys))
-
-    def has_rows(self, contexts: Tensor) -> Tensor:
-        """(C,) bool: whether each context has a row of its own (always, but for onehot)."""
-        if self.features != "onehot":
-            return torch.ones(len(contexts), dtype=torch.bool)
-        return row_index(self.row_keys, contexts) < len(self.row_keys)
-
-    def describe(self) -> str:
-        """`model.context=k model.features=f`, as the configs spell it."""
-        return f"model.context={self.order} model.features={self.features}"
 
 
-def load_trained_model(path: str | Path, key: str = "ckpt") -> TrainedModel:
+def load_checkpoint(path: str | Path, key: str = "ckpt") -> Checkpoint:
     """A checkpoint of bigramlab.train, loaded without running pickled code and checked; `key` is
     the setting that named it, for the error messages."""
     path = Path(path)
@@ -82,13 +59,16 @@ def load_trained_model(path: str | Path, key: str = "ckpt") -> TrainedModel:
     except (RuntimeError, EOFError, OSError):
         raise UserError(not_a_checkpoint) from None
     try:
-        W = ckpt["state_dict"]["W"]
+        state = ckpt["state_dict"]
+        # Checkpoints from before the model was a module of its own name W and row_keys bare.
+        prefix = "lm." if "lm.W" in state else ""
+        W = state[f"{prefix}W"]
         hparams = ckpt["hyper_parameters"]
         itos = hparams["vocab"]
         # Checkpoints from before longer contexts are bigrams: a row per token.
         order = hparams.get("context", 1)
         features = hparams.get("features", "onehot")
-        row_keys = ckpt["state_dict"].get("row_keys", torch.arange(len(itos)))
+        row_keys = state.get(f"{prefix}row_keys", torch.arange(len(itos)))
     except (KeyError, TypeError, AttributeError):
         raise UserError(
             f"{path} is not a bigramlab checkpoint (no W or vocabulary in it)"
@@ -103,5 +83,5 @@ def load_trained_model(path: str | Path, key: str = "ckpt") -> TrainedModel:
             f"{path} is damaged: W has shape {tuple(W.shape)} for {len(row_keys)} rows of "
             f"{len(itos)} tokens (context {order}, features {features})"
         )
-    return TrainedModel(W.float(), itos, int(ckpt.get("global_step", 0)), "loops" in ckpt,
-                        order, features, row_keys)  # fmt: skip
+    model = LearnedLM(itos, order, features, row_keys, W.float()).requires_grad_(False)
+    return Checkpoint(model, int(ckpt.get("global_step", 0)), "loops" in ckpt)

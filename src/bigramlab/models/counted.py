@@ -35,8 +35,8 @@ def mle_probs(counts: Tensor, alpha: float = 0.0) -> Tensor:
 
 @dataclass(frozen=True)
 class CountedModel:
-    """The counted model of the train counts: P (C, V) for the data's contexts, and its mean NLL
-    on each non-empty split. It does not change during training: made once a run.
+    """The counted model of the train counts: P (C, V) for the data's contexts (C,), and its mean
+    NLL on each non-empty split. It does not change during training: made once a run.
 
     additive: P = (N_train + α) / row sums; kneser_ney: bigramlab.models.kneser_ney (α unused).
     `kneser_ney` keeps the fitted model, which gives any context's distribution."""
@@ -44,8 +44,29 @@ class CountedModel:
     alpha: float
     probs: Tensor
     nll: dict[str, float]
+    contexts: Tensor
     smoothing: str = "additive"
     kneser_ney: KneserNey | None = None
+
+    def next_probs(self, contexts: Tensor) -> Tensor:
+        """P(· | h) (C', V) for any contexts h (C',): its row where h is one of the data's, else
+        Kneser–Ney's backed-off distribution, or for additive smoothing the uniform one (zeros
+        with α = 0: no word reaches such a context then)."""
+        device = self.probs.device  # the report keeps a run's counted model where W is
+        query, known = contexts.to(device), self.contexts.to(device)
+        row = torch.searchsorted(known, query).clamp(max=len(known) - 1)
+        seen = known[row] == query
+        out = self.probs[row].clone()
+        if not seen.all():
+            if self.kneser_ney is not None:
+                out[~seen] = self.kneser_ney.probs(query[~seen].cpu()).to(out)
+            else:
+                out[~seen] = 1.0 / out.shape[1] if self.alpha > 0 else 0.0
+        return out.to(contexts.device)
+
+    def log_probs(self, contexts: Tensor) -> Tensor:
+        """log P(· | h) (C', V) for any contexts h (C',), in float64."""
+        return self.next_probs(contexts).double().log()
 
 
 def check_smoothing(smoothing: str) -> None:
@@ -66,11 +87,11 @@ def counted_model(
     """The counted model of `counts` ({split: N (C, V)}, fitted on "train"), contexts `contexts`
     (C,) of `order` tokens (default: the bigram's, every token), smoothed as `smoothing` says."""
     check_smoothing(smoothing)
-    if smoothing == "additive":
-        probs = mle_probs(counts["train"], alpha)
-        return CountedModel(alpha, probs, split_nlls(probs.log(), counts))
     if contexts is None:
         contexts = torch.arange(counts["train"].shape[0])
+    if smoothing == "additive":
+        probs = mle_probs(counts["train"], alpha)
+        return CountedModel(alpha, probs, split_nlls(probs.log(), counts), contexts)
     model = KneserNey(contexts, counts["train"], order)
     probs = model.probs(contexts)
-    return CountedModel(alpha, probs, split_nlls(probs.log(), counts), smoothing, model)
+    return CountedModel(alpha, probs, split_nlls(probs.log(), counts), contexts, smoothing, model)

@@ -97,8 +97,14 @@ def config_error(cause: BaseException | None, node: str, cfg: DictConfig) -> Use
     if isinstance(cause, TypeError) and unexpected:
         name = unexpected.group(1)
         # The node the user wrote the key in: `optim` rather than `model.optimizer: ${optim}`.
-        where = next((group for group, sub in cfg.items() if isinstance(sub, DictConfig)
-                      and name in sub and "_target_" in sub), node)  # fmt: skip
+        where = next(
+            (
+                group
+                for group, sub in cfg.items()
+                if isinstance(sub, DictConfig) and name in sub and "_target_" in sub
+            ),
+            node,
+        )
         target = OmegaConf.select(cfg, f"{where}._target_")
         hint = ""
         try:

@@ -141,8 +141,12 @@ def validate_train(cfg: DictConfig) -> None:
         whole_number(cfg, "data.batch_size", 1, "data.batch_size=1024, or null for full batch")
     every = OmegaConf.select(cfg, "callbacks.report.figures_every_n_steps")
     if every is not None and every != "log":
-        whole_number(cfg, "callbacks.report.figures_every_n_steps", 0,
-                     "figures_every_n_steps=100 (0: the end only), log or null")  # fmt: skip
+        whole_number(
+            cfg,
+            "callbacks.report.figures_every_n_steps",
+            0,
+            "figures_every_n_steps=100 (0: the end only), log or null",
+        )
     whole_number(cfg, "model.context", 1, "model.context=3 (tokens of context; 1: the bigram)")
     check_batches(cfg.model.context, cfg.data.batch_size, cfg.model.impl)
     by_length = OmegaConf.select(cfg, "model.reg_by_length")

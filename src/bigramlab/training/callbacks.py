@@ -26,8 +26,8 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
 from bigramlab.errors import Diverged
-from bigramlab.models.learned import BigramLM
 from bigramlab.plumbing.atomic import write_atomically
+from bigramlab.training.module import LearnedLMModule
 
 
 def tensorboard(trainer: L.Trainer) -> SummaryWriter | None:
@@ -69,32 +69,43 @@ class StepLosses(L.Callback):
         self.wrote = False
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: BigramLM, outputs: dict[str, Tensor], batch: Any,
+        self,
+        trainer: L.Trainer,
+        pl_module: LearnedLMModule,
+        outputs: dict[str, Tensor],
+        batch: Any,
         batch_idx: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         W_finite = torch.isfinite(pl_module.W).all().to(outputs["objective"].dtype)
         grad_norm = pl_module.grad_norm
         if grad_norm is None:
             grad_norm = torch.full_like(W_finite, float("nan"))
-        values = [outputs["objective"], outputs["nll"], outputs["penalty"],
-                  grad_norm.to(W_finite.dtype), W_finite]  # fmt: skip
+        values = [
+            outputs["objective"],
+            outputs["nll"],
+            outputs["penalty"],
+            grad_norm.to(W_finite.dtype),
+            W_finite,
+        ]
         self.pending.append((trainer.global_step, torch.stack(values)))
         if trainer.global_step % trainer.log_every_n_steps == 0:
             self.flush(trainer)
 
-    def on_validation_start(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+    def on_validation_start(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
         self.flush(trainer)
 
     def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: BigramLM, checkpoint: dict[str, Any]
+        self, trainer: L.Trainer, pl_module: LearnedLMModule, checkpoint: dict[str, Any]
     ) -> None:
         self.flush(trainer)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
         self.flush(trainer)
         self.flush_file(trainer)
 
-    def on_exception(self, trainer: L.Trainer, pl_module: BigramLM, exception: BaseException):
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: LearnedLMModule, exception: BaseException
+    ):
         # A run that diverged keeps the losses that led there (and is not checked again).
         self.flush(trainer, check=False)
         self.flush_file(trainer)
@@ -139,7 +150,12 @@ class ValidateLastStep(L.Callback):
     curve ends at the last step, whatever `trainer.val_check_interval`."""
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: BigramLM, outputs: Any, batch: Any, batch_idx: int
+        self,
+        trainer: L.Trainer,
+        pl_module: LearnedLMModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
     ) -> None:
         if trainer.global_step >= trainer.max_steps:
             trainer.should_stop = True
@@ -159,7 +175,12 @@ class LastCheckpoint(Checkpoint):
         self.every_n_train_steps = every_n_train_steps
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: BigramLM, outputs: Any, batch: Any, batch_idx: int
+        self,
+        trainer: L.Trainer,
+        pl_module: LearnedLMModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
     ) -> None:
         step = trainer.global_step
         every = self.every_n_train_steps
@@ -167,7 +188,7 @@ class LastCheckpoint(Checkpoint):
         if every and step % every == 0 and step < trainer.max_steps:
             trainer.save_checkpoint(self.path, weights_only=False)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: BigramLM) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
         trainer.save_checkpoint(self.path, weights_only=False)
 
 
@@ -185,9 +206,13 @@ class LossProgressBar(TQDMProgressBar):
         self.loss: float | None = None
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: BigramLM, outputs: dict[str, Tensor], batch: Any,
+        self,
+        trainer: L.Trainer,
+        pl_module: LearnedLMModule,
+        outputs: dict[str, Tensor],
+        batch: Any,
         batch_idx: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         bar, n = self.train_progress_bar, batch_idx + 1
         if self.is_enabled and bar is not None and (n % self.refresh_rate == 0 or n == bar.total):
             self.loss = float(outputs["objective"])  # the bar is redrawn now (see super)
@@ -201,7 +226,7 @@ class LossProgressBar(TQDMProgressBar):
         # would only add lines to a log.
         return Tqdm(disable=True)
 
-    def get_metrics(self, trainer: L.Trainer, pl_module: BigramLM) -> dict[str, Any]:
+    def get_metrics(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)
         if self.loss is not None:
             items["loss"] = self.loss

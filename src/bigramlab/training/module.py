@@ -1,0 +1,203 @@
+"""The LightningModule that trains a LearnedLM (bigramlab.models.learned) on the objective of
+bigramlab.models.losses, NLL + reg · ΣW²/V² (reg · mean(W²) for the bigram), by the optimizer of
+the config (plain SGD by default).
+
+The model is made when the data are known, in `configure_model` (from the data module's
+vocabulary and contexts), so that Hydra builds this module from its config alone; the model's
+tokens (hyper_parameters.vocab) and its rows' feature keys (the buffer lm.row_keys) are saved in
+the checkpoint beside lm.W.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+from bigramlab.counting.bigrams import bigram_counts
+from bigramlab.data.datamodule import CountsBatch, PairBatch
+from bigramlab.data.vocab import SPLITS
+from bigramlab.errors import UserError
+from bigramlab.models.features import check_features, check_reg_by_length, logits
+from bigramlab.models.learned import LearnedLM, initial_weights
+from bigramlab.models.losses import IMPLS, nll_sum_counts, nll_sum_index, nll_sum_onehot, penalty
+from bigramlab.models.nll import nll_sum
+
+Optimizer = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+class MeanNLL(Metric):
+    """Mean NLL over everything seen: Σ (−N ⊙ log P) / Σ N, summed across batches and processes."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("nll_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("bigrams", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, log_probs: Tensor, counts: Tensor) -> None:
+        self.nll_sum += nll_sum(log_probs.double(), counts.double())
+        self.bigrams += counts.sum()
+
+    def compute(self) -> Tensor:
+        return self.nll_sum / self.bigrams
+
+
+class LearnedLMModule(L.LightningModule):
+    """Trains `lm`, a LearnedLM of the data's contexts; `impl` picks the loss form (at context 1;
+    longer contexts train on counts)."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        reg: float = 0.01,
+        init_seed: int = 2147483647,
+        impl: str = "counts",
+        vocab: str | None = None,
+        context: int = 1,
+        features: str = "onehot",
+        reg_by_length: list[float] | None = None,
+        reg_skip: float = 1.0,
+        n_rows: int | None = None,
+    ) -> None:
+        super().__init__()
+        if impl not in IMPLS:
+            raise UserError(f"model.impl={impl!r} is unknown: choose one of {', '.join(IMPLS)}")
+        check_features(features)
+        check_reg_by_length(reg_by_length, context)
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.optimizer = optimizer
+        self.lm: LearnedLM | None = None
+        # Rows of W for the data's contexts (C, F), and the penalty of each row (reg_by_length,
+        # reg_skip): set with the data (configure_model); buffers, so that they move with W,
+        # unsaved.
+        self.register_buffer("context_rows", None, persistent=False)
+        self.register_buffer("row_scale", None, persistent=False)
+        self.grad_norm: Tensor | None = None  # of the last update's gradient
+        if reg_by_length is not None:
+            self.hparams.reg_by_length = [float(x) for x in reg_by_length]
+        # Keyed "<split>_nll": a ModuleDict key may not shadow a Module attribute such as `train`.
+        self.split_nll = nn.ModuleDict({f"{split}_nll": MeanNLL() for split in SPLITS})
+        if vocab is not None:
+            # The bigram's rows (every token), or a checkpoint's shapes, which loading fills.
+            rows = n_rows if n_rows is not None else len(vocab)
+            W = initial_weights(features, rows, len(vocab), init_seed)
+            self.lm = LearnedLM(vocab, context, features, torch.arange(rows), W)
+
+    @property
+    def W(self) -> nn.Parameter:
+        """The model's weights (R, V)."""
+        return self.lm.W
+
+    def configure_model(self) -> None:
+        data = self.trainer.datamodule.data
+        if self.lm is None:
+            h = self.hparams
+            self.lm = LearnedLM.for_data(
+                data.vocab.itos,
+                h.context,
+                h.features,
+                data.contexts,
+                data.counts["train"],
+                h.init_seed,
+            )
+            self.hparams.vocab = data.vocab.itos
+            self.hparams.n_rows = len(self.lm.row_keys)
+        self.context_rows = self.lm.rows(data.contexts).to(self.W.device)
+        scale = self.lm.penalty_scale(self.hparams.reg_by_length, self.hparams.reg_skip)
+        self.row_scale = None if scale is None else scale.to(self.W.device)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints from before the model was a module of its own name W and row_keys bare."""
+        state = checkpoint["state_dict"]
+        for name in ("W", "row_keys"):
+            if name in state:
+                state[f"lm.{name}"] = state.pop(name)
+
+    def initial_logits(self) -> Tensor:
+        """table_logits of the W training starts from (init_seed's): the report's scales."""
+        h = self.hparams
+        return self.table_logits(initial_weights(h.features, *self.W.shape, h.init_seed))
+
+    def table_logits(self, W: Tensor | None = None) -> Tensor:
+        """Logits for every context of the data (C, V), of the model's W or of another `W` of
+        its shape. Onehot: W itself (its rows are the contexts, in order)."""
+        W = self.W if W is None else W
+        if self.hparams.features == "onehot":
+            return W
+        return logits(W, self.context_rows.to(W.device))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for the next token: x (n,) indices of the data's contexts -> (n, V)."""
+        if self.hparams.features == "onehot":
+            return F.one_hot(x, num_classes=self.W.shape[0]).float() @ self.W
+        return logits(self.W, self.context_rows[x])
+
+    def data_nll(self, batch: CountsBatch | PairBatch) -> Tensor:
+        """This process's part of the batch's mean NLL: Σ −log P(y|x) over its bigrams · world
+        size / bigrams in the whole batch.
+
+        DDP averages the processes' gradients, so the average of these parts' gradients is exactly
+        the gradient of the whole batch's mean NLL, however unequal the processes' shares are. In
+        one process it is the mean NLL of the batch.
+        """
+        world_size = self.trainer.world_size
+        if isinstance(batch, CountsBatch):
+            summed = nll_sum_counts(self.table_logits(), batch.counts)
+        elif self.hparams.impl == "counts":
+            summed = nll_sum_counts(self.W, bigram_counts(batch.xs, batch.ys, len(self.W)))
+        elif self.hparams.impl == "index":
+            summed = nll_sum_index(self.W, batch.xs, batch.ys)
+        else:
+            summed = nll_sum_onehot(self.W, batch.xs, batch.ys)
+        # (sum · world size) / bigrams, in this order: in one process exactly sum / n, the mean.
+        return summed * world_size / batch.batch_bigrams
+
+    def training_step(self, batch: CountsBatch | PairBatch, batch_idx: int) -> dict[str, Tensor]:
+        """loss = NLL + reg · ΣW²/V², this process's part of it (see data_nll).
+
+        Returned beside it for the callbacks, detached and over all processes: `objective`, `nll`
+        and `penalty`. They stay on the device: StepLosses (bigramlab.training.callbacks) reads
+        them back in batches, so that no step waits for the device.
+        """
+        data_nll = self.data_nll(batch)
+        reg_loss = penalty(self.W, self.hparams.reg, self.row_scale)
+        # The parts average to the whole batch's NLL: one all-reduce (none in one process).
+        nll = self.trainer.strategy.reduce(data_nll.detach().clone(), reduce_op="mean")
+        return {
+            "loss": data_nll + reg_loss,
+            "objective": nll + reg_loss.detach(),
+            "nll": nll,
+            "penalty": reg_loss.detach(),
+        }
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        """batch: {split: (C, V) counts, this process's share}; accumulates the exact data NLL (no
+        penalty) per split. The metrics sum over processes when computed."""
+        log_probs = self.table_logits().log_softmax(dim=1)
+        for split, counts in batch.items():
+            self.split_nll[f"{split}_nll"].update(log_probs, counts)
+
+    def on_validation_epoch_end(self) -> None:
+        # `nll/<split>` in trainer.callback_metrics, for the report and for monitors (EarlyStopping,
+        # ModelCheckpoint); not written to the logger here: the report writes them at the step
+        # they belong to (the number of updates so far), where self.log's step would be one behind.
+        # compute() has already summed over the processes, so sync_dist only averages equal values.
+        for split in SPLITS:
+            metric = self.split_nll[f"{split}_nll"]
+            if metric.update_count:  # an empty split is never in the batch
+                self.log(f"nll/{split}", metric.compute(), logger=False, sync_dist=True)
+            metric.reset()
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Kept on the device: StepLosses reads it back with the losses (loss/grad_norm).
+        self.grad_norm = self.W.grad.detach().norm()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer(self.parameters())
