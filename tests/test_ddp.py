@@ -147,7 +147,7 @@ def test_lightning_ddp_from_the_command_line_gives_the_single_process_model(tmp_
             json.loads((tmp_path / name / "metrics.json").read_text()),
             torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)[
                 "state_dict"
-            ]["W"],
+            ]["lm.W"],
         )
     assert_same_run(runs["one"], runs["ddp"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "one", "words.txt"]

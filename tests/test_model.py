@@ -23,7 +23,7 @@ from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.losses import nll_sum_counts, nll_sum_index, nll_sum_onehot
 from bigramlab.train import train
 from bigramlab.training.module import LearnedLMModule
-from tests.conftest import lecture_pairs
+from tests.conftest import lecture_pairs, train_and_load
 
 
 def scalars(run_dir: Path, tag: str) -> dict[int, float]:
@@ -174,6 +174,23 @@ def test_checkpoints_that_would_run_code_or_are_not_checkpoints_are_refused(tmp_
         load_checkpoint(other)
     with pytest.raises(UserError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_a_checkpoint_of_the_old_format_loads_and_resumes(train_config, tmp_path: Path) -> None:
+    """Checkpoints written before the model was a module of its own name its weights W and
+    row_keys, not lm.W and lm.row_keys: they load as the same model, and training resumes."""
+    cfg = train_config("model.context=2", "trainer.max_steps=10")
+    _, W = train_and_load(cfg, tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=True)
+    state = saved["state_dict"]
+    state["W"], state["row_keys"] = state.pop("lm.W"), state.pop("lm.row_keys")
+    torch.save(saved, ckpt)
+    old = load_checkpoint(ckpt)
+    assert torch.equal(old.model.W, W) and old.global_step == 10 and old.resumable
+    resumed = train_config("model.context=2", "trainer.max_steps=15", f"ckpt_path={ckpt}")
+    metrics, _ = train_and_load(resumed, tmp_path / "run")
+    assert metrics["steps"] == 15 and metrics["status"] == "ok"
 
 
 HOST_READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")

@@ -5,8 +5,8 @@ model.context, smoothed as mle.*).
 Every model of the project but one, at any context length: learned (onehot or interpolated) and
 counted (additive or Kneser–Ney). A skipgram model is refused: ARPA's backoff drops the oldest
 tokens of a history, so it cannot give a context never listed the weight of a skip (which hides
-the newest); listing every history a skip reaches is V times its rows, each with V targets
-(names.txt at k = 6: 49,601 skip rows, over 36 M lines). bigramlab.arpa writes the text so that
+the newest); listing every history a skip reaches is V times its rows, each with V targets (tens
+of millions of lines for names.txt at k = 6). bigramlab.arpa writes the text so that
 KenLM's probability of every word is bigramlab's: each model lists the distributions KenLM asks
 for, and where KenLM backs off, the shorter histories give the model's own value.
 

@@ -10,10 +10,9 @@ where a_j(h) = Σ_w a_j(h, w), N_r(h) = how many w have a_j(h, w) = r (r ≥ 3 f
 context whose a_j(h) = 0 (never seen at this order) takes P_{j-1}(· | h') whole. The adjusted
 counts a_j are the raw counts at the highest order (j = k), continuation counts below it:
 a_j(h, w) = how many distinct tokens x make x h w a seen (j+2)-gram. The `.` padding a word's
-start is an ordinary token here (a word-start context's continuation count is 1), as in the
-reference numbers of issue 13: on names.txt's lecture split at k = 5 it gives dev 1.9740 where
-KenLM's rule (raw counts for the n-grams that start with <s>) gives 1.9978. The discounts of each
-order come from that order's counts of counts n_r (how many (h, w) have a_j = r):
+start is an ordinary token here (a word-start context's continuation count is 1), unlike KenLM,
+which keeps raw counts for the n-grams that start with <s> (docs/ngrams.md compares the two). The
+discounts of each order come from that order's counts of counts n_r (how many (h, w) have a_j = r):
 
     Y = n1 / (n1 + 2 n2),  D_j1 = 1 - 2Y n2/n1,  D_j2 = 2 - 3Y n3/n2,  D_j3+ = 3 - 4Y n4/n3
 

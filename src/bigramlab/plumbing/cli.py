@@ -193,8 +193,8 @@ def run_task(task: Callable[[DictConfig], float | None], cfg: DictConfig) -> flo
 def exit_now() -> None:
     """End a command that has finished, at once, with status 0.
 
-    Python's own shutdown would free every object of torch, Lightning and matplotlib one by one,
-    1 to 2 s on a 2-core machine (docs/benchmark.md), and nothing is left to do by then. What
+    Python's own shutdown would free every object of torch, Lightning and matplotlib one by one
+    (docs/benchmark.md has its cost), and nothing is left to do by then. What
     shutdown does that matters is done here first: the exit handlers (logging's, which flushes the
     run's log file) and flushing the standard streams. Where threads other than daemons still run
     (a process pool's manager thread, after a joblib sweep), Python's shutdown joins them before
