@@ -77,8 +77,9 @@ def test_count_corpus_splits_by_the_rule(tmp_path: Path) -> None:
     path.write_text("\n".join(words) + "\n")
     for rule in ("randperm", "lecture"):
         _, n_words, counts = count_corpus(TextFile(str(path)), [0.8, 0.1, 0.1], 42, rule)
-        for name, part in zip(("train", "val", "test"),
-                              split_words(words, [0.8, 0.1, 0.1], 42, rule)):  # fmt: skip
+        for name, part in zip(
+            ("train", "val", "test"), split_words(words, [0.8, 0.1, 0.1], 42, rule)
+        ):
             vocab = Vocab.from_words(words)
             assert n_words[name] == len(part)
             assert torch.equal(counts[name], bigram_counts(*bigram_pairs(part, vocab), len(vocab)))
@@ -195,8 +196,11 @@ def messy_corpus(draw: st.DrawFn) -> str:
     """Lines of letters (some non-ASCII), with blank lines, spaces, tabs and \\r\\n thrown in."""
     alphabet = st.sampled_from([*list("abcdeé ж"), "ab", "ba"])
     lines = draw(st.lists(st.lists(alphabet, max_size=6).map("".join), min_size=1, max_size=60))
-    ends = draw(st.lists(st.sampled_from(["\n", "\r\n", " \n", "\t\n"]), min_size=len(lines),
-                         max_size=len(lines)))  # fmt: skip
+    ends = draw(
+        st.lists(
+            st.sampled_from(["\n", "\r\n", " \n", "\t\n"]), min_size=len(lines), max_size=len(lines)
+        )
+    )
     text = "".join(line + end for line, end in zip(lines, ends))
     return text if draw(st.booleans()) else text.rstrip("\n")
 

@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from bigramlab.data.corpora import TextFile
 from bigramlab.data.datamodule import BigramDataModule, PairMiniBatches, shard_counts
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.train import train
+from tests.commands import run_module
 from tests.conftest import make_words, train_and_load
 
 ATOL = 1e-5
@@ -82,8 +81,12 @@ def test_ddp_cpu_gives_the_single_process_model(train_config, tmp_path: Path, ov
     for run in ("one", "ddp"):
         acc = EventAccumulator(str(tmp_path / run / "tensorboard"))
         acc.Reload()
-        curves.append({tag: [(e.step, e.value) for e in acc.Scalars(tag)]
-                       for tag in ("loss/total", "nll/val", "compare/kl_train")})  # fmt: skip
+        curves.append(
+            {
+                tag: [(e.step, e.value) for e in acc.Scalars(tag)]
+                for tag in ("loss/total", "nll/val", "compare/kl_train")
+            }
+        )
     for tag, points in curves[0].items():
         assert [s for s, _ in curves[1][tag]] == [s for s, _ in points], tag
         for (_, a), (_, b) in zip(points, curves[1][tag]):
@@ -123,13 +126,11 @@ def test_ddp_inside_a_multirun_is_refused_with_the_fix(train_config) -> None:
         train(cfg)
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bigramlab.train", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-
-
-QUICK = ["trainer.max_steps=30", "trainer.val_check_interval=10",
-         "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
+QUICK = [
+    "trainer.max_steps=30",
+    "trainer.val_check_interval=10",
+    "callbacks.progress_bar.refresh_rate=0",
+]
 
 
 @pytest.mark.slow
@@ -138,9 +139,13 @@ def test_lightning_ddp_from_the_command_line_gives_the_single_process_model(tmp_
     words.write_text("\n".join(make_words(500, seed=3)) + "\n")
     data = ["dataset=text_file", f"dataset.path={words}", "data.batch_size=51", *QUICK]
     runs = {}
-    for name, trainer in (("one", []), ("ddp", ["trainer=ddp", "trainer.accelerator=cpu",
-                                                "trainer.devices=2"])):  # fmt: skip
-        result = cli(*data, *trainer, f"hydra.run.dir={name}", cwd=tmp_path)
+    for name, trainer in (
+        ("one", []),
+        ("ddp", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]),
+    ):
+        result = run_module(
+            "bigramlab.train", *data, *trainer, f"hydra.run.dir={name}", cwd=tmp_path
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.count("run directory:") == 1  # printed by rank 0 only
         runs[name] = (
@@ -161,7 +166,7 @@ def test_ddp_cpu_inside_a_two_job_multirun(tmp_path: Path, strategy: str) -> Non
     words.write_text("\n".join(make_words(500, seed=4)) + "\n")
     data = ["dataset=text_file", f"dataset.path={words}", *QUICK]
     ddp = ["trainer=ddp_cpu", f"trainer.strategy={strategy}"]
-    sweep = cli("-m", *data, *ddp, "optim.lr=10,50", cwd=tmp_path)
+    sweep = run_module("bigramlab.train", "-m", *data, *ddp, "optim.lr=10,50", cwd=tmp_path)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
@@ -170,7 +175,9 @@ def test_ddp_cpu_inside_a_two_job_multirun(tmp_path: Path, strategy: str) -> Non
         assert len(list(job.glob("**/metrics.json"))) == 1
         assert len(list(job.glob("**/events.out.tfevents.*"))) == 1
         ddp = json.loads((job / "metrics.json").read_text())
-        single = cli(*data, f"optim.lr={lr}", f"hydra.run.dir=one_{lr}", cwd=tmp_path)
+        single = run_module(
+            "bigramlab.train", *data, f"optim.lr={lr}", f"hydra.run.dir=one_{lr}", cwd=tmp_path
+        )
         assert single.returncode == 0, single.stderr[-3000:]
         one = json.loads((tmp_path / f"one_{lr}" / "metrics.json").read_text())
         assert ddp["status"] == "ok" and ddp["val_nll"] == pytest.approx(one["val_nll"], abs=ATOL)

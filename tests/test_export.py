@@ -4,8 +4,6 @@ one error line with nothing written."""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,17 +15,13 @@ from bigramlab.data.corpora import TextFile
 from bigramlab.data.vocab import Vocab, split_words
 from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.counted import counted_model
+from tests.commands import run_module
 from tests.conftest import make_words, train_and_load
 
 kenlm = pytest.importorskip("kenlm")
 pytestmark = pytest.mark.slow  # trains and runs the command in subprocesses
 
 SPLIT = [0.8, 0.1, 0.1]
-
-
-def export(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bigramlab.export", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
 def kenlm_nll(model: kenlm.Model, word: str) -> float:
@@ -66,12 +60,19 @@ def test_learned_model_round_trip(
     train_config, tmp_path: Path, spaced_words: Path, k: int, features: str
 ) -> None:
     optim = "lbfgs" if features == "interpolated" else "sgd"
-    cfg = train_config("dataset=text_file", f"dataset.path={spaced_words}",
-                       f"model.context={k}", f"model.features={features}", f"optim={optim}",
-                       "trainer.max_steps=5")  # fmt: skip
+    cfg = train_config(
+        "dataset=text_file",
+        f"dataset.path={spaced_words}",
+        f"model.context={k}",
+        f"model.features={features}",
+        f"optim={optim}",
+        "trainer.max_steps=5",
+    )
     train_and_load(cfg, tmp_path / "run")
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    result = export(f"ckpt={ckpt}", f"out={tmp_path / 'learned.arpa'}", cwd=tmp_path)
+    result = run_module(
+        "bigramlab.export", f"ckpt={ckpt}", f"out={tmp_path / 'learned.arpa'}", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     model = load_checkpoint(ckpt).model
     words = TextFile(str(spaced_words)).load()
@@ -79,9 +80,13 @@ def test_learned_model_round_trip(
     assert any(" " in w for w in held_out)
     # Words the data never had: contexts with no row of their own.
     held_out += ["jjjjjjj", "a b c", "ihgfedcba"]
-    assert_round_trip(tmp_path / "learned.arpa",
-                      lambda keys: model.log_probs(keys).exp(),
-                      Vocab(model.itos), k, held_out)  # fmt: skip
+    assert_round_trip(
+        tmp_path / "learned.arpa",
+        lambda keys: model.log_probs(keys).exp(),
+        Vocab(model.itos),
+        k,
+        held_out,
+    )
 
 
 @pytest.mark.parametrize("k", [1, 2, 4])
@@ -89,9 +94,17 @@ def test_learned_model_round_trip(
 def test_counted_model_round_trip(tmp_path: Path, spaced_words: Path, smoothing: str, k: int):
     out = tmp_path / f"{smoothing}.arpa"
     alpha = ["mle.alpha=0.5"] if smoothing == "additive" else []  # Kneser–Ney refuses one
-    result = export("source=counted", "dataset=text_file", f"dataset.path={spaced_words}",
-                    f"mle.smoothing={smoothing}", *alpha, f"model.context={k}",
-                    f"out={out}", cwd=tmp_path)  # fmt: skip
+    result = run_module(
+        "bigramlab.export",
+        "source=counted",
+        "dataset=text_file",
+        f"dataset.path={spaced_words}",
+        f"mle.smoothing={smoothing}",
+        *alpha,
+        f"model.context={k}",
+        f"out={out}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     counted = count_ngrams(TextFile(str(spaced_words)), k, SPLIT, 42)
     model = counted_model(counted.counts, 0.5, smoothing, counted.contexts, k)
@@ -107,19 +120,21 @@ def test_counted_model_round_trip(tmp_path: Path, spaced_words: Path, smoothing:
 def test_bad_output_and_checkpoint_are_one_line_and_write_nothing(tmp_path: Path) -> None:
     (tmp_path / "words.txt").write_text("\n".join(make_words(50)) + "\n")
     counted = ["source=counted", "dataset=text_file", "dataset.path=words.txt"]
-    missing_dir = export(*counted, "out=nowhere/m.arpa", cwd=tmp_path)
+    missing_dir = run_module("bigramlab.export", *counted, "out=nowhere/m.arpa", cwd=tmp_path)
     assert missing_dir.returncode == 2 and "directory nowhere does not exist" in missing_dir.stderr
     (tmp_path / "m.arpa").write_text("keep me")
-    exists = export(*counted, "out=m.arpa", cwd=tmp_path)
+    exists = run_module("bigramlab.export", *counted, "out=m.arpa", cwd=tmp_path)
     assert exists.returncode == 2 and "add overwrite=true" in exists.stderr
     assert (tmp_path / "m.arpa").read_text() == "keep me"
     (tmp_path / "not.ckpt").write_bytes(b"not a checkpoint")
-    bad = export("ckpt=not.ckpt", "out=n.arpa", cwd=tmp_path)
+    bad = run_module("bigramlab.export", "ckpt=not.ckpt", "out=n.arpa", cwd=tmp_path)
     assert bad.returncode == 2 and "is not a PyTorch checkpoint file" in bad.stderr
     for result in (missing_dir, exists, bad):
         assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.arpa", "not.ckpt", "words.txt"]
-    overwritten = export(*counted, "out=m.arpa", "overwrite=true", cwd=tmp_path)
+    overwritten = run_module(
+        "bigramlab.export", *counted, "out=m.arpa", "overwrite=true", cwd=tmp_path
+    )
     assert overwritten.returncode == 0 and (tmp_path / "m.arpa").read_text().startswith(
         "\n\\data\\"
     )

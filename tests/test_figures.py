@@ -88,8 +88,11 @@ def test_large_vocabularies_have_no_cell_values() -> None:
 
 
 def test_nll_curves_render() -> None:
-    fig = nll_curves([0, 10, 20], {"train": [3.0, 2.6, 2.5], "val": [3.1, 2.7, 2.6]},
-                     {"train": 2.45, "val": 2.55})  # fmt: skip
+    fig = nll_curves(
+        [0, 10, 20],
+        {"train": [3.0, 2.6, 2.5], "val": [3.1, 2.7, 2.6]},
+        {"train": 2.45, "val": 2.55},
+    )
     Image.open(io.BytesIO(render(fig))).verify()
 
 
@@ -182,6 +185,7 @@ def test_recoloured_frame_writes_the_values_matplotlib_writes(diverging: bool) -
     # the same places: no shift by a pixel lines the two up better.
     assert np.abs(ink_fast).sum() == pytest.approx(np.abs(ink_slow).sum(), rel=0.3)
     assert alignment(0, 0) > 0.45
-    assert alignment(0, 0) > max(alignment(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-                                 if (dy, dx) != (0, 0))  # fmt: skip
+    assert alignment(0, 0) > max(
+        alignment(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)
+    )
     assert (np.abs(fast - slow).max(axis=2) <= 60).mean() > 0.98

@@ -72,12 +72,25 @@ def run_dir(cwd: Path, sha: str) -> Path:
     runs = cwd / "logs" / "train" / "runs"
 
     def bigrams() -> list[Path]:
-        return [r for r in runs.iterdir() if (r / "checkpoints" / "last.ckpt").is_file()
-                and OmegaConf.load(r / ".hydra" / "config.yaml").model.context == 1]  # fmt: skip
+        return [
+            r
+            for r in runs.iterdir()
+            if (r / "checkpoints" / "last.ckpt").is_file()
+            and OmegaConf.load(r / ".hydra" / "config.yaml").model.context == 1
+        ]
 
     if not runs.is_dir() or not bigrams():
-        execute([sys.executable, "-m", "bigramlab.train", "dataset=names",
-                 f"dataset.sha256={sha}", *FAST], cwd)  # fmt: skip
+        execute(
+            [
+                sys.executable,
+                "-m",
+                "bigramlab.train",
+                "dataset=names",
+                f"dataset.sha256={sha}",
+                *FAST,
+            ],
+            cwd,
+        )
     return max(bigrams(), key=lambda p: p.stat().st_mtime)
 
 
@@ -88,8 +101,10 @@ def sweep_dir(cwd: Path, optuna: bool = False) -> Path:
     if not sweeps.is_dir():
         execute([sys.executable, "-m", "bigramlab.train", "-m", "optim.lr=10,50", *FAST], cwd)
     if optuna:
-        return max((d for d in sweeps.iterdir() if (d / "optuna.db").is_file()),
-                   key=lambda d: d.stat().st_mtime)  # fmt: skip
+        return max(
+            (d for d in sweeps.iterdir() if (d / "optuna.db").is_file()),
+            key=lambda d: d.stat().st_mtime,
+        )
     return latest(sweeps)
 
 

@@ -4,8 +4,6 @@ divergence."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from bigramlab.data.corpora import TextFile
 from bigramlab.data.datamodule import bigram_data
 from bigramlab.data.vocab import split_words
 from bigramlab.train import train
+from tests.commands import run_module
 
 
 def test_single_word_unicode_and_a_huge_line_train(train_config, tmp_path: Path) -> None:
@@ -26,8 +25,13 @@ def test_single_word_unicode_and_a_huge_line_train(train_config, tmp_path: Path)
     for name, text in cases.items():
         path = tmp_path / name
         path.write_text(text, encoding="utf-8")
-        metrics = train(train_config(f"dataset.path={path}", "trainer.max_steps=5",
-                                     f"hydra.run.dir={tmp_path / name}-run"))  # fmt: skip
+        metrics = train(
+            train_config(
+                f"dataset.path={path}",
+                "trainer.max_steps=5",
+                f"hydra.run.dir={tmp_path / name}-run",
+            )
+        )
         assert metrics["status"] == "ok" and metrics["train_nll"] is not None, name
 
 
@@ -54,8 +58,9 @@ def test_tiny_data_gives_null_val_and_test(train_config, tmp_path: Path) -> None
 def test_same_config_and_seed_give_bitwise_identical_W(train_config, tmp_path: Path) -> None:
     weights = []
     for name in ("a", "b"):
-        cfg = train_config("data.batch_size=16", "trainer.max_steps=15",
-                           f"hydra.run.dir={tmp_path / name}")  # fmt: skip
+        cfg = train_config(
+            "data.batch_size=16", "trainer.max_steps=15", f"hydra.run.dir={tmp_path / name}"
+        )
         cfg.paths.output_dir = str(tmp_path / name)
         train(cfg)
         ckpt = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)
@@ -63,15 +68,17 @@ def test_same_config_and_seed_give_bitwise_identical_W(train_config, tmp_path: P
     assert torch.equal(weights[0], weights[1])
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bigramlab.train", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-
-
 @pytest.mark.slow
 def test_divergence_stops_the_run_and_keeps_no_nan_checkpoint(tmp_path: Path, words_file: Path):
-    result = run_cli("dataset=text_file", f"dataset.path={words_file}", "optim.lr=1e9",
-                     "model.reg=0.01", "hydra.run.dir=run", cwd=tmp_path)  # fmt: skip
+    result = run_module(
+        "bigramlab.train",
+        "dataset=text_file",
+        f"dataset.path={words_file}",
+        "optim.lr=1e9",
+        "model.reg=0.01",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: training diverged at step ")
     assert "optim.lr=1e+09" in result.stderr and "model.reg=0.01" in result.stderr

@@ -39,10 +39,20 @@ STEPS, EVERY = 30, 10
 SCALARS = [
     *(f"nll/{s}" for s in ("train", "val", "test")),
     *(f"mle/nll_{s}" for s in ("train", "val", "test")),
-    "ppl/val", "mle/ppl_val", "compare/gap_val", "compare/kl_train", "compare/tv_train",
-    "compare/max_abs_diff", "hp/val_nll", "hp/mle_val_nll", "hp/gap_val", "hp/train_nll",
-    "loss/total", "loss/nll", "loss/reg",
-]  # fmt: skip
+    "ppl/val",
+    "mle/ppl_val",
+    "compare/gap_val",
+    "compare/kl_train",
+    "compare/tv_train",
+    "compare/max_abs_diff",
+    "hp/val_nll",
+    "hp/mle_val_nll",
+    "hp/gap_val",
+    "hp/train_nll",
+    "loss/total",
+    "loss/nll",
+    "loss/reg",
+]
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +198,12 @@ def test_by_default_snapshots_are_log_spaced_and_scalars_at_every_validation(
 ) -> None:
     path = tmp_path / "words.txt"
     path.write_text("\n".join(make_words(50, seed=6)) + "\n")
-    overrides = ["dataset=text_file", f"dataset.path={path}", "trainer.max_steps=100",
-                 "trainer.val_check_interval=5"]  # fmt: skip
+    overrides = [
+        "dataset=text_file",
+        f"dataset.path={path}",
+        "trainer.max_steps=100",
+        "trainer.val_check_interval=5",
+    ]
     cfg = compose_config("train", overrides, tmp_path)
     train(cfg)
     acc = events(Path(cfg.paths.output_dir))
@@ -276,8 +290,14 @@ def test_report_and_batches_keep_host_and_device_tensors_apart(words_file: Path)
     )
     assert next(iter(dm.train_dataloader())).counts.device == meta  # moved once, not every step
     model = LearnedLMModule(functools.partial(torch.optim.SGD, lr=50), vocab=dm.vocab.itos).to(meta)
-    trainer = SimpleNamespace(datamodule=dm, is_global_zero=False, loggers=[], global_step=0,
-                              max_steps=30, val_check_interval=10)  # fmt: skip
+    trainer = SimpleNamespace(
+        datamodule=dm,
+        is_global_zero=False,
+        loggers=[],
+        global_step=0,
+        max_steps=30,
+        val_check_interval=10,
+    )
     report = ComparisonReport(alpha=1.0)
     report.on_fit_start(trainer, model)
     assert report.mle.device == meta and report.train_counts.device == meta  # moved once

@@ -15,27 +15,29 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from bigramlab.errors import UserError
 from bigramlab.train import train
+from tests.commands import run_module
 from tests.conftest import make_words
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bigramlab.train", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_W_without_duplicate_steps(tmp_path: Path) -> None:
     words = tmp_path / "words.txt"
     words.write_text("\n".join(make_words(2000, seed=9)) + "\n")
-    common = ["dataset=text_file", f"dataset.path={words}", "trainer.max_steps=3000",
-              "callbacks.checkpoint.every_n_train_steps=100",
-              "callbacks.report.figures_every_n_steps=100000"]  # fmt: skip
+    common = [
+        "dataset=text_file",
+        f"dataset.path={words}",
+        "trainer.max_steps=3000",
+        "callbacks.checkpoint.every_n_train_steps=100",
+        "callbacks.report.figures_every_n_steps=100000",
+    ]
     run_dir = tmp_path / "killed"
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bigramlab.train", *common, f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while not (ckpt.exists() and torch.load(ckpt, weights_only=True)["global_step"] >= 300):
         assert proc.poll() is None, "the run ended before it could be killed"
@@ -46,15 +48,18 @@ def test_killed_run_resumes_to_the_same_W_without_duplicate_steps(tmp_path: Path
     killed_at = torch.load(ckpt, weights_only=True)["global_step"]
     assert 300 <= killed_at < 3000 and not (run_dir / "metrics.json").exists()
 
-    resumed = run_cli(*common, f"ckpt_path={ckpt}", cwd=tmp_path)
+    resumed = run_module("bigramlab.train", *common, f"ckpt_path={ckpt}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"run directory: {run_dir}" in resumed.stdout
-    straight = run_cli(*common, f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path)
+    straight = run_module(
+        "bigramlab.train", *common, f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path
+    )
     assert straight.returncode == 0, straight.stderr[-2000:]
 
     W_resumed = torch.load(ckpt, weights_only=True)["state_dict"]["lm.W"]
-    W_straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt",
-                            weights_only=True)["state_dict"]["lm.W"]  # fmt: skip
+    W_straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=True)[
+        "state_dict"
+    ]["lm.W"]
     assert torch.equal(W_resumed, W_straight)
     events = EventAccumulator(str(run_dir / "tensorboard"), {"scalars": 0, "images": 0})
     events.Reload()
@@ -74,7 +79,10 @@ def test_killed_run_resumes_to_the_same_W_without_duplicate_steps(tmp_path: Path
     )
 
 
-def test_resume_from_a_checkpoint_of_other_data_is_refused(train_config, tmp_path: Path) -> None:
+def test_resume_on_data_of_another_vocabulary_is_refused(train_config, tmp_path: Path) -> None:
+    """The check that stands where a run has no .hydra record to compare data settings with (a
+    checkpoint moved out of its run): the data's vocabulary against the checkpoint's. The record's
+    check is tests/test_entry_points.py's, run as a user runs it."""
     first = train_config("trainer.max_steps=5")
     train(first)
     other = tmp_path / "other.txt"

@@ -19,14 +19,25 @@ from bigramlab.plumbing.config import job_dir_name
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = ["trainer.max_steps=12", "trainer.val_check_interval=6",
-         "callbacks.report.figures_every_n_steps=1000",
-         "callbacks.progress_bar.refresh_rate=0"]  # fmt: skip
+QUICK = [
+    "trainer.max_steps=12",
+    "trainer.val_check_interval=6",
+    "callbacks.report.figures_every_n_steps=1000",
+    "callbacks.progress_bar.refresh_rate=0",
+]
 
 
 def train_command(words_file: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "-m", "bigramlab.train", "-m", "dataset=text_file",
-            f"dataset.path={words_file}", *QUICK, *overrides]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "bigramlab.train",
+        "-m",
+        "dataset=text_file",
+        f"dataset.path={words_file}",
+        *QUICK,
+        *overrides,
+    ]
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -36,8 +47,13 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 def sweep(tmp_path: Path, words_file: Path, *overrides: str) -> tuple[Path, list[Path]]:
     """Run `python -m bigramlab.train -m ...` in tmp_path; return the sweep dir and its job dirs
     (the only sweep directory under logs/, unless hydra.sweep.dir names one)."""
-    result = subprocess.run(train_command(words_file, *overrides), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        train_command(words_file, *overrides),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     named = [o.partition("=")[2] for o in overrides if o.startswith("hydra.sweep.dir=")]
     if named:
@@ -78,10 +94,11 @@ def report(*sweep_dirs: Path, out: Path | None = None) -> list[dict[str, str]]:
     """Run `python -m bigramlab.report` over the sweeps; return the rows of its results.csv."""
     extra = ["--out", str(out)] if out else []
     result = subprocess.run(
-        [sys.executable, "-m", "bigramlab.report", *map(str, sweep_dirs),
-         *extra],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-m", "bigramlab.report", *map(str, sweep_dirs), *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "ranked by validation NLL" in result.stdout
     out = out or sweep_dirs[0]
@@ -91,8 +108,10 @@ def report(*sweep_dirs: Path, out: Path | None = None) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-GRID = {f"{i}_figures_every_n_steps=1000,reg={reg},lr={lr}" for i, (lr, reg) in
-        enumerate([(5, 0), (5, 0.1), (20, 0), (20, 0.1)])}  # fmt: skip
+GRID = {
+    f"{i}_figures_every_n_steps=1000,reg={reg},lr={lr}"
+    for i, (lr, reg) in enumerate([(5, 0), (5, 0.1), (20, 0), (20, 0.1)])
+}
 
 
 def test_grid_with_the_basic_launcher_and_the_report(tmp_path: Path, words_file: Path) -> None:
@@ -139,9 +158,11 @@ def test_repeats_are_grouped_with_mean_and_standard_deviation(
         assert len(list(csv.DictReader(f))) == 6
     # With no repeat keys, every job is a configuration of its own.
     result = subprocess.run(
-        [sys.executable, "-m", "bigramlab.report", str(sweep_dir),
-         "--repeat-keys", ""], capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [sys.executable, "-m", "bigramlab.report", str(sweep_dir), "--repeat-keys", ""],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     with open(sweep_dir / "results.csv") as f:
         assert [r["n"] for r in csv.DictReader(f)] == ["1"] * 6
@@ -160,8 +181,10 @@ def test_several_sweeps_are_ranked_in_one_table(tmp_path: Path, words_file: Path
     assert vals == sorted(vals)
     result = subprocess.run(
         [sys.executable, "-m", "bigramlab.report", str(first), str(second)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "--out" in result.stderr
 
 
@@ -172,14 +195,16 @@ def test_grid_with_joblib(tmp_path: Path, words_file: Path) -> None:
 
 
 def test_grid_with_submitit_local(tmp_path: Path, words_file: Path) -> None:
-    sweep_dir, jobs = sweep(tmp_path, words_file, "hydra/launcher=submitit_local",
-                            "optim.lr=5,20", "model.reg=0,0.1")  # fmt: skip
+    sweep_dir, jobs = sweep(
+        tmp_path, words_file, "hydra/launcher=submitit_local", "optim.lr=5,20", "model.reg=0,0.1"
+    )
     check_grid(sweep_dir, jobs, GRID)
 
 
 def test_optuna_sweep_minimises_val_nll(tmp_path: Path, words_file: Path) -> None:
-    sweep_dir, jobs = sweep(tmp_path, words_file, "hparams_search=optuna",
-                            "hydra.sweeper.n_trials=4")  # fmt: skip
+    sweep_dir, jobs = sweep(
+        tmp_path, words_file, "hparams_search=optuna", "hydra.sweeper.n_trials=4"
+    )
     assert len(jobs) == 4
     objectives = [objective(j) for j in jobs]
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
@@ -230,9 +255,11 @@ def test_job_dir_names() -> None:
 def test_report_columns_keep_one_number_format() -> None:
     from bigramlab.report import formatted
 
-    rows = [{"reg": 0.0002667, "lr": 0.01, "val_nll": 2.5, "gap_val": 1},
-            {"reg": 0.0011, "lr": 3, "val_nll": 2.45, "gap_val": 0.5},
-            {"reg": None, "lr": 10, "val_nll": None, "gap_val": 0.25}]  # fmt: skip
+    rows = [
+        {"reg": 0.0002667, "lr": 0.01, "val_nll": 2.5, "gap_val": 1},
+        {"reg": 0.0011, "lr": 3, "val_nll": 2.45, "gap_val": 0.5},
+        {"reg": None, "lr": 10, "val_nll": None, "gap_val": 0.25},
+    ]
     cells = formatted(rows, ["reg", "lr", "val_nll", "gap_val"], 4, settings=["reg", "lr"])
     # Settings as they are typed; results in one format per column, integers included.
     assert [c[0] for c in cells] == ["0.0002667", "0.0011", "—"]
@@ -280,15 +307,22 @@ def test_a_killed_optuna_sweep_resumes_and_leaves_its_best_trial_runnable(
 ) -> None:
     (tmp_path / "killer.py").write_text(KILLER)
     command = train_command(
-        words_file, "hparams_search=optuna", "hydra.sweeper.n_trials=4", "hydra.sweep.dir=study",
-        "+callbacks.killer._target_=killer.KillSweepAtJob", "+callbacks.killer.num=2",
+        words_file,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweep.dir=study",
+        "+callbacks.killer._target_=killer.KillSweepAtJob",
+        "+callbacks.killer.num=2",
         f"+callbacks.killer.marker={tmp_path / 'killed'}",
-    )  # fmt: skip
+    )
     killed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -9, killed.stderr[-3000:]
     study = tmp_path / "study"
-    finished = {j.name: (j / "metrics.json").stat().st_mtime_ns
-                for j in job_dirs(study) if (j / "metrics.json").is_file()}  # fmt: skip
+    finished = {
+        j.name: (j / "metrics.json").stat().st_mtime_ns
+        for j in job_dirs(study)
+        if (j / "metrics.json").is_file()
+    }
     assert len(finished) == 2
     assert [(n, s) for n, s, _ in trials(study / "optuna.db")] == [
         (0, "COMPLETE"),
@@ -324,8 +358,13 @@ def test_a_killed_optuna_sweep_resumes_and_leaves_its_best_trial_runnable(
     assert "4 finished trials, hydra.sweeper.n_trials=4: nothing to run" in again.stdout
     assert "\x1b[" not in again.stdout + again.stderr  # no colour codes in a log
     # Resumed with a setting that changes what a trial means: refused, the study untouched.
-    changed = subprocess.run([*command, "trainer.max_steps=30", "hydra.sweeper.n_trials=6"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=600)  # fmt: skip
+    changed = subprocess.run(
+        [*command, "trainer.max_steps=30", "hydra.sweeper.n_trials=6"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert changed.returncode == 2
     (line,) = changed.stderr.strip().splitlines()
     assert line.startswith("error: the Optuna study in study was run with other settings")
@@ -335,10 +374,20 @@ def test_a_killed_optuna_sweep_resumes_and_leaves_its_best_trial_runnable(
     experiment = study / "experiment" / "best_trial.yaml"
     assert "experiment=best_trial" in experiment.read_text()
     rerun = subprocess.run(
-        [sys.executable, "-m", "bigramlab.train", "--config-dir", "study",
-         "experiment=best_trial", "hydra.run.dir=best"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bigramlab.train",
+            "--config-dir",
+            "study",
+            "experiment=best_trial",
+            "hydra.run.dir=best",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     metrics = json.loads((tmp_path / "best" / "metrics.json").read_text())
     assert metrics["val_nll"] == pytest.approx(best["best_value"], rel=1e-9)
@@ -351,14 +400,24 @@ def test_an_optuna_sweep_into_a_directory_without_a_study_is_refused(
     if other == "grid":
         sweep(tmp_path, words_file, "optim.lr=5,20", "hydra.sweep.dir=taken")
     else:
-        single = [sys.executable, "-m", "bigramlab.train", "dataset=text_file",
-                  f"dataset.path={words_file}", *QUICK, "hydra.run.dir=taken"]  # fmt: skip
+        single = [
+            sys.executable,
+            "-m",
+            "bigramlab.train",
+            "dataset=text_file",
+            f"dataset.path={words_file}",
+            *QUICK,
+            "hydra.run.dir=taken",
+        ]
         assert subprocess.run(single, cwd=tmp_path, capture_output=True).returncode == 0
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "taken").rglob("*"))
     result = subprocess.run(
         train_command(words_file, "hparams_search=optuna", "hydra.sweep.dir=taken"),
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     what = "the jobs of another multirun (a grid sweep)" if other == "grid" else "a single run"
@@ -367,8 +426,13 @@ def test_an_optuna_sweep_into_a_directory_without_a_study_is_refused(
 
 
 def test_a_slurm_launcher_without_slurm_is_refused(tmp_path: Path, words_file: Path) -> None:
-    result = subprocess.run(train_command(words_file, "hydra/launcher=slurm", "optim.lr=5,20"),
-                            cwd=tmp_path, capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        train_command(words_file, "hydra/launcher=slurm", "optim.lr=5,20"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: hydra/launcher=slurm submits the jobs to SLURM, and this machine has no srun: "
@@ -379,12 +443,19 @@ def test_a_slurm_launcher_without_slurm_is_refused(tmp_path: Path, words_file: P
 
 
 def test_the_report_shows_the_settings_a_sweep_varies(tmp_path: Path, words_file: Path) -> None:
-    sweep_dir, _ = sweep(tmp_path, words_file, "optim=lbfgs", "model.context=1,2",
-                         "model.features=onehot,interpolated")  # fmt: skip
+    sweep_dir, _ = sweep(
+        tmp_path,
+        words_file,
+        "optim=lbfgs",
+        "model.context=1,2",
+        "model.features=onehot,interpolated",
+    )
     result = subprocess.run(
         [sys.executable, "-m", "bigramlab.report", str(sweep_dir)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     header = next(line for line in result.stdout.splitlines() if "val_nll" in line)
     columns = [c.strip() for c in header.strip("┃ ").split("┃")]
@@ -412,13 +483,17 @@ def test_the_report_of_no_sweep_is_one_error_line(tmp_path: Path, case: str) -> 
         target.write_text("x")
     result = subprocess.run(
         [sys.executable, "-m", "bigramlab.report", str(target)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
-    expected = {"missing": f"error: sweep directory {target} is missing",
-                "empty": f"error: {target} is empty",
-                "no jobs": f"error: {target} has no job directories",
-                "file": f"error: {target} is not a directory"}  # fmt: skip
+    expected = {
+        "missing": f"error: sweep directory {target} is missing",
+        "empty": f"error: {target} is empty",
+        "no jobs": f"error: {target} has no job directories",
+        "file": f"error: {target} is not a directory",
+    }
     assert line.startswith(expected[case])
     assert not (tmp_path / "target" / "report.md").exists()
