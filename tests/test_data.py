@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bigramlab.counting.bigrams import bigram_counts, count_corpus
 from bigramlab.data.corpora import EnglishWords, Names, TextFile, read_lines
-from bigramlab.data.datamodule import BigramDataModule, bigram_data
+from bigramlab.data.datamodule import NgramDataModule, ngram_data
 from bigramlab.data.vocab import Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
 from tests.conftest import lecture_pairs, make_words
@@ -164,7 +164,7 @@ def test_names_offline_and_not_cached_names_the_url_and_the_place(tmp_path: Path
 
 
 def test_datamodule_counts_match_pairs_and_batches(words_file: Path) -> None:
-    dm = BigramDataModule(TextFile(str(words_file)), batch_size=64, shuffle_seed=1)
+    dm = NgramDataModule(TextFile(str(words_file)), batch_size=64, shuffle_seed=1)
     dm.setup()
     V = len(dm.vocab)
     xs, ys = dm.data.train_pairs
@@ -184,7 +184,7 @@ def test_datamodule_counts_match_pairs_and_batches(words_file: Path) -> None:
 def test_datamodule_with_empty_splits_validates_train_only(tmp_path: Path) -> None:
     path = tmp_path / "one.txt"
     path.write_text("emma\n")
-    dm = BigramDataModule(TextFile(str(path)))
+    dm = NgramDataModule(TextFile(str(path)))
     dm.setup()
     assert [dm.data.n_words[s] for s in ("train", "val", "test")] == [1, 0, 0]
     (val_batch,) = list(dm.val_dataloader())
@@ -278,8 +278,8 @@ def test_counts_without_the_byte_pair_view_are_the_same(monkeypatch: pytest.Monk
 def test_text_file_corpus_is_reread_after_it_changes(tmp_path: Path) -> None:
     path = tmp_path / "w.txt"
     path.write_text("ab\n")
-    first = bigram_data(TextFile(str(path)), (1.0, 0.0, 0.0), 0, False)
-    assert bigram_data(TextFile(str(path)), (1.0, 0.0, 0.0), 0, False) is first
+    first = ngram_data(TextFile(str(path)), (1.0, 0.0, 0.0), 0, False)
+    assert ngram_data(TextFile(str(path)), (1.0, 0.0, 0.0), 0, False) is first
     path.write_text("abc\nca\n")
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
-    assert bigram_data(TextFile(str(path)), (1.0, 0.0, 0.0), 0, False).vocab.itos == ".abc"
+    assert ngram_data(TextFile(str(path)), (1.0, 0.0, 0.0), 0, False).vocab.itos == ".abc"

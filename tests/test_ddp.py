@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bigramlab.data.corpora import TextFile
-from bigramlab.data.datamodule import BigramDataModule, PairMiniBatches, shard_counts
+from bigramlab.data.datamodule import NgramDataModule, PairMiniBatches, shard_counts
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.train import train
 from tests.commands import run_module
@@ -41,7 +41,7 @@ def assert_same_run(one: tuple[dict, torch.Tensor], ddp: tuple[dict, torch.Tenso
 
 
 def test_count_shares_are_unequal_and_sum_to_the_counts(words_file: Path) -> None:
-    dm = BigramDataModule(TextFile(str(words_file)))
+    dm = NgramDataModule(TextFile(str(words_file)))
     dm.setup()
     counts = dm.counts["train"]
     shares = [shard_counts(counts, rank, 2) for rank in range(2)]
@@ -56,7 +56,7 @@ def test_pair_shares_of_a_batch_are_the_batch() -> None:
     assert [len(p.xs) for p in parts] == [4, 3]
     assert torch.cat([p.xs for p in parts]).tolist() == index
     assert torch.cat([p.ys for p in parts]).tolist() == [i + 100 for i in index]
-    assert all(p.batch_bigrams == len(index) for p in parts)
+    assert all(p.batch_events == len(index) for p in parts)
 
 
 @pytest.mark.slow

@@ -117,6 +117,7 @@ def test_sample_names_the_checkpoint_inside_a_run_directory(names_run) -> None:
         ),
         (["+trainer.max_step=10"], "(did you mean trainer.max_steps?)"),
         (["callbacks.divergence.max_loss=5"], "use callbacks.step_losses.max_loss"),
+        (["model=bigram"], "model=bigram was renamed: use model=learned"),
     ],
 )
 def test_bad_train_values_are_one_line_and_leave_no_run_directory(

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bigramlab.data.corpora import TextFile
-from bigramlab.data.datamodule import bigram_data
+from bigramlab.data.datamodule import ngram_data
 from bigramlab.data.vocab import split_words
 from bigramlab.train import train
 from tests.commands import run_module
@@ -41,7 +41,7 @@ def test_characters_seen_only_outside_train_are_in_the_vocabulary(tmp_path: Path
     seed = next(s for s in range(100) if "aq" not in split_words(words, split, s)[0])
     path = tmp_path / "w.txt"
     path.write_text("\n".join(words) + "\n")
-    data = bigram_data(TextFile(str(path)), split, seed, with_pairs=False)
+    data = ngram_data(TextFile(str(path)), split, seed, with_pairs=False)
     q = data.vocab.stoi["q"]
     assert data.counts["train"][:, q].sum() == 0 and data.counts["val"][:, q].sum() == 1
 

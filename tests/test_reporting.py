@@ -25,7 +25,7 @@ from bigramlab.comparison.report import (
     snapshot_steps,
 )
 from bigramlab.data.corpora import TextFile
-from bigramlab.data.datamodule import BigramDataModule
+from bigramlab.data.datamodule import NgramDataModule
 from bigramlab.data.vocab import split_words
 from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.counted import mle_probs
@@ -283,7 +283,7 @@ def test_report_and_batches_keep_host_and_device_tensors_apart(words_file: Path)
     """Set-up mixes no host tensor (the data module's counts) with one on the model's device. On
     the meta device any such mix raises, as it does between a GPU and the host."""
     meta = torch.device("meta")
-    dm = BigramDataModule(TextFile(str(words_file)))
+    dm = NgramDataModule(TextFile(str(words_file)))
     dm.setup()
     dm.trainer = SimpleNamespace(
         global_rank=0, world_size=1, strategy=SimpleNamespace(root_device=meta)

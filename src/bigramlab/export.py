@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -48,9 +49,13 @@ from bigramlab.plumbing.config import (
 
 KENLM_DEFAULT_MAX_ORDER = 6  # KenLM's KENLM_MAX_ORDER unless built with another
 
-# What bigramlab.arpa.arpa_text writes a model from: the histories listed whole, the distributions
-# of shorter histories it must add, and the unigrams.
-Listing = tuple[dict[History, Tensor], Callable[[list[History]], Tensor], Tensor]
+
+class Listing(NamedTuple):
+    """What bigramlab.arpa.arpa_text writes a model from."""
+
+    listed: dict[History, Tensor]  # the histories listed whole: P(· | history) (V,)
+    lower: Callable[[list[History]], Tensor]  # the distributions of shorter ones it must add
+    unigrams: Tensor  # (V,)
 
 
 def _by_length(
@@ -79,7 +84,7 @@ def counted_listing(contexts: Tensor, model: CountedModel, order: int, itos: str
     kn = model.kneser_ney
     if kn is None:
         uniform = torch.full((V,), 1.0 / V, dtype=torch.float64)
-        return listed, lambda hists: uniform.expand(len(hists), V), uniform
+        return Listing(listed, lambda hists: uniform.expand(len(hists), V), uniform)
     for length in range(1, order):
         keys = kn.orders[length].contexts
         unpadded = keys // V ** (length - 1) != 0
@@ -90,7 +95,7 @@ def counted_listing(contexts: Tensor, model: CountedModel, order: int, itos: str
     def lower(hists: list[History]) -> Tensor:
         return _by_length(hists, itos, kn.probs)
 
-    return listed, lower, kn.probs(torch.zeros(1, dtype=torch.int64), 0)[0]
+    return Listing(listed, lower, kn.probs(torch.zeros(1, dtype=torch.int64), 0)[0])
 
 
 def learned_listing(model: LearnedLM) -> Listing:
@@ -108,7 +113,7 @@ def learned_listing(model: LearnedLM) -> Listing:
         tokens = context_tokens(model.row_keys, order, V).tolist()
         listed = {history(t, itos): row for t, row in zip(tokens, W.softmax(dim=1))}
         uniform = torch.full((V,), 1.0 / V, dtype=torch.float64)
-        return listed, lambda hists: uniform.expand(len(hists), V), uniform
+        return Listing(listed, lambda hists: uniform.expand(len(hists), V), uniform)
 
     def probs(keys: Tensor, length: int) -> Tensor:
         rows = row_index(model.row_keys, feature_keys(keys, length, V, "interpolated"))
@@ -127,7 +132,7 @@ def learned_listing(model: LearnedLM) -> Listing:
     def lower(hists: list[History]) -> Tensor:
         return _by_length(hists, itos, probs)
 
-    return listed, lower, probs(torch.zeros(1, dtype=torch.int64), 0)[0]
+    return Listing(listed, lower, probs(torch.zeros(1, dtype=torch.int64), 0)[0])
 
 
 def output_path(cfg: DictConfig) -> Path:

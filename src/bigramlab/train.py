@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.multiprocessing import ProcessRaisedException
 
 from bigramlab.comparison.metrics import COMPARISON_KEYS, compare
-from bigramlab.data.datamodule import BigramData, BigramDataModule
+from bigramlab.data.datamodule import NgramData, NgramDataModule
 from bigramlab.data.vocab import SPLIT_RULES, SPLITS
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.models.checkpoint import Checkpoint, load_checkpoint
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 def final_metrics(
     model: LearnedLM,
     reg: float,
-    data: BigramData,
+    data: NgramData,
     alpha: float,
     smoothing: str = "additive",
     reg_by_length: list[float] | None = None,
@@ -188,7 +188,7 @@ def make_trainer(cfg: DictConfig, logger: Any, callbacks: list[L.Callback]) -> L
 
 
 def fit(
-    trainer: L.Trainer, model: LearnedLMModule, datamodule: BigramDataModule, ckpt_path: str | None
+    trainer: L.Trainer, model: LearnedLMModule, datamodule: NgramDataModule, ckpt_path: str | None
 ):
     """trainer.fit, with a UserError (Diverged) of a ddp_fork/ddp_spawn worker raised here again."""
     try:
@@ -208,7 +208,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
 
-    datamodule: BigramDataModule = instantiate(cfg.data)
+    datamodule: NgramDataModule = instantiate(cfg.data)
     datamodule.setup("fit")  # reads and counts the corpus: its errors come before any training
     model: LearnedLMModule = instantiate(cfg.model)
     check_optimizer(cfg, model)

@@ -1,7 +1,7 @@
 """The Lightning data module: a corpus counted and split, served as batches, sharded under DDP.
 
-corpus --count_ngrams / bigram_pairs--> BigramData (vocabulary, contexts, N per split)
-    --BigramDataModule--> training batches (CountsBatch, PairBatch), validation counts
+corpus --count_ngrams / bigram_pairs--> NgramData (vocabulary, contexts, N per split)
+    --NgramDataModule--> training batches (CountsBatch, PairBatch), validation counts
 
 With a context of k tokens the counts are N (C, V) over the contexts the data has
 (bigramlab.counting.ngrams); k = 1 is the bigram, N (V, V), every token a context.
@@ -29,20 +29,21 @@ from bigramlab.models.losses import check_batches
 
 
 class CountsBatch(NamedTuple):
-    """A batch as its bigram counts: `counts` (C, V), this process's share; `batch_bigrams`, the
-    number of bigrams in the whole batch over all processes (what the mean NLL divides by)."""
+    """A batch as its counts: `counts` (C, V), this process's share; `batch_events`, the number
+    of events (tokens predicted) in the whole batch over all processes (what the mean NLL divides
+    by)."""
 
     counts: Tensor
-    batch_bigrams: int
+    batch_events: int
 
 
 class PairBatch(NamedTuple):
-    """A batch as bigram pairs: `xs`, `ys` (n,), this process's share; `batch_bigrams` as in
+    """A batch as bigram pairs: `xs`, `ys` (n,), this process's share; `batch_events` as in
     CountsBatch."""
 
     xs: Tensor
     ys: Tensor
-    batch_bigrams: int
+    batch_events: int
 
 
 def shard_counts(counts: Tensor, rank: int, world_size: int) -> Tensor:
@@ -81,7 +82,7 @@ class PairMiniBatches(Dataset):
 
 
 @dataclass(frozen=True, eq=False)
-class BigramData:
+class NgramData:
     """Everything training needs from a corpus: vocabulary, the contexts of `order` tokens seen in
     any split (their keys (C,), sorted; every token for the bigram), words and counts N (C, V) per
     split, and the training pairs (xs, ys) when mini-batches or a pair-based loss need them."""
@@ -103,7 +104,7 @@ class BigramData:
 
 
 @functools.lru_cache(maxsize=4)
-def _bigram_data(
+def _ngram_data(
     corpus: Corpus,
     stamp: tuple[int, int] | None,
     split: tuple[float, ...],
@@ -111,7 +112,7 @@ def _bigram_data(
     split_rule: str,
     with_pairs: bool,
     order: int,
-) -> BigramData:
+) -> NgramData:
     train_pairs = None
     contexts = None
     if not with_pairs:
@@ -136,17 +137,17 @@ def _bigram_data(
             f"the train split is empty ({sum(n_words.values())} words, split {list(split)}): "
             "use more data or a larger train fraction in data.split"
         )
-    return BigramData(vocab, n_words, counts, train_pairs, order, contexts)
+    return NgramData(vocab, n_words, counts, train_pairs, order, contexts)
 
 
-def bigram_data(
+def ngram_data(
     corpus: Corpus,
     split: Sequence[float],
     split_seed: int,
     with_pairs: bool,
     split_rule: str = "randperm",
     order: int = 1,
-) -> BigramData:
+) -> NgramData:
     """Read, split and count a corpus at `order` (tokens of context), once per process for each
     data config. Pairs (`with_pairs`) are the bigram's alone.
 
@@ -154,10 +155,10 @@ def bigram_data(
     of reading and counting the corpus again; nothing in it is ever modified.
     """
     split = tuple(float(f) for f in split)
-    return _bigram_data(corpus, corpus.stamp(), split, split_seed, split_rule, with_pairs, order)
+    return _ngram_data(corpus, corpus.stamp(), split, split_seed, split_rule, with_pairs, order)
 
 
-class BigramDataModule(L.LightningDataModule):
+class NgramDataModule(L.LightningDataModule):
     """The data of one corpus at a context of `context` tokens, split by word.
 
     Training batches: with `batch_size=None` (full batch) every step sees the whole training split,
@@ -188,12 +189,12 @@ class BigramDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.shuffle_seed = shuffle_seed
         self.impl = impl
-        self.data: BigramData | None = None
+        self.data: NgramData | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
             with_pairs = self.batch_size is not None or self.impl != "counts"
-            self.data = bigram_data(
+            self.data = ngram_data(
                 self.corpus, self.split, self.split_seed, with_pairs, self.split_rule, self.context
             )
 

@@ -44,6 +44,8 @@ RENAMED = {
     "callbacks.divergence.max_loss": "callbacks.step_losses.max_loss",
     "callbacks.divergence": "callbacks.step_losses",
 }
+# Options of a config group renamed since they were documented: group=old -> group=new.
+RENAMED_OPTIONS = {"model=bigram": "model=learned"}
 
 
 def quiet_dependencies() -> None:
@@ -63,6 +65,8 @@ def renamed_key_error(overrides: list[str]) -> UserError | None:
         key = override.lstrip("+~").partition("=")[0]
         if key in RENAMED:
             return UserError(f"{key} was renamed: use {RENAMED[key]}")
+        if override in RENAMED_OPTIONS:
+            return UserError(f"{override} was renamed: use {RENAMED_OPTIONS[override]}")
     return None
 
 

@@ -39,14 +39,14 @@ class MeanNLL(Metric):
     def __init__(self) -> None:
         super().__init__()
         self.add_state("nll_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("bigrams", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("events", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, log_probs: Tensor, counts: Tensor) -> None:
         self.nll_sum += nll_sum(log_probs.double(), counts.double())
-        self.bigrams += counts.sum()
+        self.events += counts.sum()
 
     def compute(self) -> Tensor:
-        return self.nll_sum / self.bigrams
+        return self.nll_sum / self.events
 
 
 class LearnedLMModule(L.LightningModule):
@@ -140,8 +140,8 @@ class LearnedLMModule(L.LightningModule):
         return logits(self.W, self.context_rows[x])
 
     def data_nll(self, batch: CountsBatch | PairBatch) -> Tensor:
-        """This process's part of the batch's mean NLL: Σ −log P(y|x) over its bigrams · world
-        size / bigrams in the whole batch.
+        """This process's part of the batch's mean NLL: Σ −log P(y|x) over its events (the tokens
+        it predicts) · world size / events in the whole batch.
 
         DDP averages the processes' gradients, so the average of these parts' gradients is exactly
         the gradient of the whole batch's mean NLL, however unequal the processes' shares are. In
@@ -156,8 +156,8 @@ class LearnedLMModule(L.LightningModule):
             summed = nll_sum_index(self.W, batch.xs, batch.ys)
         else:
             summed = nll_sum_onehot(self.W, batch.xs, batch.ys)
-        # (sum · world size) / bigrams, in this order: in one process exactly sum / n, the mean.
-        return summed * world_size / batch.batch_bigrams
+        # (sum · world size) / events, in this order: in one process exactly sum / n, the mean.
+        return summed * world_size / batch.batch_events
 
     def training_step(self, batch: CountsBatch | PairBatch, batch_idx: int) -> dict[str, Tensor]:
         """loss = NLL + reg · ΣW²/V², this process's part of it (see data_nll).
