@@ -64,7 +64,7 @@ def test_evaluate_splits_and_words(trained_run: Path, words_file: Path, tmp_path
     for split in ("train", "val", "test"):
         assert float(rows[split][3]) == pytest.approx(metrics[f"{split}_nll"], abs=1e-6)
         # The counted model beside it: training's, with the same α.
-        assert float(rows[split][5]) == pytest.approx(metrics[f"mle_{split}_nll"], abs=1e-6)
+        assert float(rows[split][5]) == pytest.approx(metrics[f"counted_{split}_nll"], abs=1e-6)
     # Unsmoothed, the counted model calls a bigram train never had impossible, and says so.
     letters = tmp_path / "letters.txt"
     letters.write_text("\n".join(sorted(set(words_file.read_text()) - {"\n"})[:10]) + "\n")
@@ -73,11 +73,11 @@ def test_evaluate_splits_and_words(trained_run: Path, words_file: Path, tmp_path
         f"ckpt={ckpt}",
         "dataset=text_file",
         f"dataset.path={letters}",
-        "mle.alpha=0",
+        "counted.alpha=0",
         cwd=trained_run,
     )
     assert impossible.returncode == 0, impossible.stderr
-    assert "inf*" in impossible.stdout and "set mle.alpha above 0" in impossible.stdout
+    assert "inf*" in impossible.stdout and "set counted.alpha above 0" in impossible.stdout
     per_word = run_module("bigramlab.evaluate", f"ckpt={ckpt}", "words=[abc,ja]", cwd=trained_run)
     assert per_word.returncode == 0, per_word.stderr
     assert [line.split()[0] for line in per_word.stdout.splitlines()[2:]] == ["abc", "ja"]

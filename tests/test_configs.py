@@ -35,7 +35,7 @@ def test_every_group_option_composes_and_resolves(group: str, option: str, tmp_p
 def test_train_config_holds_the_documented_keys_and_defaults(tmp_path: Path) -> None:
     cfg = compose_config("train", [], tmp_path)
     assert cfg.optim.lr == 50 and cfg.model.reg == 0.01 and cfg.model.init_seed == 2147483647
-    assert cfg.mle.alpha == 1.0 and list(cfg.data.split) == [0.8, 0.1, 0.1]
+    assert cfg.counted.alpha == 1.0 and list(cfg.data.split) == [0.8, 0.1, 0.1]
     assert cfg.data.batch_size is None and cfg.trainer.max_steps == 1000
     assert cfg.trainer.accelerator == "auto" and cfg.model.impl == "counts"
     assert cfg.dataset._target_ == "bigramlab.data.corpora.EnglishWords"
@@ -76,7 +76,7 @@ def test_sample_and_evaluate_configs_compose(name: str, tmp_path: Path) -> None:
         (["optim.lr=0"], "optim.lr=0 is out of range"),
         (["optim.lr=abc"], "optim.lr='abc' is not a number"),
         (["model.reg=-1"], "model.reg=-1 is out of range"),
-        (["mle.alpha=-0.5"], "mle.alpha=-0.5 is out of range"),
+        (["counted.alpha=-0.5"], "counted.alpha=-0.5 is out of range"),
         (["trainer.max_steps=0"], "trainer.max_steps=0 is not a whole number >= 1"),
         (["data.batch_size=0"], "data.batch_size=0 is not a whole number >= 1"),
         (["data.split=[0.8,0.1]"], "must be three fractions"),
@@ -116,7 +116,7 @@ def test_reg_vs_smoothing_pairs_reg_with_alpha(tmp_path: Path) -> None:
     cfg = compose_config(
         "train", ["experiment=reg_vs_smoothing", "pair={reg:0.3,alpha:30}"], tmp_path
     )
-    assert (cfg.model.reg, cfg.mle.alpha) == (0.3, 30)
+    assert (cfg.model.reg, cfg.counted.alpha) == (0.3, 30)
     assert cfg.dataset._target_ == "bigramlab.data.corpora.Names"
     assert cfg.hydra.mode.name == "MULTIRUN"
 

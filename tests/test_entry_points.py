@@ -105,7 +105,7 @@ def test_sample_names_the_checkpoint_inside_a_run_directory(names_run) -> None:
         (["model.features=bag"], "model.features='bag' is unknown"),
         (["model.context=2", "model.reg_by_length=[1,1]"], "needs 3 values for model.context=2"),
         (["model.features=skipgram", "model.reg_skip=-1"], "model.reg_skip=-1 is out of range"),
-        (["mle.smoothing=good_turing"], "mle.smoothing='good_turing' is unknown"),
+        (["counted.smoothing=good_turing"], "counted.smoothing='good_turing' is unknown"),
         (["seed=abc"], "seed='abc' is not a whole number >= 0"),
         (["model.init_seed=abc"], "model.init_seed='abc' is not a whole number >= 0"),
         (["data.split_seed=1.5"], "data.split_seed=1.5 is not a whole number >= 0"),
@@ -118,6 +118,8 @@ def test_sample_names_the_checkpoint_inside_a_run_directory(names_run) -> None:
         (["+trainer.max_step=10"], "(did you mean trainer.max_steps?)"),
         (["callbacks.divergence.max_loss=5"], "use callbacks.step_losses.max_loss"),
         (["model=bigram"], "model=bigram was renamed: use model=learned"),
+        (["mle.alpha=0.5"], "mle.alpha was renamed: use counted.alpha"),
+        (["mle.smoothing=kneser_ney"], "mle.smoothing was renamed: use counted.smoothing"),
     ],
 )
 def test_bad_train_values_are_one_line_and_leave_no_run_directory(
@@ -283,18 +285,18 @@ def test_files_written_whole_get_the_mode_of_every_other_file(
     ("command", "message"),
     [
         (
-            ["bigramlab.train", "mle.smoothing=kneser_ney", "mle.alpha=0.5"],
-            "mle.alpha=0.5 is not used by mle.smoothing=kneser_ney",
+            ["bigramlab.train", "counted.smoothing=kneser_ney", "counted.alpha=0.5"],
+            "counted.alpha=0.5 is not used by counted.smoothing=kneser_ney",
         ),
         (
             [
                 "bigramlab.export",
                 "source=counted",
-                "mle.smoothing=kneser_ney",
-                "mle.alpha=0.5",
+                "counted.smoothing=kneser_ney",
+                "counted.alpha=0.5",
                 "out=m.arpa",
             ],
-            "mle.alpha=0.5 is not used by mle.smoothing=kneser_ney",
+            "counted.alpha=0.5 is not used by counted.smoothing=kneser_ney",
         ),
         (
             ["bigramlab.export", "source=counted", "ckpt=x.ckpt", "out=m.arpa"],
@@ -305,8 +307,8 @@ def test_files_written_whole_get_the_mode_of_every_other_file(
             "model.context=3 is not used when a checkpoint is exported",
         ),
         (
-            ["bigramlab.export", "ckpt=x.ckpt", "mle.smoothing=kneser_ney", "out=m.arpa"],
-            "mle.smoothing=kneser_ney is not used when a checkpoint is exported",
+            ["bigramlab.export", "ckpt=x.ckpt", "counted.smoothing=kneser_ney", "out=m.arpa"],
+            "counted.smoothing=kneser_ney is not used when a checkpoint is exported",
         ),
     ],
 )
@@ -327,7 +329,7 @@ def test_export_of_a_counted_model_names_its_data_set(tmp_path: Path, words_file
         "source=counted",
         "dataset=text_file",
         f"dataset.path={words_file}",
-        "mle.smoothing=kneser_ney",
+        "counted.smoothing=kneser_ney",
         "out=m.arpa",
         cwd=tmp_path,
     )
@@ -335,6 +337,6 @@ def test_export_of_a_counted_model_names_its_data_set(tmp_path: Path, words_file
     assert result.stdout.startswith(
         f"wrote m.arpa ({(tmp_path / 'm.arpa').stat().st_size:,} bytes): the counted model of "
         f"dataset=text_file dataset.path={words_file} (randperm split, train words; "
-        "model.context=1 mle.smoothing=kneser_ney), "
+        "model.context=1 counted.smoothing=kneser_ney), "
     )
     assert "alpha" not in result.stdout

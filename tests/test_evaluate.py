@@ -54,7 +54,7 @@ def test_the_unsmoothed_counted_model_calls_unseen_bigrams_impossible(tmp_path: 
     path.write_text("\n".join("abcdefghij") + "\n")
     model = LearnedLM(".abcdefghij", 1, "onehot", torch.arange(11), torch.zeros(11, 11))
     rows = split_rows(model, TextFile(str(path)), [0.6, 0.2, 0.2], 0, alpha=0.0)
-    counted = {row.split: row.mle_nll for row in rows}
+    counted = {row.split: row.counted_nll for row in rows}
     assert math.isfinite(counted["train"]) and math.isinf(counted["val"])
 
 

@@ -93,13 +93,13 @@ def test_learned_model_round_trip(
 @pytest.mark.parametrize("smoothing", ["additive", "kneser_ney"])
 def test_counted_model_round_trip(tmp_path: Path, spaced_words: Path, smoothing: str, k: int):
     out = tmp_path / f"{smoothing}.arpa"
-    alpha = ["mle.alpha=0.5"] if smoothing == "additive" else []  # Kneser–Ney refuses one
+    alpha = ["counted.alpha=0.5"] if smoothing == "additive" else []  # Kneser–Ney refuses one
     result = run_module(
         "bigramlab.export",
         "source=counted",
         "dataset=text_file",
         f"dataset.path={spaced_words}",
-        f"mle.smoothing={smoothing}",
+        f"counted.smoothing={smoothing}",
         *alpha,
         f"model.context={k}",
         f"out={out}",

@@ -49,7 +49,7 @@ def test_every_cell_value_and_character_is_drawn(itos: str) -> None:
 
 def test_cell_values_read_like_the_matrix() -> None:
     P = torch.tensor([[0.25, 0.75], [1.0, 0.0]])
-    diff = heatmap(P - 0.5, ".a", "P_W − P_MLE", diverging=True)
+    diff = heatmap(P - 0.5, ".a", "P_W − P_counted", diverging=True)
     *_, cells = text_collections(diff)
     widths = [np.ptp(p.vertices[:, 0]) for p in cells.get_paths()]
     # "-25", "25", "50", "-50" (percent): the negative ones are wider by the minus sign
@@ -64,7 +64,7 @@ def test_a_value_that_rounds_to_zero_is_written_without_a_sign() -> None:
 @pytest.mark.parametrize("top", [0.05, 100.0])
 def test_the_colour_bar_and_its_label_fit_in_the_figure(top: float) -> None:
     P = torch.full((4, 4), 0.25)
-    fig = heatmap(P - 0.25, ".abc", "P_W − P_MLE", diverging=True, scale=top)
+    fig = heatmap(P - 0.25, ".abc", "P_W − P_counted", diverging=True, scale=top)
     renderer = FigureCanvasAgg(fig).get_renderer()
     colour_bar = fig.axes[1]
     right = colour_bar.get_tightbbox(renderer).x1  # ticks, their labels and the axis label
@@ -82,7 +82,7 @@ def test_heatmap_titles_say_what_a_row_is_at_every_context_length() -> None:
 def test_large_vocabularies_have_no_cell_values() -> None:
     V = CELL_TEXT_MAX_V + 1
     itos = "".join(chr(65 + i) for i in range(V))
-    fig = heatmap(torch.full((V, V), 1 / V), itos, "MLE P")
+    fig = heatmap(torch.full((V, V), 1 / V), itos, "counted P")
     assert len(text_collections(fig)) == 2  # the characters only
     Image.open(io.BytesIO(render(fig))).verify()
 
@@ -103,7 +103,7 @@ def test_blank_labels_are_drawn_as_nothing() -> None:
 def test_large_vocabularies_get_a_bounded_grid_and_upright_or_no_names() -> None:
     V = 100  # with names like \x80 wider than a column: upright
     itos = "".join(chr(33 + i) for i in range(V))
-    fig = heatmap(torch.full((V, V), 1 / V), itos, "MLE P")
+    fig = heatmap(torch.full((V, V), 1 / V), itos, "counted P")
     _, columns = text_collections(fig)
     width_of = [np.ptp(p.vertices[:, 0]) for p in columns.get_paths()]
     height_of = [np.ptp(p.vertices[:, 1]) for p in columns.get_paths()]
@@ -111,7 +111,7 @@ def test_large_vocabularies_get_a_bounded_grid_and_upright_or_no_names() -> None
     assert fig.get_size_inches()[0] < GRID_MAX_INCHES + 3
     V = 1000  # a corpus of Chinese: no names, and V on the axis
     itos = "".join(chr(0x4E00 + i) for i in range(V))
-    fig = heatmap(torch.full((V, V), 1 / V), itos, "MLE P")
+    fig = heatmap(torch.full((V, V), 1 / V), itos, "counted P")
     assert text_collections(fig) == [] and "V = 1000" in fig.axes[0].get_xlabel()
     assert max(fig.get_size_inches()) < GRID_MAX_INCHES + 3
     Image.open(io.BytesIO(render(fig))).verify()

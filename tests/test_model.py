@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bigramlab.comparison.figures import HeatmapFrames
-from bigramlab.comparison.report import mle_heatmap_png
+from bigramlab.comparison.report import counted_heatmap_png
 from bigramlab.counting.bigrams import bigram_counts
 from bigramlab.data.corpora import TextFile
 from bigramlab.data.vocab import Vocab, bigram_pairs, split_words
@@ -115,11 +115,18 @@ def test_short_training_lowers_the_loss_and_writes_the_run(train_config) -> None
     assert losses[24] < losses[0] - 0.5
     saved = json.loads((run / "metrics.json").read_text())
     assert saved == pytest.approx(metrics) and saved["steps"] == 25
-    for key in ("train_nll", "val_nll", "test_nll", "mle_train_nll", "mle_val_nll", "mle_test_nll"):
+    for key in (
+        "train_nll",
+        "val_nll",
+        "test_nll",
+        "counted_train_nll",
+        "counted_val_nll",
+        "counted_test_nll",
+    ):
         assert isinstance(saved[key], float)
     # Validation points at 0 (start), every 10 steps, and the end, at the number of updates done.
     assert sorted(scalars(run, "nll/val")) == [0, 10, 20, 25]
-    assert sorted(scalars(run, "mle/nll_val")) == [0, 10, 20, 25]
+    assert sorted(scalars(run, "counted/nll_val")) == [0, 10, 20, 25]
     assert scalars(run, "nll/train")[25] == pytest.approx(saved["train_nll"], rel=1e-6)
     # One checkpoint, also for a run shorter than the checkpoint interval (100 steps).
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]
@@ -148,9 +155,11 @@ def test_alpha_zero_with_an_unseen_held_out_bigram_reports_inf(train_config, tmp
     words = ["ab", "ba"] * 20 + ["aq"]
     path.write_text("\n".join(words) + "\n")
     assert "aq" in split_words(words, [0.5, 0.5, 0.0], seed=42)[1]
-    metrics = train(train_config(f"dataset.path={path}", "mle.alpha=0", "data.split=[0.5,0.5,0.0]"))
-    assert metrics["test_nll"] is None and metrics["mle_test_nll"] is None
-    mle = [metrics["mle_train_nll"], metrics["mle_val_nll"]]
+    metrics = train(
+        train_config(f"dataset.path={path}", "counted.alpha=0", "data.split=[0.5,0.5,0.0]")
+    )
+    assert metrics["test_nll"] is None and metrics["counted_test_nll"] is None
+    mle = [metrics["counted_train_nll"], metrics["counted_val_nll"]]
     assert all(v is not None for v in mle) and float("inf") in mle
 
 
@@ -223,7 +232,7 @@ def host_reads(train_config, monkeypatch: pytest.MonkeyPatch, steps: int, *overr
     )
     # Figures kept from an earlier run of this process are one-off work: each run draws its own.
     HeatmapFrames.of.cache_clear()
-    mle_heatmap_png.cache_clear()
+    counted_heatmap_png.cache_clear()
     with monkeypatch.context() as patched:
         for name in HOST_READS:
             patched.setattr(torch.Tensor, name, counting(name))

@@ -46,13 +46,15 @@ def test_makemore_experiment_reproduces_the_lecture(tmp_path: Path) -> None:
     # What the lecture's loop (the reference code, run verbatim on names.txt) prints.
     for step, reference in ((0, 3.768618583679199), (99, 2.4901304244995117), (999, 2.4804470539)):
         assert loss[step] == pytest.approx(reference, abs=1e-4)
-    assert metrics["mle_train_nll"] == pytest.approx(2.454577, abs=1e-5)
-    assert metrics["val_nll"] is None and metrics["mle_val_nll"] is None
+    assert metrics["counted_train_nll"] == pytest.approx(2.454577, abs=1e-5)
+    assert metrics["val_nll"] is None and metrics["counted_val_nll"] is None
 
 
 def test_without_regularisation_gradient_descent_reaches_the_mle(tmp_path: Path) -> None:
-    metrics, events = makemore_run(tmp_path, "model.reg=0", "trainer.max_steps=2000", "mle.alpha=0")
+    metrics, events = makemore_run(
+        tmp_path, "model.reg=0", "trainer.max_steps=2000", "counted.alpha=0"
+    )
     kl = [e.value for e in events.Scalars("compare/kl_train")]
     assert all(later <= earlier for earlier, later in zip(kl, kl[1:]))
-    assert metrics["mle_train_nll"] == pytest.approx(2.454014, abs=1e-5)
+    assert metrics["counted_train_nll"] == pytest.approx(2.454014, abs=1e-5)
     assert metrics["train_nll"] - 2.454014 < 2e-3

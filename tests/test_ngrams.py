@@ -230,10 +230,12 @@ def test_kneser_ney_falls_back_where_counts_of_counts_give_no_discount() -> None
 def test_onehot_gap_to_the_mle_is_the_kl_at_order_k(train_config, tmp_path: Path, k: int):
     """NLL_train(learned) − NLL_train(MLE, α=0) = Σ_x p̂(x) KL(P̂(·|x) ‖ P_W(·|x)) for the trained
     W, from metrics.json; and training (reg 0) lowers it."""
-    cfg = train_config(f"model.context={k}", "model.reg=0", "mle.alpha=0", "trainer.max_steps=30")
+    cfg = train_config(
+        f"model.context={k}", "model.reg=0", "counted.alpha=0", "trainer.max_steps=30"
+    )
     metrics, W = train_and_load(cfg, tmp_path / "out")
     assert metrics["kl_train"] == pytest.approx(
-        metrics["train_nll"] - metrics["mle_train_nll"], abs=1e-9
+        metrics["train_nll"] - metrics["counted_train_nll"], abs=1e-9
     )
     counted = count_ngrams(TextFile(cfg.dataset.path), k, [0.8, 0.1, 0.1], 42)
     N = counted.counts["train"]
@@ -288,7 +290,7 @@ def test_interpolated_lbfgs_beats_the_bigram_on_held_out_data_and_sample_evaluat
     ckpt = tmp_path / "interp" / "checkpoints" / "last.ckpt"
     assert_evaluate_and_sample(
         ckpt,
-        [*data, "mle.smoothing=kneser_ney"],
+        [*data, "counted.smoothing=kneser_ney"],
         "model.context=3 model.features=interpolated",
         metrics["val_nll"],
         "kaurinotelmd",
@@ -453,7 +455,9 @@ def test_ngram_orders_experiment_and_its_report(tmp_path: Path) -> None:
             )
             assert learned == (round(best["val_nll"], 4), round(best["test_nll"], 4))
         kn = table["counted, interpolated modified Kneser–Ney", k]
-        assert kn == pytest.approx((mine[0]["mle_val_nll"], mine[0]["mle_test_nll"]), abs=6e-5)
+        assert kn == pytest.approx(
+            (mine[0]["counted_val_nll"], mine[0]["counted_test_nll"]), abs=6e-5
+        )
     assert {k for (name, k) in table if name.startswith("counted, additive")} == {1, 2, 3}
     # A run on the default (randperm) split beside them: refused in one line, no table written.
     other = tmp_path / "randperm"
@@ -519,7 +523,7 @@ def test_contexts_never_seen_get_finite_nlls_and_evaluate_says_which_had_no_row(
             f"ckpt={ckpt}",
             "dataset=text_file",
             f"dataset.path={other}",
-            "mle.smoothing=kneser_ney",
+            "counted.smoothing=kneser_ney",
         ]
         out = subprocess.run(run, capture_output=True, text=True, check=True).stdout
         rows = {

@@ -52,7 +52,7 @@ def test_tiny_data_gives_null_val_and_test(train_config, tmp_path: Path) -> None
     metrics = train(train_config(f"dataset.path={path}"))
     assert metrics["val_nll"] is None and metrics["test_nll"] is None
     saved = json.loads(Path(train_config().paths.output_dir, "metrics.json").read_text())
-    assert saved["val_nll"] is None and saved["mle_val_nll"] is None
+    assert saved["val_nll"] is None and saved["counted_val_nll"] is None
 
 
 def test_same_config_and_seed_give_bitwise_identical_W(train_config, tmp_path: Path) -> None:

@@ -38,15 +38,15 @@ from tests.conftest import compose_config, make_words
 STEPS, EVERY = 30, 10
 SCALARS = [
     *(f"nll/{s}" for s in ("train", "val", "test")),
-    *(f"mle/nll_{s}" for s in ("train", "val", "test")),
+    *(f"counted/nll_{s}" for s in ("train", "val", "test")),
     "ppl/val",
-    "mle/ppl_val",
+    "counted/ppl_val",
     "compare/gap_val",
     "compare/kl_train",
     "compare/tv_train",
     "compare/max_abs_diff",
     "hp/val_nll",
-    "hp/mle_val_nll",
+    "hp/counted_val_nll",
     "hp/gap_val",
     "hp/train_nll",
     "loss/total",
@@ -68,7 +68,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], dict
         f"trainer.val_check_interval={EVERY}",
         "callbacks.report.figures_every_n_steps=20",
         "callbacks.progress_bar.refresh_rate=0",
-        "mle.alpha=0.5",
+        "counted.alpha=0.5",
         "model.reg=0.001",
     ]
     cfg = compose_config("train", overrides, tmp_path)
@@ -115,8 +115,8 @@ def test_every_tag_is_there_and_nothing_stray(run) -> None:
     acc = events(run_dir)
     tags = acc.Tags()
     assert set(SCALARS) <= set(tags["scalars"]) and "hp_metric" not in tags["scalars"]
-    assert set(tags["images"]) == {f"compare/heatmap_{k}" for k in ("mle", "learned", "diff")}
-    assert set(tags["histograms"]) == {"weights/W", "entropy/learned", "entropy/mle"}
+    assert set(tags["images"]) == {f"compare/heatmap_{k}" for k in ("counted", "learned", "diff")}
+    assert set(tags["histograms"]) == {"weights/W", "entropy/learned", "entropy/counted"}
     assert "samples" in tags["tensors"] and "custom_scalars__config__" in tags["tensors"]
     validations = [0, 10, 20, 30]
     for tag in SCALARS:
@@ -124,7 +124,7 @@ def test_every_tag_is_there_and_nothing_stray(run) -> None:
             assert sorted(scalar(acc, tag)) == validations, tag
     assert sorted(scalar(acc, "loss/total")) == list(range(STEPS))
     assert [e.step for e in acc.Images("compare/heatmap_learned")] == [0, 20, 30]
-    assert [e.step for e in acc.Images("compare/heatmap_mle")] == [0]
+    assert [e.step for e in acc.Images("compare/heatmap_counted")] == [0]
 
 
 def test_metrics_json_holds_the_comparison_of_the_last_step(run) -> None:
@@ -153,10 +153,10 @@ def test_logged_values_match_an_independent_recomputation(run) -> None:
     final = {tag: scalar(acc, tag)[STEPS] for tag in SCALARS if not tag.startswith("loss/")}
     for s in ("train", "val", "test"):
         assert final[f"nll/{s}"] == pytest.approx(dict_nll(P_W, counts[s]), abs=1e-5)
-        assert final[f"mle/nll_{s}"] == pytest.approx(dict_nll(mle, counts[s]), abs=1e-6)
+        assert final[f"counted/nll_{s}"] == pytest.approx(dict_nll(mle, counts[s]), abs=1e-6)
     assert final["ppl/val"] == pytest.approx(math.exp(final["nll/val"]), rel=1e-6)
     # TensorBoard stores float32: the gap agrees with the difference of the stored values to 1e-6.
-    gap = final["nll/val"] - final["mle/nll_val"]
+    gap = final["nll/val"] - final["counted/nll_val"]
     assert final["compare/gap_val"] == pytest.approx(gap, abs=1e-6)
     total = sum(counts["train"].values())
     row_weight = [
@@ -176,7 +176,7 @@ def test_logged_values_match_an_independent_recomputation(run) -> None:
         assert kl[step] >= 0
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert final["hp/val_nll"] == pytest.approx(metrics["val_nll"], abs=1e-5)
-    assert final["hp/mle_val_nll"] == pytest.approx(metrics["mle_val_nll"], abs=1e-6)
+    assert final["hp/counted_val_nll"] == pytest.approx(metrics["counted_val_nll"], abs=1e-6)
 
 
 def test_images_are_png_and_figures_are_saved(run) -> None:
@@ -186,7 +186,7 @@ def test_images_are_png_and_figures_are_saved(run) -> None:
         assert event.encoded_image_string[:8] == b"\x89PNG\r\n\x1a\n"
         assert Image.open(io.BytesIO(event.encoded_image_string)).size[0] > 20 * V
     names = {p.name for p in (run_dir / "figures").iterdir()}
-    assert names == {f"{n}.png" for n in ("heatmap_mle", "heatmap_learned", "heatmap_diff")} | {
+    assert names == {f"{n}.png" for n in ("heatmap_counted", "heatmap_learned", "heatmap_diff")} | {
         "nll_curves.png"
     }
     for path in (run_dir / "figures").iterdir():
@@ -207,7 +207,7 @@ def test_by_default_snapshots_are_log_spaced_and_scalars_at_every_validation(
     cfg = compose_config("train", overrides, tmp_path)
     train(cfg)
     acc = events(Path(cfg.paths.output_dir))
-    assert [e.step for e in acc.Images("compare/heatmap_mle")] == [0]
+    assert [e.step for e in acc.Images("compare/heatmap_counted")] == [0]
     # 0, the validations nearest 100/16 and 100/4, and the end.
     for name in ("learned", "diff"):
         assert [e.step for e in acc.Images(f"compare/heatmap_{name}")] == [0, 5, 25, 100]
@@ -232,7 +232,7 @@ def test_hparams_session_carries_the_config_and_final_metrics(run) -> None:
     content = acc.PluginTagToContent("hparams")
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
     metric_tags = {m.name.tag for m in experiment.experiment.metric_infos}
-    assert metric_tags == {"hp/val_nll", "hp/mle_val_nll", "hp/gap_val", "hp/train_nll"}
+    assert metric_tags == {"hp/val_nll", "hp/counted_val_nll", "hp/gap_val", "hp/train_nll"}
     session = plugin_data_pb2.HParamsPluginData.FromString(
         content["_hparams_/session_start_info"]
     ).session_start_info
@@ -247,7 +247,7 @@ def test_samples_table_and_layout() -> None:
     table = markdown_samples(["ab", ""], ["ab", "c"])
     assert table.splitlines()[2:] == ["| 1 | `ab` | `ab` |", "| 2 | `(empty)` | `c` |"]
     charts = custom_scalars_layout()["bigramlab"]
-    assert charts["NLL val: learned vs MLE"] == ["Multiline", ["^nll/val$", "^mle/nll_val$"]]
+    assert charts["NLL val: learned vs MLE"] == ["Multiline", ["^nll/val$", "^counted/nll_val$"]]
 
 
 def test_samples_logged_at_each_snapshot_use_one_seed_for_both_models(run) -> None:
@@ -256,14 +256,14 @@ def test_samples_logged_at_each_snapshot_use_one_seed_for_both_models(run) -> No
     texts = acc.Tensors("samples")
     assert [t.step for t in texts] == [0, 20, 30]  # figures_every_n_steps=20
     rows = texts[-1].tensor_proto.string_val[0].decode().splitlines()[2:]
-    mle_words = [row.split("`")[1] for row in rows]
+    counted_words = [row.split("`")[1] for row in rows]
     learned_words = [row.split("`")[3] for row in rows]
     # Redrawn here from both final models, each with a generator seeded with the run's seed.
     trained = load_checkpoint(run_dir / "checkpoints" / "last.ckpt").model
     train_words = split_words(words, cfg.data.split, cfg.data.split_seed)[0]
     V = len(trained.itos)
     mle = torch.tensor(mle_table(independent_counts(train_words, trained.itos), V, 0.5))
-    for probs, shown in ((mle, mle_words), (trained.W.double().softmax(dim=1), learned_words)):
+    for probs, shown in ((mle, counted_words), (trained.W.double().softmax(dim=1), learned_words)):
         generator = torch.Generator().manual_seed(cfg.seed)
         drawn = sample_words(BigramTable(probs), trained.itos, 10, generator, max_length=40)
         assert [w or "(empty)" for w in drawn] == shown

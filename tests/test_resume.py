@@ -66,7 +66,7 @@ def test_killed_run_resumes_to_the_same_W_without_duplicate_steps(tmp_path: Path
     steps = [e.step for e in events.Scalars("loss/total")]
     assert steps == list(range(3000))
     # What a run writes once, at its start, the resumed run does not write again.
-    assert [e.step for e in events.Images("compare/heatmap_mle")] == [0]
+    assert [e.step for e in events.Images("compare/heatmap_counted")] == [0]
     # Every validation point once: the interrupted run's point at the checkpoint's step is purged
     # with the rest after it, and the resumed run writes it again before its first step.
     val_steps = [e.step for e in events.Scalars("nll/val")]

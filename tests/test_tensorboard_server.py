@@ -57,7 +57,7 @@ def test_tensorboard_serves_scalars_and_the_hparams_session(train_config) -> Non
             assert time.monotonic() < deadline, "tensorboard did not answer in 90 s"
             time.sleep(0.5)
         (run_tags,) = tags.values()
-        for tag in ("loss/total", "nll/val", "mle/nll_val", "compare/kl_train", "hp/val_nll"):
+        for tag in ("loss/total", "nll/val", "counted/nll_val", "compare/kl_train", "hp/val_nll"):
             assert tag in run_tags
         experiment = request(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
         assert {h["name"] for h in experiment["hparamInfos"]} >= {"lr", "reg", "alpha", "dataset"}

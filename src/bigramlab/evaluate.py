@@ -4,7 +4,7 @@
 python -m bigramlab.evaluate ckpt=<run>/checkpoints/last.ckpt dataset=names
 python -m bigramlab.evaluate ckpt=<run>/checkpoints/last.ckpt 'words=[emma,zzz]'
 
-At the checkpoint's context length; the counted model with mle.smoothing and mle.alpha.
+At the checkpoint's context length; the counted model with counted.smoothing and counted.alpha.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class SplitRow(NamedTuple):
     words: int
     events: int
     nll: float | None
-    mle_nll: float | None
+    counted_nll: float | None
     rowless: int
 
 
@@ -69,7 +69,7 @@ def split_rows(
 
     The corpus is counted in pieces, as for training (memory grows with its distinct n-grams, not
     with it); its contexts and counts, over its own vocabulary, are moved to the checkpoint's,
-    which must hold every character. The counted model (mle.smoothing, mle.alpha) is that of
+    which must hold every character. The counted model (counted.smoothing, counted.alpha) is that of
     training: over the data's own vocabulary.
     """
     order, vocab = model.order, Vocab(model.itos)
@@ -122,37 +122,37 @@ def evaluate(cfg: DictConfig) -> None:
         return
     validate_data(cfg)
     validate_alpha(cfg)
-    smoothing = cfg.mle.smoothing
+    smoothing = cfg.counted.smoothing
     rows = split_rows(
         model,
         instantiate(cfg.dataset),
         cfg.data.split,
         cfg.data.split_seed,
         cfg.data.split_rule,
-        float(cfg.mle.alpha),
+        float(cfg.counted.alpha),
         smoothing,
     )
     print(
-        f"checkpoint {cfg.ckpt} ({kind}); mle: the counted model, "
+        f"checkpoint {cfg.ckpt} ({kind}); counted: the counted model, "
         f"{smoothing_name(cfg)}, fitted on the same train split"
     )
     print(
         f"{'split':<6} {'words':>8} {'events':>10} {'nll':>10} {'ppl':>10} "
-        f"{'mle_nll':>10} {'mle_ppl':>10}"
+        f"{'counted_nll':>10} {'counted_ppl':>10}"
     )
     impossible = False
     for row in rows:
-        mle_shown = _nll(row.mle_nll)
-        if row.mle_nll is not None and math.isinf(row.mle_nll):
-            mle_shown, impossible = "inf*", True
+        counted_shown = _nll(row.counted_nll)
+        if row.counted_nll is not None and math.isinf(row.counted_nll):
+            counted_shown, impossible = "inf*", True
         print(
             f"{row.split:<6} {row.words:>8} {row.events:>10} {_nll(row.nll):>10} "
-            f"{_ppl(row.nll):>10} {mle_shown:>10} {_ppl(row.mle_nll):>10}"
+            f"{_ppl(row.nll):>10} {counted_shown:>10} {_ppl(row.counted_nll):>10}"
         )
     if impossible:
         print(
             "* the counted model gives probability 0 to an event of this split that the train "
-            "split does not have (mle.alpha=0): set mle.alpha above 0 to smooth it"
+            "split does not have (counted.alpha=0): set counted.alpha above 0 to smooth it"
         )
     for row in rows:
         if row.rowless:

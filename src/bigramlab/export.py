@@ -1,6 +1,6 @@
 """A model in ARPA format: `python -m bigramlab.export ckpt=<run>/checkpoints/last.ckpt out=m.arpa`
 or `python -m bigramlab.export source=counted out=m.arpa` (the counted model of the data, at
-model.context, smoothed as mle.*).
+model.context, smoothed as counted.*).
 
 Every model of the project but one, at any context length: learned (onehot or interpolated) and
 counted (additive or Kneser–Ney). A skipgram model is refused: ARPA's backoff drops the oldest
@@ -159,7 +159,9 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
                 "no checkpoint given: add ckpt=<run dir>/checkpoints/last.ckpt, "
                 "or source=counted for the counted model of the data"
             )
-        unused = [k for k in given if k.partition(".")[0] in ("dataset", "data", "model", "mle")]
+        unused = [
+            k for k in given if k.partition(".")[0] in ("dataset", "data", "model", "counted")
+        ]
         if unused:
             raise UserError(
                 f"{unused[0]}={given[unused[0]]} is not used when a checkpoint is exported (its "
@@ -184,7 +186,7 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
         instantiate(cfg.dataset), order, cfg.data.split, cfg.data.split_seed, cfg.data.split_rule
     )
     model = counted_model(
-        counted.counts, float(cfg.mle.alpha), cfg.mle.smoothing, counted.contexts, order
+        counted.counts, float(cfg.counted.alpha), cfg.counted.smoothing, counted.contexts, order
     )
     itos = counted.vocab.itos
     text = arpa_text(itos, *counted_listing(counted.contexts, model, order, itos))

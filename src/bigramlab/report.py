@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import statistics
 import sys
@@ -46,11 +45,11 @@ from bigramlab.counting.ngrams import count_ngrams
 from bigramlab.data.corpora import TextFile
 from bigramlab.models.counted import counted_model
 from bigramlab.plumbing.config import HYPERPARAMETERS, hyperparameters
-from bigramlab.plumbing.results import METRIC_KEYS
+from bigramlab.plumbing.results import METRIC_KEYS, read_metrics
 
 DEFAULT_REPEAT_KEYS = ("seed", "model.init_seed", "data.split_seed", "data.shuffle_seed")
 JOB_COLUMNS = ["sweep", "job", "status", *HYPERPARAMETERS, *METRIC_KEYS, "reason"]
-SHOWN_METRICS = ["train_nll", "val_nll", "test_nll", "mle_val_nll", "gap_val"]
+SHOWN_METRICS = ["train_nll", "val_nll", "test_nll", "counted_val_nll", "gap_val"]
 
 
 def read_job(job_dir: Path, sweep: str, repeat_keys: Sequence[str] = ()) -> dict[str, Any]:
@@ -82,10 +81,10 @@ def read_job(job_dir: Path, sweep: str, repeat_keys: Sequence[str] = ()) -> dict
     metrics_path = job_dir / "metrics.json"
     if not metrics_path.is_file():
         return {**row, "status": "missing", "reason": "no metrics.json: the job did not finish"}
-    metrics = json.loads(metrics_path.read_text())
+    metrics = read_metrics(metrics_path)
     row |= {key: metrics.get(key) for key in JOB_COLUMNS if key in metrics}
-    if row.get("gap_val") is None and None not in (row.get("val_nll"), row.get("mle_val_nll")):
-        row["gap_val"] = row["val_nll"] - row["mle_val_nll"]
+    if row.get("gap_val") is None and None not in (row.get("val_nll"), row.get("counted_val_nll")):
+        row["gap_val"] = row["val_nll"] - row["counted_val_nll"]
     return row
 
 
@@ -278,7 +277,7 @@ def figure_val_nll(rows: list[dict[str, Any]], settings: list[str]) -> Figure:
                 xs, means, yerr=stds if any(stds) else None, marker="o", capsize=3, label=name
             )
         alphas = sorted(
-            {(r["alpha"], r["mle_val_nll"]) for r in ok if r.get("mle_val_nll") is not None}
+            {(r["alpha"], r["counted_val_nll"]) for r in ok if r.get("counted_val_nll") is not None}
         )
         with_alpha = x == "reg" and "alpha" in settings and len({a for a, _ in alphas}) > 1
         if with_alpha:

@@ -57,7 +57,7 @@ def final_metrics(
     counted = data.counted_model(alpha, smoothing)
     compared = compare(log_probs, data.counts["train"], counted, learned)
     metrics: dict[str, Any] = {f"{split}_nll": learned.get(split) for split in SPLITS}
-    metrics |= {f"mle_{split}_nll": compared.get(f"mle_{split}_nll") for split in SPLITS}
+    metrics |= {f"counted_{split}_nll": compared.get(f"counted_{split}_nll") for split in SPLITS}
     metrics |= {key: compared.get(key) for key in COMPARISON_KEYS}
     scale = model.penalty_scale(reg_by_length, reg_skip)
     metrics["final_loss"] = metrics["train_nll"] + float(penalty(model.W.double(), reg, scale))
@@ -237,8 +237,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         final.model,
         cfg.model.reg,
         datamodule.data,
-        cfg.mle.alpha,
-        cfg.mle.smoothing,
+        cfg.counted.alpha,
+        cfg.counted.smoothing,
         cfg.model.reg_by_length,
         cfg.model.reg_skip,
     )
@@ -260,8 +260,8 @@ def train_task(cfg: DictConfig) -> float:
             f"steps {metrics['steps']}  final loss {metrics['final_loss']:.6f}\n"
             f"  learned NLL  train {_show(metrics['train_nll'])}  val {_show(metrics['val_nll'])}"
             f"  test {_show(metrics['test_nll'])}\n"
-            f"  counted NLL  train {_show(metrics['mle_train_nll'])}"
-            f"  val {_show(metrics['mle_val_nll'])}  test {_show(metrics['mle_test_nll'])}"
+            f"  counted NLL  train {_show(metrics['counted_train_nll'])}"
+            f"  val {_show(metrics['counted_val_nll'])}  test {_show(metrics['counted_test_nll'])}"
             f"  ({smoothing_name(cfg)})\n"
             f"run directory: {cfg.paths.output_dir}\n"
             f"  tensorboard --logdir {cfg.paths.output_dir}"

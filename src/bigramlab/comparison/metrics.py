@@ -76,7 +76,7 @@ def compare(
     """The learned model P_W = softmax(logits) (logits (C, V): W for the bigram) beside the
     counted one, as named numbers:
 
-        mle_<split>_nll  the counted model's NLL on each non-empty split
+        counted_<split>_nll  the counted model's NLL on each non-empty split
         gap_val          learned − counted NLL on val (where there is a val split)
         kl_train         Σ_x p̂(x) KL(P̂(·|x) ‖ P_W(·|x)), P̂ the unsmoothed train MLE; equal to
                          NLL_train(learned) − NLL_train(MLE, α=0), the part training can remove
@@ -92,7 +92,7 @@ def compare(
     P_W = W.softmax(dim=1)
     probs = counted.probs.to(W.device)
     train = train_counts.to(W.device)
-    values = {f"mle_{split}_nll": value for split, value in counted.nll.items()}
+    values = {f"counted_{split}_nll": value for split, value in counted.nll.items()}
     if "val" in learned_nll and "val" in counted.nll:
         values["gap_val"] = learned_nll["val"] - counted.nll["val"]
     values["kl_train"] = float(kl_to_mle(train, W.log_softmax(dim=1)))

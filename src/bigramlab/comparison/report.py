@@ -7,24 +7,24 @@ same W. The step losses (loss/total, loss/nll, loss/reg) are StepLosses'
 At every validation (cheap: a few (V, V) operations and a dozen scalars):
 
     nll/<split>           learned model, data NLL of the whole split (torchmetrics, no penalty)
-    mle/nll_<split>       counted model P = (N_train + α) / row sums
-    ppl/val, mle/ppl_val  exp of the NLL
-    compare/gap_val       nll/val − mle/nll_val
+    counted/nll_<split>       counted model P = (N_train + α) / row sums
+    ppl/val, counted/ppl_val  exp of the NLL
+    compare/gap_val       nll/val − counted/nll_val
     compare/kl_train      Σ_x p̂(x) KL(P̂(·|x) ‖ P_W(·|x)) = nll/train − NLL_train(MLE, α=0)
-    compare/tv_train      Σ_x p̂(x) TV(P_mle(·|x), P_W(·|x))
-    compare/max_abs_diff  max |P_mle − P_W|
-    hp/{val_nll,mle_val_nll,gap_val,train_nll}   the metrics of the HParams dashboard
+    compare/tv_train      Σ_x p̂(x) TV(P_counted(·|x), P_W(·|x))
+    compare/max_abs_diff  max |P_counted − P_W|
+    hp/{val_nll,counted_val_nll,gap_val,train_nll}   the metrics of the HParams dashboard
 
 At the snapshot steps (`figures_every_n_steps`; by default 0, ≈ max/16, ≈ max/4 and the end, so
 that TensorBoard's image slider shows the learned model converge; with a context of k > 1 tokens
 the heatmaps are V × V bigram marginals, bigramlab.comparison.metrics.bigram_marginal, each row the
 average of P(· | h) over the contexts h ending in that token, weighted by their train counts):
 
-    compare/heatmap_{learned,diff}  images (compare/heatmap_mle once, at the start), on fixed
+    compare/heatmap_{learned,diff}  images (compare/heatmap_counted once, at the start), on fixed
                                     colour scales (the last diff on its own), the last with
                                     every cell's value
     samples                         words of both models side by side (text)
-    weights/W, entropy/{learned,mle}  histograms
+    weights/W, entropy/{learned,counted}  histograms
 """
 
 from __future__ import annotations
@@ -59,22 +59,26 @@ def heatmap_titles(order: int) -> dict[str, str]:
     """The heatmaps' titles: at a context of k > 1 tokens each row is a bigram marginal (the
     contexts ending in that character, averaged by their train counts), not a row of softmax(W)."""
     if order == 1:
-        return {"mle": "MLE P", "learned": "learned P_W = softmax(W)", "diff": "P_W − P_MLE"}
+        return {
+            "counted": "counted P",
+            "learned": "learned P_W = softmax(W)",
+            "diff": "P_W − P_counted",
+        }
     averaged = f"(k = {order}), averaged over the\ncontexts that end in each character"
     return {
-        "mle": f"MLE P {averaged}",
+        "counted": f"counted P {averaged}",
         "learned": f"learned P_W {averaged}",
-        "diff": f"P_W − P_MLE {averaged}",
+        "diff": f"P_W − P_counted {averaged}",
     }
 
 
-HP_METRICS = ("hp/val_nll", "hp/mle_val_nll", "hp/gap_val", "hp/train_nll")
+HP_METRICS = ("hp/val_nll", "hp/counted_val_nll", "hp/gap_val", "hp/train_nll")
 
 
 def custom_scalars_layout() -> dict[str, dict[str, list[Any]]]:
     """TensorBoard's Custom Scalars tab: per split, learned and MLE NLL on one chart; the gap."""
     charts: dict[str, list[Any]] = {
-        f"NLL {split}: learned vs MLE": ["Multiline", [f"^nll/{split}$", f"^mle/nll_{split}$"]]
+        f"NLL {split}: learned vs MLE": ["Multiline", [f"^nll/{split}$", f"^counted/nll_{split}$"]]
         for split in SPLITS
     }
     charts["gap on val: learned − MLE"] = ["Multiline", ["^compare/gap_val$"]]
@@ -89,27 +93,27 @@ def comparison_scalars(
     bigramlab.comparison.metrics.compare."""
     scalars = {f"nll/{split}": value for split, value in learned_nll.items()}
     scalars |= {
-        f"mle/nll_{split}": compared[f"mle_{split}_nll"]
+        f"counted/nll_{split}": compared[f"counted_{split}_nll"]
         for split in SPLITS
-        if f"mle_{split}_nll" in compared
+        if f"counted_{split}_nll" in compared
     }
     for name in ("kl_train", "tv_train", "max_abs_diff"):
         scalars[f"compare/{name}"] = compared[name]
     if "gap_val" in compared:
         scalars["ppl/val"] = perplexity(learned_nll["val"])
-        scalars["mle/ppl_val"] = perplexity(compared["mle_val_nll"])
+        scalars["counted/ppl_val"] = perplexity(compared["counted_val_nll"])
         scalars["compare/gap_val"] = compared["gap_val"]
         scalars["hp/val_nll"] = learned_nll["val"]
-        scalars["hp/mle_val_nll"] = compared["mle_val_nll"]
+        scalars["hp/counted_val_nll"] = compared["counted_val_nll"]
         scalars["hp/gap_val"] = compared["gap_val"]
     scalars["hp/train_nll"] = learned_nll["train"]
     return scalars
 
 
-def markdown_samples(mle_words: list[str], learned_words: list[str]) -> str:
+def markdown_samples(counted_words: list[str], learned_words: list[str]) -> str:
     """A Markdown table of words from both models, side by side."""
     rows = ["| # | MLE (counted) | learned |", "|---|---|---|"]
-    for i, (a, b) in enumerate(zip(mle_words, learned_words), start=1):
+    for i, (a, b) in enumerate(zip(counted_words, learned_words), start=1):
         rows.append(f"| {i} | `{a or '(empty)'}` | `{b or '(empty)'}` |")
     return "\n".join(rows)
 
@@ -142,7 +146,7 @@ def add_png(writer: SummaryWriter, tag: str, png: bytes, step: int) -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def mle_heatmap_png(itos: str, probs: bytes, scale: float, title: str) -> bytes:
+def counted_heatmap_png(itos: str, probs: bytes, scale: float, title: str) -> bytes:
     """The counted model's heatmap as PNG, from its probabilities' bytes ((V, V) float64), with
     its colour scale's top `scale` (percent): drawn once in a process, for all the jobs of a sweep
     on the same data and α."""
@@ -154,7 +158,7 @@ def mle_heatmap_png(itos: str, probs: bytes, scale: float, title: str) -> bytes:
 class ComparisonReport(L.Callback):
     """Logs the learned model against the counted one at the start and at each validation.
 
-    alpha, smoothing: the counted model's (mle.*). n_samples: words sampled from each model at a
+    alpha, smoothing: the counted model's (counted.*). n_samples: words sampled from each model at a
     snapshot. figures_every_n_steps: the snapshot steps (see snapshot_steps). hparams: the run's
     hyperparameters for the HParams dashboard (bigramlab.plumbing.config.hyperparameters).
     figures_dir: where the final figures are saved as PNG.
@@ -218,7 +222,7 @@ class ComparisonReport(L.Callback):
         experiment, session_start, _ = hparams_summary(self.hparams, dict.fromkeys(HP_METRICS, 0.0))
         writer.file_writer.add_summary(experiment)
         writer.file_writer.add_summary(session_start)
-        add_png(writer, "compare/heatmap_mle", self._mle_png(), 0)
+        add_png(writer, "compare/heatmap_counted", self._counted_png(), 0)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
         """A resumed run's first point, at the checkpoint's step: Lightning does not validate
@@ -267,7 +271,7 @@ class ComparisonReport(L.Callback):
         P_W = self._marginal(P_table)
         writer.add_histogram("weights/W", W, step)
         writer.add_histogram("entropy/learned", row_entropy(P_table), step)
-        writer.add_histogram("entropy/mle", row_entropy(self.counted.probs), step)
+        writer.add_histogram("entropy/counted", row_entropy(self.counted.probs), step)
         # TensorBoard's own text summary keeps the tag as is (add_text would append /text_summary).
         writer.file_writer.add_summary(text_pb("samples", self._samples(pl_module)), step)
         # The last step's carry every cell's value (the files in figures/ are these).
@@ -320,18 +324,18 @@ class ComparisonReport(L.Callback):
         for split, value in learned_nll.items():
             self.history.setdefault(split, []).append(value)
 
-    def _mle_png(self) -> bytes:
+    def _counted_png(self) -> bytes:
         """The MLE's heatmap: it does not change during training."""
         probs = self.mle.double().cpu().numpy().tobytes()
-        return mle_heatmap_png(
-            self.itos, probs, self.learned_top, heatmap_titles(self.data.order)["mle"]
+        return counted_heatmap_png(
+            self.itos, probs, self.learned_top, heatmap_titles(self.data.order)["counted"]
         )
 
     def _save_figures(self, pngs: dict[str, bytes]) -> None:
         """The final heatmaps, the MLE's and the NLL curves as PNG files in `figures_dir`."""
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         everything = {
-            "heatmap_mle": self._mle_png(),
+            "heatmap_counted": self._counted_png(),
             **pngs,
             "nll_curves": render(nll_curves(self.history_steps, self.history, self.counted.nll)),
         }

@@ -73,7 +73,7 @@ def check_smoothing(smoothing: str) -> None:
     """Raise UserError unless `smoothing` is one of SMOOTHINGS."""
     if smoothing not in SMOOTHINGS:
         raise UserError(
-            f"mle.smoothing={smoothing!r} is unknown: choose one of {', '.join(SMOOTHINGS)}"
+            f"counted.smoothing={smoothing!r} is unknown: choose one of {', '.join(SMOOTHINGS)}"
         )
 
 

@@ -43,6 +43,9 @@ log = logging.getLogger("bigramlab")
 RENAMED = {
     "callbacks.divergence.max_loss": "callbacks.step_losses.max_loss",
     "callbacks.divergence": "callbacks.step_losses",
+    "mle.alpha": "counted.alpha",
+    "mle.smoothing": "counted.smoothing",
+    "mle": "counted",
 }
 # Options of a config group renamed since they were documented: group=old -> group=new.
 RENAMED_OPTIONS = {"model=bigram": "model=learned"}

@@ -32,13 +32,13 @@ HYPERPARAMETERS = {
     "optimizer": "optim",
     "lr": "optim.lr",
     "reg": "model.reg",
-    "alpha": "mle.alpha",
+    "alpha": "counted.alpha",
     "steps": "trainer.max_steps",
     "batch_size": "data.batch_size",
     "impl": "model.impl",
     "context": "model.context",
     "features": "model.features",
-    "smoothing": "mle.smoothing",
+    "smoothing": "counted.smoothing",
     "seed": "seed",
     "init_seed": "model.init_seed",
     "split_seed": "data.split_seed",
@@ -49,10 +49,15 @@ GROUPS = ("dataset", "optim")
 def hyperparameters(cfg: DictConfig, choices: dict[str, Any]) -> dict[str, Any]:
     """The table's values in a composed config; `choices`: Hydra's runtime.choices (the option
     chosen in each config group)."""
-    return {
-        name: choices.get(key) if key in GROUPS else OmegaConf.select(cfg, key)
-        for name, key in HYPERPARAMETERS.items()
-    }
+
+    def value(key: str) -> Any:
+        if key in GROUPS:
+            return choices.get(key)
+        # Runs from before the counted model's group was `counted` have it under `mle`.
+        old = "mle." + key.removeprefix("counted.") if key.startswith("counted.") else key
+        return OmegaConf.select(cfg, key, default=OmegaConf.select(cfg, old))
+
+    return {name: value(key) for name, key in HYPERPARAMETERS.items()}
 
 
 def _number(cfg: DictConfig, key: str, ok: Callable[[float], bool], need: str) -> None:
@@ -107,24 +112,26 @@ def given_settings() -> dict[str, str]:
 
 
 def validate_alpha(cfg: DictConfig) -> None:
-    """mle.alpha and mle.smoothing (runs from before mle.smoothing: additive); an mle.alpha given
-    for Kneser–Ney, which has no use for it, is refused rather than ignored."""
-    _number(cfg, "mle.alpha", lambda x: x >= 0, "a smoothing count >= 0, e.g. mle.alpha=1")
-    smoothing = OmegaConf.select(cfg, "mle.smoothing", default="additive")
+    """counted.alpha and counted.smoothing (runs from before counted.smoothing: additive); a
+    counted.alpha given for Kneser–Ney, which has no use for it, is refused rather than
+    ignored."""
+    _number(cfg, "counted.alpha", lambda x: x >= 0, "a smoothing count >= 0, e.g. counted.alpha=1")
+    smoothing = OmegaConf.select(cfg, "counted.smoothing", default="additive")
     check_smoothing(smoothing)
-    if smoothing == "kneser_ney" and "mle.alpha" in given_settings():
+    if smoothing == "kneser_ney" and "counted.alpha" in given_settings():
         raise UserError(
-            f"mle.alpha={cfg.mle.alpha} is not used by mle.smoothing=kneser_ney (its discounts "
-            "come from the counts): remove mle.alpha, or use mle.smoothing=additive"
+            f"counted.alpha={cfg.counted.alpha} is not used by counted.smoothing=kneser_ney (its "
+            "discounts come from the counts): remove counted.alpha, or use "
+            "counted.smoothing=additive"
         )
 
 
 def smoothing_name(cfg: DictConfig) -> str:
-    """The counted model's smoothing as the configs spell it: `mle.smoothing=additive
-    mle.alpha=1.0`, or `mle.smoothing=kneser_ney`."""
-    if cfg.mle.smoothing == "additive":
-        return f"mle.smoothing=additive mle.alpha={cfg.mle.alpha}"
-    return f"mle.smoothing={cfg.mle.smoothing}"
+    """The counted model's smoothing as the configs spell it: `counted.smoothing=additive
+    counted.alpha=1.0`, or `counted.smoothing=kneser_ney`."""
+    if cfg.counted.smoothing == "additive":
+        return f"counted.smoothing=additive counted.alpha={cfg.counted.alpha}"
+    return f"counted.smoothing={cfg.counted.smoothing}"
 
 
 def validate_train(cfg: DictConfig) -> None:

@@ -1,9 +1,11 @@
 """A run's result record, metrics.json in its run directory: written whole, once, by rank 0.
 
-train_nll, val_nll, test_nll              learned model, data NLL per split (null: empty split)
-mle_train_nll, mle_val_nll, mle_test_nll  counted model (smoothing mle.alpha)
-gap_val, kl_train, tv_train, max_abs_diff the comparison (bigramlab.comparison.metrics.compare)
-final_loss                                train NLL + reg · mean(W²) at the final W
+train_nll, val_nll, test_nll          learned model, data NLL per split (null: empty split)
+counted_train_nll, counted_val_nll,   counted model (counted.smoothing, counted.alpha); files
+counted_test_nll                      written before name them mle_<split>_nll (read_metrics)
+gap_val, kl_train, tv_train,          the comparison (bigramlab.comparison.metrics.compare)
+max_abs_diff
+final_loss                            train NLL + reg · mean(W²) at the final W
 steps, status ("ok", "failed", "diverged"), reason (why it did not finish)
 """
 
@@ -19,9 +21,19 @@ from bigramlab.plumbing.atomic import write_atomically
 
 METRIC_KEYS = (
     [f"{split}_nll" for split in SPLITS]
-    + [f"mle_{split}_nll" for split in SPLITS]
+    + [f"counted_{split}_nll" for split in SPLITS]
     + [*COMPARISON_KEYS, "final_loss"]
 )
+
+
+# Keys renamed since metrics.json files were written: old -> new.
+RENAMED_METRICS = {f"mle_{split}_nll": f"counted_{split}_nll" for split in SPLITS}
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A metrics.json, written now or before (its old keys under their new names)."""
+    metrics = json.loads(Path(path).read_text())
+    return {RENAMED_METRICS.get(key, key): value for key, value in metrics.items()}
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
