@@ -155,10 +155,10 @@ def sweep_job_times(corpus_args: list[str], n_jobs: int, workdir: Path) -> list[
     ]  # fmt: skip
 
 
-def pipeline_step_time(corpus_args: list[str], impl: str, steps: int, device: str,
+def pipeline_step_time(corpus_args: list[str], loss_form: str, steps: int, device: str,
                        workdir: Path) -> tuple[float, float | None]:  # fmt: skip
     """(median step time, amortized step time) of the Lightning pipeline (default callbacks and
-    logging) for one impl.
+    logging) for one loss_form.
 
     The median is of the training steps alone; the amortized step is the wall time from the
     second validation to the second-to-last one over the steps between them: training and the
@@ -174,7 +174,7 @@ def pipeline_step_time(corpus_args: list[str], impl: str, steps: int, device: st
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", return_hydra_config=True, overrides=[
-            *corpus_args, f"model.impl={impl}", f"trainer.max_steps={steps}",
+            *corpus_args, f"model.loss_form={loss_form}", f"trainer.max_steps={steps}",
             f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
             "callbacks.progress_bar.refresh_rate=0", f"paths.data_dir={ROOT / 'data'}",
             f"paths.root_dir={workdir}", f"+callbacks.step_timer._target_={__name__}.StepTimer",
@@ -182,7 +182,7 @@ def pipeline_step_time(corpus_args: list[str], impl: str, steps: int, device: st
         ])  # fmt: skip
     HydraConfig().set_config(cfg)
     OmegaConf.set_readonly(cfg, False)
-    cfg.paths.output_dir = str(workdir / f"run-{impl}-{time.monotonic_ns()}")
+    cfg.paths.output_dir = str(workdir / f"run-{loss_form}-{time.monotonic_ns()}")
     StepTimer.times = []
     ValidationClock.ends = []
     train(cfg)
@@ -352,13 +352,13 @@ def main() -> None:
                                                          args.device, sync)  # fmt: skip
                 del xs, ys, words
             row["bare_counts_s"] = bare_counts_step_time(N, 200, args.device, sync)
-            for impl, steps in (("counts", 300), ("index", 20), ("onehot", 5)):
-                if impl != "counts" and n_bigrams > REF_MAX_BIGRAMS:
+            for loss_form, steps in (("counts", 300), ("index", 20), ("onehot", 5)):
+                if loss_form != "counts" and n_bigrams > REF_MAX_BIGRAMS:
                     continue  # O(corpus) a step, and O(corpus) memory for the pairs
-                if impl == "onehot" and n_bigrams > 3_000_000 and args.device == "cpu":
+                if loss_form == "onehot" and n_bigrams > 3_000_000 and args.device == "cpu":
                     steps = 3
-                row[f"pipeline_{impl}_s"], _ = pipeline_step_time(
-                    corpus_args, impl, steps, args.device, tmp
+                row[f"pipeline_{loss_form}_s"], _ = pipeline_step_time(
+                    corpus_args, loss_form, steps, args.device, tmp
                 )
             if name == "words":
                 # A default run's 1000 steps, validating every 50: the amortized step.

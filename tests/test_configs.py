@@ -37,7 +37,7 @@ def test_train_config_holds_the_documented_keys_and_defaults(tmp_path: Path) -> 
     assert cfg.optim.lr == 50 and cfg.model.reg == 0.01 and cfg.model.init_seed == 2147483647
     assert cfg.counted.alpha == 1.0 and list(cfg.data.split) == [0.8, 0.1, 0.1]
     assert cfg.data.batch_size is None and cfg.trainer.max_steps == 1000
-    assert cfg.trainer.accelerator == "auto" and cfg.model.impl == "counts"
+    assert cfg.trainer.accelerator == "auto" and cfg.model.loss_form == "counts"
     assert cfg.dataset._target_ == "bigramlab.data.corpora.EnglishWords"
 
 
@@ -82,7 +82,7 @@ def test_sample_and_evaluate_configs_compose(name: str, tmp_path: Path) -> None:
         (["data.split=[0.8,0.1]"], "must be three fractions"),
         (["data.split=[0.8,0.3,-0.1]"], "must be fractions in [0, 1] that sum to 1"),
         (["data.split=[0.0,0.5,0.5]"], "leaves nothing to train on"),
-        (["model.impl=fast"], "model.impl='fast' is unknown"),
+        (["model.loss_form=fast"], "model.loss_form='fast' is unknown"),
         (
             ["callbacks.report.figures_every_n_steps=-5"],
             "callbacks.report.figures_every_n_steps=-5 is not a whole number >= 0",

@@ -66,8 +66,8 @@ def test_pair_shares_of_a_batch_are_the_batch() -> None:
         pytest.param([], id="full-batch-counts"),
         # 2400-odd pairs in batches of 37: shares of 19 and 18, and a short last batch each epoch.
         pytest.param(["data.batch_size=37", "trainer.max_steps=80"], id="mini-batch-counts"),
-        pytest.param(["data.batch_size=37", "model.impl=index"], id="mini-batch-index"),
-        pytest.param(["model.impl=onehot"], id="full-batch-onehot"),
+        pytest.param(["data.batch_size=37", "model.loss_form=index"], id="mini-batch-index"),
+        pytest.param(["model.loss_form=onehot"], id="full-batch-onehot"),
     ],
 )
 def test_ddp_cpu_gives_the_single_process_model(train_config, tmp_path: Path, overrides) -> None:

@@ -97,7 +97,7 @@ def test_sample_names_the_checkpoint_inside_a_run_directory(names_run) -> None:
         (["data.split=[0.5,0.1,0.1]"], "must be fractions in [0, 1] that sum to 1"),
         (["dataset=text_file"], "dataset.path is required"),
         (["dataset=text_file", "dataset.path=missing.txt"], "missing.txt does not exist"),
-        (["model.impl=fast"], "model.impl='fast' is unknown"),
+        (["model.loss_form=fast"], "model.loss_form='fast' is unknown"),
         (["trainer=ddp_cpu", "trainer.devices=0"], "trainer.devices=0"),
         (["trainer=ddp_cpu", "trainer.strategy=foo"], "invalid strategy name"),
         (["model.context=0"], "model.context=0 is not a whole number >= 1"),
@@ -119,6 +119,7 @@ def test_sample_names_the_checkpoint_inside_a_run_directory(names_run) -> None:
         (["callbacks.divergence.max_loss=5"], "use callbacks.step_losses.max_loss"),
         (["model=bigram"], "model=bigram was renamed: use model=learned"),
         (["mle.alpha=0.5"], "mle.alpha was renamed: use counted.alpha"),
+        (["model.impl=index"], "model.impl was renamed: use model.loss_form"),
         (["mle.smoothing=kneser_ney"], "mle.smoothing was renamed: use counted.smoothing"),
     ],
 )

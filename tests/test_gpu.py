@@ -40,8 +40,8 @@ def run_train(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Ten
     [
         pytest.param([], id="full-batch-counts"),
         pytest.param(["data.batch_size=37"], id="mini-batch-counts"),
-        pytest.param(["data.batch_size=37", "model.impl=index"], id="mini-batch-index"),
-        pytest.param(["model.impl=onehot"], id="full-batch-onehot"),
+        pytest.param(["data.batch_size=37", "model.loss_form=index"], id="mini-batch-index"),
+        pytest.param(["model.loss_form=onehot"], id="full-batch-onehot"),
     ],
 )
 def test_gpu_gives_the_cpu_model(train_config, tmp_path: Path, overrides: list[str]) -> None:

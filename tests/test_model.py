@@ -89,15 +89,17 @@ def lecture_losses(words: list[str], steps: int, reg: float, lr: float) -> list[
     return losses
 
 
-@pytest.mark.parametrize("impl", ["counts", "index", "onehot"])
-def test_pipeline_reproduces_the_lecture_loop(train_config, words_file: Path, impl: str) -> None:
+@pytest.mark.parametrize("loss_form", ["counts", "index", "onehot"])
+def test_pipeline_reproduces_the_lecture_loop(
+    train_config, words_file: Path, loss_form: str
+) -> None:
     steps = 30
     reference = lecture_losses(words_file.read_text().split(), steps, reg=0.01, lr=50)
     cfg = train_config(
         "data.split=[1.0,0.0,0.0]",
         "model.reg=0.01",
         "optim.lr=50",
-        f"model.impl={impl}",
+        f"model.loss_form={loss_form}",
         f"trainer.max_steps={steps}",
     )
     train(cfg)

@@ -238,7 +238,7 @@ def test_hparams_session_carries_the_config_and_final_metrics(run) -> None:
     ).session_start_info
     values = {k: getattr(v, v.WhichOneof("kind")) for k, v in session.hparams.items()}
     assert values["lr"] == 50 and values["reg"] == 0.001 and values["alpha"] == 0.5
-    assert values["dataset"] == "text_file" and values["impl"] == "counts"
+    assert values["dataset"] == "text_file" and values["loss_form"] == "counts"
     assert values["steps"] == STEPS and values["batch_size"] == "null" and values["seed"] == 0
     assert set(scalar(acc, "hp/train_nll")) == {0, 10, 20, 30}
 

@@ -162,7 +162,7 @@ class NgramDataModule(L.LightningDataModule):
     """The data of one corpus at a context of `context` tokens, split by word.
 
     Training batches: with `batch_size=None` (full batch) every step sees the whole training split,
-    as a CountsBatch when the loss form `impl` is "counts", else as a PairBatch; with a number,
+    as a CountsBatch when the loss form `loss_form` is "counts", else as a PairBatch; with a number,
     shuffled mini-batches (PairBatch) of B pairs. Validation batch: {split: (C, V) counts} for
     every non-empty split, so metrics are exact. Under DDP each process gets its share of every
     batch.
@@ -176,11 +176,11 @@ class NgramDataModule(L.LightningDataModule):
         split_rule: str = "randperm",
         batch_size: int | None = None,
         shuffle_seed: int = 0,
-        impl: str = "counts",
+        loss_form: str = "counts",
         context: int = 1,
     ) -> None:
         super().__init__()
-        check_batches(context, batch_size, impl)
+        check_batches(context, batch_size, loss_form)
         self.context = context
         self.corpus = corpus
         self.split = tuple(split)
@@ -188,12 +188,12 @@ class NgramDataModule(L.LightningDataModule):
         self.split_rule = split_rule
         self.batch_size = batch_size
         self.shuffle_seed = shuffle_seed
-        self.impl = impl
+        self.loss_form = loss_form
         self.data: NgramData | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
-            with_pairs = self.batch_size is not None or self.impl != "counts"
+            with_pairs = self.batch_size is not None or self.loss_form != "counts"
             self.data = ngram_data(
                 self.corpus, self.split, self.split_seed, with_pairs, self.split_rule, self.context
             )
@@ -221,7 +221,7 @@ class NgramDataModule(L.LightningDataModule):
         if self.batch_size is None:
             counts = self.counts["train"]
             bigrams = int(counts.sum())
-            if self.impl == "counts":
+            if self.loss_form == "counts":
                 batch = CountsBatch(shard_counts(counts, rank, world_size).to(device), bigrams)
             else:
                 xs, ys = (

@@ -2,7 +2,7 @@
 
     objective = NLL + reg · mean(W²),   NLL = −mean log P_W(y|x) over the bigrams (x, y)
 
-Three exact forms of the summed data NLL (`model.impl`), from the lecture's to the cheapest:
+Three exact forms of the summed data NLL (`model.loss_form`), from the lecture's to the cheapest:
 
     onehot  one_hot(x) @ W, exp, normalise, −log p[y]   O(n·V²) a step, n = bigrams in the batch
     index   rows of W by index, cross_entropy              O(n·V)
@@ -21,16 +21,16 @@ from torch import Tensor
 
 from bigramlab.errors import UserError
 
-IMPLS = ("onehot", "index", "counts")
+LOSS_FORMS = ("onehot", "index", "counts")
 
 
-def check_batches(context: int, batch_size: int | None, impl: str) -> None:
+def check_batches(context: int, batch_size: int | None, loss_form: str) -> None:
     """Raise UserError where longer contexts are asked for batches other than the full counts
     (the pair forms index W by token: they are the bigram's)."""
-    if context > 1 and (batch_size is not None or impl != "counts"):
+    if context > 1 and (batch_size is not None or loss_form != "counts"):
         raise UserError(
             f"model.context={context} trains full batch on counts: set data.batch_size=null "
-            "and model.impl=counts (mini-batches and the pair forms are the bigram's)"
+            "and model.loss_form=counts (mini-batches and the pair forms are the bigram's)"
         )
 
 

@@ -46,6 +46,7 @@ RENAMED = {
     "mle.alpha": "counted.alpha",
     "mle.smoothing": "counted.smoothing",
     "mle": "counted",
+    "model.impl": "model.loss_form",
 }
 # Options of a config group renamed since they were documented: group=old -> group=new.
 RENAMED_OPTIONS = {"model=bigram": "model=learned"}

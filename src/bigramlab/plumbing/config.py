@@ -18,7 +18,7 @@ from bigramlab.data.vocab import SPLIT_RULES, check_split_rule
 from bigramlab.errors import UserError
 from bigramlab.models.counted import check_smoothing
 from bigramlab.models.features import check_features, check_reg_by_length
-from bigramlab.models.losses import IMPLS, check_batches
+from bigramlab.models.losses import LOSS_FORMS, check_batches
 
 # The configs are package data (src/bigramlab/conf, linked from conf/ at the checkout's top), so
 # a wheel installed anywhere finds them.
@@ -35,7 +35,7 @@ HYPERPARAMETERS = {
     "alpha": "counted.alpha",
     "steps": "trainer.max_steps",
     "batch_size": "data.batch_size",
-    "impl": "model.impl",
+    "loss_form": "model.loss_form",
     "context": "model.context",
     "features": "model.features",
     "smoothing": "counted.smoothing",
@@ -155,15 +155,16 @@ def validate_train(cfg: DictConfig) -> None:
             "figures_every_n_steps=100 (0: the end only), log or null",
         )
     whole_number(cfg, "model.context", 1, "model.context=3 (tokens of context; 1: the bigram)")
-    check_batches(cfg.model.context, cfg.data.batch_size, cfg.model.impl)
+    check_batches(cfg.model.context, cfg.data.batch_size, cfg.model.loss_form)
     by_length = OmegaConf.select(cfg, "model.reg_by_length")
     if by_length is not None and not isinstance(by_length, ListConfig | list):
         by_length = str(by_length)  # a number or a word: not a list of multipliers
     check_reg_by_length(by_length, cfg.model.context)
     check_features(cfg.model.features)
-    if cfg.model.impl not in IMPLS:
+    if cfg.model.loss_form not in LOSS_FORMS:
         raise UserError(
-            f"model.impl={cfg.model.impl!r} is unknown: choose one of {', '.join(IMPLS)}"
+            f"model.loss_form={cfg.model.loss_form!r} is unknown: choose one of "
+            f"{', '.join(LOSS_FORMS)}"
         )
     validate_data(cfg)
 

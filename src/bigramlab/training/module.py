@@ -25,7 +25,13 @@ from bigramlab.data.vocab import SPLITS
 from bigramlab.errors import UserError
 from bigramlab.models.features import check_features, check_reg_by_length, logits
 from bigramlab.models.learned import LearnedLM, initial_weights
-from bigramlab.models.losses import IMPLS, nll_sum_counts, nll_sum_index, nll_sum_onehot, penalty
+from bigramlab.models.losses import (
+    LOSS_FORMS,
+    nll_sum_counts,
+    nll_sum_index,
+    nll_sum_onehot,
+    penalty,
+)
 from bigramlab.models.nll import nll_sum
 
 Optimizer = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -50,15 +56,15 @@ class MeanNLL(Metric):
 
 
 class LearnedLMModule(L.LightningModule):
-    """Trains `lm`, a LearnedLM of the data's contexts; `impl` picks the loss form (at context 1;
-    longer contexts train on counts)."""
+    """Trains `lm`, a LearnedLM of the data's contexts; `loss_form` picks one of the exact forms
+    of the loss (at context 1; longer contexts train on counts)."""
 
     def __init__(
         self,
         optimizer: Optimizer,
         reg: float = 0.01,
         init_seed: int = 2147483647,
-        impl: str = "counts",
+        loss_form: str = "counts",
         vocab: str | None = None,
         context: int = 1,
         features: str = "onehot",
@@ -67,8 +73,10 @@ class LearnedLMModule(L.LightningModule):
         n_rows: int | None = None,
     ) -> None:
         super().__init__()
-        if impl not in IMPLS:
-            raise UserError(f"model.impl={impl!r} is unknown: choose one of {', '.join(IMPLS)}")
+        if loss_form not in LOSS_FORMS:
+            raise UserError(
+                f"model.loss_form={loss_form!r} is unknown: choose one of {', '.join(LOSS_FORMS)}"
+            )
         check_features(features)
         check_reg_by_length(reg_by_length, context)
         self.save_hyperparameters(ignore=["optimizer"])
@@ -150,9 +158,9 @@ class LearnedLMModule(L.LightningModule):
         world_size = self.trainer.world_size
         if isinstance(batch, CountsBatch):
             summed = nll_sum_counts(self.table_logits(), batch.counts)
-        elif self.hparams.impl == "counts":
+        elif self.hparams.loss_form == "counts":
             summed = nll_sum_counts(self.W, bigram_counts(batch.xs, batch.ys, len(self.W)))
-        elif self.hparams.impl == "index":
+        elif self.hparams.loss_form == "index":
             summed = nll_sum_index(self.W, batch.xs, batch.ys)
         else:
             summed = nll_sum_onehot(self.W, batch.xs, batch.ys)
