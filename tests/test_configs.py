@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from bigramlab.errors import UserError
-from bigramlab.plumbing.config import checkpoint_path, validate_train
+from bigramlab.plumbing.config import checkpoint_path, hyperparameters, validate_train
 from tests.conftest import CONFIG_DIR, compose_config
 
 GROUPS = ["dataset", "data", "model", "optim", "trainer", "logger", "callbacks", "paths"]
@@ -127,3 +127,19 @@ def test_a_missing_checkpoint_says_how_to_give_one(name: str, tmp_path: Path) ->
         checkpoint_path(compose_config(name, [], tmp_path))
     given = compose_config(name, ["ckpt=runs/x/checkpoints/last.ckpt"], tmp_path)
     assert checkpoint_path(given) == "runs/x/checkpoints/last.ckpt"
+
+
+def test_the_hyperparameters_of_a_run_recorded_before_renames_are_read() -> None:
+    """A run recorded with mle.alpha, mle.smoothing and model.impl reports them under their new
+    names (the sweep report reads old sweeps)."""
+    old = OmegaConf.create(
+        {"mle": {"alpha": 0.3, "smoothing": "kneser_ney"}, "model": {"impl": "index"}}
+    )
+    values = hyperparameters(old, {})
+    assert (values["alpha"], values["smoothing"], values["loss_form"]) == (
+        0.3,
+        "kneser_ney",
+        "index",
+    )
+    new = OmegaConf.create({"counted": {"alpha": 0.5}, "mle": {"alpha": 9.0}})
+    assert hyperparameters(new, {})["alpha"] == 0.5

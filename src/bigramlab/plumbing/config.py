@@ -44,6 +44,12 @@ HYPERPARAMETERS = {
     "split_seed": "data.split_seed",
 }
 GROUPS = ("dataset", "optim")
+# Config keys of the table renamed since runs were recorded with them: new -> old.
+OLD_KEYS = {
+    "counted.alpha": "mle.alpha",
+    "counted.smoothing": "mle.smoothing",
+    "model.loss_form": "model.impl",
+}
 
 
 def hyperparameters(cfg: DictConfig, choices: dict[str, Any]) -> dict[str, Any]:
@@ -53,9 +59,8 @@ def hyperparameters(cfg: DictConfig, choices: dict[str, Any]) -> dict[str, Any]:
     def value(key: str) -> Any:
         if key in GROUPS:
             return choices.get(key)
-        # Runs from before the counted model's group was `counted` have it under `mle`.
-        old = "mle." + key.removeprefix("counted.") if key.startswith("counted.") else key
-        return OmegaConf.select(cfg, key, default=OmegaConf.select(cfg, old))
+        # A run from before a key was renamed has its value under the old name.
+        return OmegaConf.select(cfg, key, default=OmegaConf.select(cfg, OLD_KEYS.get(key, key)))
 
     return {name: value(key) for name, key in HYPERPARAMETERS.items()}
 
