@@ -17,6 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from bigramlab.errors import UserError
 from bigramlab.gaussian import closed_form_mle, density, interval_probability, round_parameters
 from bigramlab.likelihood import NOTE, data_points, describe_data, likelihood, note_numbers
+from tests.commands import assert_one_error_line, run_module
 from tests.conftest import compose_config
 
 DATA = NOTE["data"]
@@ -120,17 +121,10 @@ def test_the_command_prints_the_notes_numbers_and_refuses_one_point(tmp_path: Pa
     assert "the fit of the note's 5 points:" in run.stdout
     (run_dir,) = (tmp_path / "logs" / "likelihood" / "runs").iterdir()
     assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").points == DATA
-    bad = subprocess.run(
-        [sys.executable, "-m", "bigramlab.likelihood", "data=[1.5]"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == [
+    bad = run_module("bigramlab.likelihood", "data=[1.5]", cwd=tmp_path)
+    assert assert_one_error_line(bad, "") == (
         "error: data=[1.5] has 1 point(s): the MLE of σ needs at least two, e.g. data=[1.5,2,3.25]"
-    ]
+    )
     assert len(list((tmp_path / "logs" / "likelihood" / "runs").iterdir())) == 1
 
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from bigramlab.plumbing.config import job_dir_name
+from tests.commands import assert_one_error_line, run_module
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,6 +26,11 @@ QUICK = [
     "callbacks.report.figures_every_n_steps=1000",
     "callbacks.progress_bar.refresh_rate=0",
 ]
+
+
+def train_args(words_file: Path, *overrides: str) -> list[str]:
+    """The arguments of a quick multirun on the words file (after `python -m bigramlab.train`)."""
+    return train_command(words_file, *overrides)[3:]
 
 
 def train_command(words_file: Path, *overrides: str) -> list[str]:
@@ -358,15 +364,14 @@ def test_a_killed_optuna_sweep_resumes_and_leaves_its_best_trial_runnable(
     assert "4 finished trials, hydra.sweeper.n_trials=4: nothing to run" in again.stdout
     assert "\x1b[" not in again.stdout + again.stderr  # no colour codes in a log
     # Resumed with a setting that changes what a trial means: refused, the study untouched.
-    changed = subprocess.run(
-        [*command, "trainer.max_steps=30", "hydra.sweeper.n_trials=6"],
+    changed = run_module(
+        "bigramlab.train",
+        *command[3:],
+        "trainer.max_steps=30",
+        "hydra.sweeper.n_trials=6",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
-    assert changed.returncode == 2
-    (line,) = changed.stderr.strip().splitlines()
+    line = assert_one_error_line(changed, "was run with other settings")
     assert line.startswith("error: the Optuna study in study was run with other settings")
     assert "was trainer.max_steps=12, is trainer.max_steps=30" in line
     assert len(trials(study / "optuna.db")) == 5 and len(job_dirs(study)) == 5
@@ -411,34 +416,29 @@ def test_an_optuna_sweep_into_a_directory_without_a_study_is_refused(
         ]
         assert subprocess.run(single, cwd=tmp_path, capture_output=True).returncode == 0
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "taken").rglob("*"))
-    result = subprocess.run(
-        train_command(words_file, "hparams_search=optuna", "hydra.sweep.dir=taken"),
+    result = run_module(
+        "bigramlab.train",
+        *train_args(words_file, "hparams_search=optuna", "hydra.sweep.dir=taken"),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
-    assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()
+    line = assert_one_error_line(result, "not an Optuna study")
     what = "the jobs of another multirun (a grid sweep)" if other == "grid" else "a single run"
     assert line.startswith(f"error: hydra.sweep.dir=taken holds {what}, not an Optuna study")
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "taken").rglob("*")) == before
 
 
 def test_a_slurm_launcher_without_slurm_is_refused(tmp_path: Path, words_file: Path) -> None:
-    result = subprocess.run(
-        train_command(words_file, "hydra/launcher=slurm", "optim.lr=5,20"),
+    result = run_module(
+        "bigramlab.train",
+        *train_args(words_file, "hydra/launcher=slurm", "optim.lr=5,20"),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    assert_one_error_line(
+        result,
         "error: hydra/launcher=slurm submits the jobs to SLURM, and this machine has no srun: "
         "run the command where SLURM is (a cluster's login node), or use "
-        "hydra/launcher=submitit_local or hydra/launcher=joblib here"
-    ]
+        "hydra/launcher=submitit_local or hydra/launcher=joblib here",
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["words.txt"]
 
 
@@ -450,12 +450,7 @@ def test_the_report_shows_the_settings_a_sweep_varies(tmp_path: Path, words_file
         "model.context=1,2",
         "model.features=onehot,interpolated",
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "bigramlab.report", str(sweep_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_module("bigramlab.report", str(sweep_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     header = next(line for line in result.stdout.splitlines() if "val_nll" in line)
     columns = [c.strip() for c in header.strip("┃ ").split("┃")]
@@ -481,14 +476,7 @@ def test_the_report_of_no_sweep_is_one_error_line(tmp_path: Path, case: str) -> 
         (target / "notes").mkdir(parents=True)
     elif case == "file":
         target.write_text("x")
-    result = subprocess.run(
-        [sys.executable, "-m", "bigramlab.report", str(target)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2
-    (line,) = result.stderr.strip().splitlines()
+    line = assert_one_error_line(run_module("bigramlab.report", str(target), cwd=tmp_path), "")
     expected = {
         "missing": f"error: sweep directory {target} is missing",
         "empty": f"error: {target} is empty",
