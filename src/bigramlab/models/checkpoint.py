@@ -8,12 +8,22 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from bigramlab.errors import UserError
 from bigramlab.models.features import FEATURES
 from bigramlab.models.learned import LearnedLM
+
+
+def upgrade_state_dict(state: dict[str, Any]) -> dict[str, Any]:
+    """A state_dict under today's names: checkpoints from before the model was a module of its
+    own name its weights W and row_keys, not lm.W and lm.row_keys (renamed in place)."""
+    for name in ("W", "row_keys"):
+        if name in state:
+            state[f"lm.{name}"] = state.pop(name)
+    return state
 
 
 @dataclass(frozen=True)
@@ -59,16 +69,14 @@ def load_checkpoint(path: str | Path, key: str = "ckpt") -> Checkpoint:
     except (RuntimeError, EOFError, OSError):
         raise UserError(not_a_checkpoint) from None
     try:
-        state = ckpt["state_dict"]
-        # Checkpoints from before the model was a module of its own name W and row_keys bare.
-        prefix = "lm." if "lm.W" in state else ""
-        W = state[f"{prefix}W"]
+        state = upgrade_state_dict(ckpt["state_dict"])
+        W = state["lm.W"]
         hparams = ckpt["hyper_parameters"]
         itos = hparams["vocab"]
         # Checkpoints from before longer contexts are bigrams: a row per token.
         order = hparams.get("context", 1)
         features = hparams.get("features", "onehot")
-        row_keys = state.get(f"{prefix}row_keys", torch.arange(len(itos)))
+        row_keys = state.get("lm.row_keys", torch.arange(len(itos)))
     except (KeyError, TypeError, AttributeError):
         raise UserError(
             f"{path} is not a bigramlab checkpoint (no W or vocabulary in it)"

@@ -24,6 +24,14 @@ from bigramlab.errors import UserError
 LOSS_FORMS = ("onehot", "index", "counts")
 
 
+def check_loss_form(loss_form: str) -> None:
+    """Raise UserError unless `loss_form` is one of LOSS_FORMS."""
+    if loss_form not in LOSS_FORMS:
+        raise UserError(
+            f"model.loss_form={loss_form!r} is unknown: choose one of {', '.join(LOSS_FORMS)}"
+        )
+
+
 def check_batches(context: int, batch_size: int | None, loss_form: str) -> None:
     """Raise UserError where longer contexts are asked for batches other than the full counts
     (the pair forms index W by token: they are the bigram's)."""

@@ -18,7 +18,7 @@ from bigramlab.data.vocab import SPLIT_RULES, check_split_rule
 from bigramlab.errors import UserError
 from bigramlab.models.counted import check_smoothing
 from bigramlab.models.features import check_features, check_reg_by_length
-from bigramlab.models.losses import LOSS_FORMS, check_batches
+from bigramlab.models.losses import check_batches, check_loss_form
 
 # The configs are package data (src/bigramlab/conf, linked from conf/ at the checkout's top), so
 # a wheel installed anywhere finds them.
@@ -166,11 +166,7 @@ def validate_train(cfg: DictConfig) -> None:
         by_length = str(by_length)  # a number or a word: not a list of multipliers
     check_reg_by_length(by_length, cfg.model.context)
     check_features(cfg.model.features)
-    if cfg.model.loss_form not in LOSS_FORMS:
-        raise UserError(
-            f"model.loss_form={cfg.model.loss_form!r} is unknown: choose one of "
-            f"{', '.join(LOSS_FORMS)}"
-        )
+    check_loss_form(cfg.model.loss_form)
     validate_data(cfg)
 
 

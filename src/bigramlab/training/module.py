@@ -22,11 +22,11 @@ from torchmetrics import Metric
 from bigramlab.counting.bigrams import bigram_counts
 from bigramlab.data.datamodule import CountsBatch, PairBatch
 from bigramlab.data.vocab import SPLITS
-from bigramlab.errors import UserError
+from bigramlab.models.checkpoint import upgrade_state_dict
 from bigramlab.models.features import check_features, check_reg_by_length, logits
 from bigramlab.models.learned import LearnedLM, initial_weights
 from bigramlab.models.losses import (
-    LOSS_FORMS,
+    check_loss_form,
     nll_sum_counts,
     nll_sum_index,
     nll_sum_onehot,
@@ -73,10 +73,7 @@ class LearnedLMModule(L.LightningModule):
         n_rows: int | None = None,
     ) -> None:
         super().__init__()
-        if loss_form not in LOSS_FORMS:
-            raise UserError(
-                f"model.loss_form={loss_form!r} is unknown: choose one of {', '.join(LOSS_FORMS)}"
-            )
+        check_loss_form(loss_form)
         check_features(features)
         check_reg_by_length(reg_by_length, context)
         self.save_hyperparameters(ignore=["optimizer"])
@@ -122,11 +119,7 @@ class LearnedLMModule(L.LightningModule):
         self.row_scale = None if scale is None else scale.to(self.W.device)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Checkpoints from before the model was a module of its own name W and row_keys bare."""
-        state = checkpoint["state_dict"]
-        for name in ("W", "row_keys"):
-            if name in state:
-                state[f"lm.{name}"] = state.pop(name)
+        upgrade_state_dict(checkpoint["state_dict"])
 
     def initial_logits(self) -> Tensor:
         """table_logits of the W training starts from (init_seed's): the report's scales."""
