@@ -75,9 +75,17 @@ class LearnedLM(nn.Module):
 
     @torch.no_grad()
     def log_probs(self, contexts: Tensor) -> Tensor:
-        """log P_W(· | h) (C, V) for contexts (C,), computed in float64 (for scoring and
-        sampling: no gradient)."""
-        return logits(self.W.double(), self.rows(contexts)).log_softmax(dim=1)
+        """log P_W(· | h) (C, V) for contexts (C,), summed in float64 (for scoring and sampling:
+        no gradient). Only the rows the contexts use are converted, not all of W: sampling asks
+        for one context at a time."""
+        rows = self.rows(contexts)
+        total = torch.zeros(
+            len(contexts), self.vocab_size, dtype=torch.float64, device=self.W.device
+        )
+        for f in range(rows.shape[1]):
+            present = rows[:, f] < len(self.row_keys)
+            total[present] += self.W[rows[present, f]].double()
+        return total.log_softmax(dim=1)
 
     def has_rows(self, contexts: Tensor) -> Tensor:
         """(C,) bool: whether each context has a row of its own (always, but for onehot)."""
