@@ -28,8 +28,8 @@ import torch
 from bigramlab.counting.ngrams import count_ngrams, ngram_counts_of_words
 from bigramlab.data.corpora import EnglishWords, TextFile
 from bigramlab.data.vocab import SPLITS, Vocab, split_words
-from bigramlab.models.counted import counted_model
 from bigramlab.models.kneser_ney import KneserNey
+from bigramlab.models.smoothing import counted_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = (0.8, 0.1, 0.1)
@@ -64,7 +64,7 @@ def kneser_ney(path: Path, repeats: int) -> list[dict]:
         counted = count_ngrams(TextFile(str(path)), k, SPLIT, 42)
 
         def fit(counted=counted, k=k) -> None:
-            KneserNey(counted.contexts, counted.counts["train"], k).probs(counted.contexts)
+            KneserNey(counted.counts, counted.contexts, k)
 
         seconds = median_time(fit, repeats)
         rows.append({"k": k, "seconds": seconds, "contexts": len(counted.contexts)})

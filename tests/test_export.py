@@ -14,7 +14,7 @@ from bigramlab.counting.ngrams import count_ngrams, event_keys
 from bigramlab.data.corpora import TextFile
 from bigramlab.data.vocab import Vocab, split_words
 from bigramlab.models.checkpoint import load_checkpoint
-from bigramlab.models.counted import counted_model
+from bigramlab.models.smoothing import counted_model
 from tests.commands import run_module
 from tests.conftest import make_words, train_and_load
 
@@ -29,18 +29,18 @@ def kenlm_nll(model: kenlm.Model, word: str) -> float:
     return -model.score(" ".join(arpa_token(ch) for ch in word), bos=True, eos=True) * math.log(10)
 
 
-def bigramlab_nll(probs, vocab: Vocab, order: int, word: str) -> float:
+def bigramlab_nll(probs, vocab: Vocab, context: int, word: str) -> float:
     """Minus bigramlab's log probability of a word: `probs(context keys) -> P (n, V)`."""
     ids = vocab.encode_words([word]).numpy()
-    contexts, tokens = (torch.from_numpy(a) for a in event_keys(ids, order, len(vocab)))
+    contexts, tokens = (torch.from_numpy(a) for a in event_keys(ids, context, len(vocab)))
     return float(-probs(contexts)[torch.arange(len(tokens)), tokens].double().log().sum())
 
 
-def assert_round_trip(arpa: Path, probs, vocab: Vocab, order: int, words: list[str]) -> None:
+def assert_round_trip(arpa: Path, probs, vocab: Vocab, context: int, words: list[str]) -> None:
     model = kenlm.Model(str(arpa))
-    assert model.order == order + 1
+    assert model.order == context + 1
     for word in words:
-        expected = bigramlab_nll(probs, vocab, order, word)
+        expected = bigramlab_nll(probs, vocab, context, word)
         assert kenlm_nll(model, word) == pytest.approx(expected, rel=1e-4), word
 
 

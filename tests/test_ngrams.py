@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from bigramlab.comparison.metrics import kl_to_mle
 from bigramlab.counting.ngrams import (
-    check_order,
+    check_context,
     context_keys,
     context_tokens,
     count_ngrams,
@@ -33,6 +33,7 @@ from bigramlab.models.counted import mle_probs
 from bigramlab.models.features import feature_keys, feature_spans, row_penalty_scale
 from bigramlab.models.kneser_ney import FALLBACK_DISCOUNTS, KneserNey
 from bigramlab.models.nll import mean_nll
+from bigramlab.models.smoothing import counted_model
 from bigramlab.train import optimizer_note
 from tests.conftest import make_words, train_and_load
 
@@ -99,9 +100,9 @@ def test_count_ngrams_equals_a_loop_over_the_split_words(
 
 
 def test_an_order_too_long_for_64_bit_keys_is_refused_with_the_longest_that_fits() -> None:
-    check_order(11, 27)
+    check_context(11, 27)
     with pytest.raises(UserError, match=r"model.context=12 is too long .* use model.context <= 11"):
-        check_order(12, 27)
+        check_context(12, 27)
 
 
 def skipgram_patterns(tokens: list[int]) -> list[tuple]:
@@ -189,10 +190,10 @@ def test_kneser_ney_equals_its_formulas_written_with_dicts(k: int) -> None:
     words = make_words(300, seed=k, alphabet="abcde")
     vocab = Vocab.from_words(words)
     contexts, counts = ngram_counts_of_words({"train": words}, vocab, k)
-    model = KneserNey(contexts, counts["train"], k)
+    model = KneserNey(counts, contexts, k)
     # Seen contexts and unseen ones (every context of k characters, including ones never seen).
     every = torch.arange(len(vocab) ** k)
-    probs = model.probs(every)
+    probs = model.next_probs(every)
     reference = kneser_ney_by_dicts(words, k, vocab.itos)
     tokens = context_tokens(every, k, len(vocab))
     for row in range(0, len(every), max(1, len(every) // 60)):
@@ -211,18 +212,43 @@ def test_kneser_ney_distributions_sum_to_one_for_seen_and_unseen_contexts(words,
     vocab = Vocab.from_words(words)
     V = len(vocab)
     contexts, counts = ngram_counts_of_words({"train": words}, vocab, k)
-    model = KneserNey(contexts, counts["train"], k)
+    model = KneserNey(counts, contexts, k)
     keys = torch.cat([contexts, torch.tensor(queries) % V**k])
-    probs = model.probs(keys)
+    probs = model.next_probs(keys)
     assert bool((probs > 0).all())
     torch.testing.assert_close(probs.sum(dim=1), torch.ones(len(keys), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("smoothing", ["additive", "kneser_ney"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_every_counted_model_answers_the_same_questions(smoothing: str, k: int) -> None:
+    """Each kind, through the one interface: its rows are P of the data's contexts and its NLL
+    is theirs on the counts; any context, and any shorter history it backs off to, gets a
+    distribution (summing to 1)."""
+    words = make_words(200, seed=k, alphabet="abcd")
+    vocab = Vocab.from_words(words)
+    V = len(vocab)
+    parts = dict(zip(SPLITS, split_words(words, (0.8, 0.2, 0.0), 1)))
+    contexts, counts = ngram_counts_of_words(parts, vocab, k)
+    model = counted_model(counts, 0.5, smoothing, contexts, k)
+    assert model.context == k and model.describe().startswith(f"counted.smoothing={smoothing}")
+    torch.testing.assert_close(model.next_probs(contexts), model.probs)
+    assert model.nll["val"] == pytest.approx(mean_nll(model.log_probs(contexts), counts["val"]))
+    every = torch.arange(V**k)
+    ones = torch.ones(V**k, dtype=torch.float64)
+    torch.testing.assert_close(model.next_probs(every).sum(dim=1), ones)
+    for length in range(k):
+        shorter = torch.arange(V**length)
+        sums = model.shorter_probs(shorter, length).sum(dim=1)
+        torch.testing.assert_close(sums, torch.ones(len(shorter), dtype=torch.float64))
+        assert set(model.shorter_contexts(length).tolist()) <= set(shorter.tolist())
 
 
 def test_kneser_ney_falls_back_where_counts_of_counts_give_no_discount() -> None:
     words = ["ab", "ba"]  # every count is 1: n2 = n3 = n4 = 0
     vocab = Vocab.from_words(words)
     contexts, counts = ngram_counts_of_words({"train": words}, vocab, 2)
-    model = KneserNey(contexts, counts["train"], 2)
+    model = KneserNey(counts, contexts, 2)
     assert all(order.fallback and order.discounts == FALLBACK_DISCOUNTS for order in model.orders)
 
 

@@ -22,9 +22,9 @@ from bigramlab.data.corpora import Corpus
 from bigramlab.data.vocab import SPLITS, Vocab
 from bigramlab.errors import UserError
 from bigramlab.models.checkpoint import load_checkpoint
-from bigramlab.models.counted import counted_model
 from bigramlab.models.learned import LearnedLM
 from bigramlab.models.nll import mean_nll
+from bigramlab.models.smoothing import counted_model
 from bigramlab.plumbing.cli import entry_point, exit_now
 from bigramlab.plumbing.config import checkpoint_path, smoothing_name, validate_alpha, validate_data
 
@@ -48,7 +48,7 @@ def word_nlls(model: LearnedLM, words: Sequence[str]) -> list[tuple[str, int, fl
     rows = []
     for word in words:
         ids = vocab.encode_words([word]).numpy()
-        contexts, tokens = (torch.from_numpy(a) for a in event_keys(ids, model.order, len(vocab)))
+        contexts, tokens = (torch.from_numpy(a) for a in event_keys(ids, model.context, len(vocab)))
         log_probs = model.log_probs(contexts)
         rows.append(
             (word, len(tokens), float(-log_probs[torch.arange(len(tokens)), tokens].mean()))
@@ -65,20 +65,20 @@ def split_rows(
     alpha: float = 1.0,
     smoothing: str = "additive",
 ) -> list[SplitRow]:
-    """The checkpoint and the counted model on train, val and test, at the checkpoint's order.
+    """The checkpoint and the counted model on train, val and test, at the checkpoint's context.
 
     The corpus is counted in pieces, as for training (memory grows with its distinct n-grams, not
     with it); its contexts and counts, over its own vocabulary, are moved to the checkpoint's,
     which must hold every character. The counted model (counted.smoothing, counted.alpha) is that of
     training: over the data's own vocabulary.
     """
-    order, vocab = model.order, Vocab(model.itos)
-    counted = count_ngrams(corpus, order, split, split_seed, split_rule)
-    counted_nll = counted_model(counted.counts, alpha, smoothing, counted.contexts, order).nll
+    context, vocab = model.context, Vocab(model.itos)
+    counted = count_ngrams(corpus, context, split, split_seed, split_rule)
+    counted_nll = counted_model(counted.counts, alpha, smoothing, counted.contexts, context).nll
     if error := vocab.missing(counted.vocab.itos, corpus.name):
         raise error
     ids = torch.tensor([vocab.stoi[ch] for ch in counted.vocab.itos])
-    tokens = ids[context_tokens(counted.contexts, order, len(counted.vocab))]
+    tokens = ids[context_tokens(counted.contexts, context, len(counted.vocab))]
     contexts = context_keys(tokens, len(vocab))
     log_probs = model.log_probs(contexts)
     rowless = ~model.has_rows(contexts)

@@ -34,14 +34,14 @@ from bigramlab.arpa import START, History, arpa_text, arpa_token, history
 from bigramlab.counting.ngrams import context_keys, context_tokens, count_ngrams
 from bigramlab.errors import UserError
 from bigramlab.models.checkpoint import load_checkpoint
-from bigramlab.models.counted import CountedModel, counted_model
+from bigramlab.models.counted import CountedModel
 from bigramlab.models.features import feature_keys, feature_spans, logits, row_index, suffix_offset
 from bigramlab.models.learned import LearnedLM
+from bigramlab.models.smoothing import counted_model
 from bigramlab.plumbing.atomic import write_atomically
 from bigramlab.plumbing.cli import entry_point, exit_now
 from bigramlab.plumbing.config import (
     given_settings,
-    smoothing_name,
     validate_alpha,
     validate_data,
     whole_number,
@@ -73,36 +73,33 @@ def _by_length(
     return out
 
 
-def counted_listing(contexts: Tensor, model: CountedModel, order: int, itos: str) -> Listing:
-    """Listed: the data's contexts with the counted model's P; Kneser–Ney also lists the contexts
-    of its lower orders (without padding) with their own order's P, where KenLM backs off."""
-    V = len(itos)
+def counted_listing(model: CountedModel, itos: str) -> Listing:
+    """Listed: the data's contexts with the model's P, and the shorter contexts it has a
+    distribution of its own for (without padding: Kneser–Ney's lower orders) with that one, which
+    is where KenLM backs off; any other history gets the model's shorter_probs."""
+    V, k = len(itos), model.context
     listed = {
         history(t, itos): row
-        for t, row in zip(context_tokens(contexts, order, V).tolist(), model.probs)
+        for t, row in zip(context_tokens(model.contexts, k, V).tolist(), model.probs)
     }
-    kn = model.kneser_ney
-    if kn is None:
-        uniform = torch.full((V,), 1.0 / V, dtype=torch.float64)
-        return Listing(listed, lambda hists: uniform.expand(len(hists), V), uniform)
-    for length in range(1, order):
-        keys = kn.orders[length].contexts
-        unpadded = keys // V ** (length - 1) != 0
-        keys = keys[unpadded]
-        for t, row in zip(context_tokens(keys, length, V).tolist(), kn.probs(keys, length)):
+    for length in range(1, k):
+        keys = model.shorter_contexts(length)
+        keys = keys[keys // V ** (length - 1) != 0]
+        rows = model.shorter_probs(keys, length)
+        for t, row in zip(context_tokens(keys, length, V).tolist(), rows):
             listed[history(t, itos)] = row
 
     def lower(hists: list[History]) -> Tensor:
-        return _by_length(hists, itos, kn.probs)
+        return _by_length(hists, itos, model.shorter_probs)
 
-    return Listing(listed, lower, kn.probs(torch.zeros(1, dtype=torch.int64), 0)[0])
+    return Listing(listed, lower, model.shorter_probs(torch.zeros(1, dtype=torch.int64), 0)[0])
 
 
 def learned_listing(model: LearnedLM) -> Listing:
     """Onehot: its rows' contexts listed, everything else uniform (logits 0). Interpolated: the
     context of every row listed (a padded suffix as its whole padded context), each with the
     logits of the suffixes it has; KenLM's backoff to the longest listed suffix is then exact."""
-    V, order, itos = len(model.itos), model.order, model.itos
+    V, context, itos = len(model.itos), model.context, model.itos
     if model.features == "skipgram":
         raise UserError(
             f"{model.describe()} cannot be written as ARPA (its backoff drops the oldest tokens; a "
@@ -110,7 +107,7 @@ def learned_listing(model: LearnedLM) -> Listing:
         )
     W = model.W.double()
     if model.features == "onehot":
-        tokens = context_tokens(model.row_keys, order, V).tolist()
+        tokens = context_tokens(model.row_keys, context, V).tolist()
         listed = {history(t, itos): row for t, row in zip(tokens, W.softmax(dim=1))}
         uniform = torch.full((V,), 1.0 / V, dtype=torch.float64)
         return Listing(listed, lambda hists: uniform.expand(len(hists), V), uniform)
@@ -119,13 +116,13 @@ def learned_listing(model: LearnedLM) -> Listing:
         rows = row_index(model.row_keys, feature_keys(keys, length, V, "interpolated"))
         return logits(W, rows).softmax(dim=1)
 
-    lengths = feature_spans(model.row_keys, order, V)
+    lengths = feature_spans(model.row_keys, context, V)
     listed = {}
-    for length in range(1, order + 1):
+    for length in range(1, context + 1):
         suffixes = model.row_keys[lengths == length] - suffix_offset(length, V)
         padded = suffixes // V ** (length - 1) == 0
         # A padded suffix fixes its whole context: the padding is all that comes before it.
-        for keys, n in ((suffixes[padded], order), (suffixes[~padded], length)):
+        for keys, n in ((suffixes[padded], context), (suffixes[~padded], length)):
             for t, row in zip(context_tokens(keys, n, V).tolist(), probs(keys, n)):
                 listed[history(t, itos)] = row
 
@@ -170,7 +167,7 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
             )
         model = load_checkpoint(cfg.ckpt).model
         text = arpa_text(model.itos, *learned_listing(model))
-        return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos), model.order
+        return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos), model.context
     if cfg.source != "counted":
         raise UserError(f"source={cfg.source!r} is unknown: choose checkpoint or counted")
     if "ckpt" in given:
@@ -181,29 +178,29 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
     whole_number(cfg, "model.context", 1, "model.context=3 (tokens of context; 1: the bigram)")
     validate_data(cfg)
     validate_alpha(cfg)
-    order = cfg.model.context
+    context = cfg.model.context
     counted = count_ngrams(
-        instantiate(cfg.dataset), order, cfg.data.split, cfg.data.split_seed, cfg.data.split_rule
+        instantiate(cfg.dataset), context, cfg.data.split, cfg.data.split_seed, cfg.data.split_rule
     )
     model = counted_model(
-        counted.counts, float(cfg.counted.alpha), cfg.counted.smoothing, counted.contexts, order
+        counted.counts, float(cfg.counted.alpha), cfg.counted.smoothing, counted.contexts, context
     )
     itos = counted.vocab.itos
-    text = arpa_text(itos, *counted_listing(counted.contexts, model, order, itos))
+    text = arpa_text(itos, *counted_listing(model, itos))
     dataset = HydraConfig.get().runtime.choices.get("dataset", "?")
     if "path" in cfg.dataset:
         dataset += f" dataset.path={cfg.dataset.path}"
     what = (
         f"the counted model of dataset={dataset} ({cfg.data.split_rule} split, train words; "
-        f"model.context={order} {smoothing_name(cfg)})"
+        f"model.context={context} {model.describe()})"
     )
-    return text, what, len(itos), order
+    return text, what, len(itos), context
 
 
 def export(cfg: DictConfig) -> None:
     out = output_path(cfg)
-    text, what, V, order = model_arpa(cfg)
-    n_grams = order + 1
+    text, what, V, context = model_arpa(cfg)
+    n_grams = context + 1
     write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(f"wrote {out} ({out.stat().st_size:,} bytes): {what}, {V} tokens")
     if n_grams > KENLM_DEFAULT_MAX_ORDER:

@@ -43,7 +43,7 @@ from rich.table import Table
 
 from bigramlab.counting.ngrams import count_ngrams
 from bigramlab.data.corpora import TextFile
-from bigramlab.models.counted import counted_model
+from bigramlab.models.smoothing import counted_model
 from bigramlab.plumbing.config import HYPERPARAMETERS, hyperparameters
 from bigramlab.plumbing.results import METRIC_KEYS, read_metrics
 

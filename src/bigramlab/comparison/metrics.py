@@ -46,13 +46,13 @@ def row_entropy(probs: Tensor) -> Tensor:
     return -torch.where(probs > 0, terms, torch.zeros_like(terms)).sum(dim=1)
 
 
-def bigram_marginal(probs: Tensor, contexts: Tensor, weights: Tensor, order: int) -> Tensor:
+def bigram_marginal(probs: Tensor, contexts: Tensor, weights: Tensor, context: int) -> Tensor:
     """The V x V view of a model of longer contexts: row x is the average of P(· | h) over the
     contexts h that end in token x, weighted by `weights` (C,) (how often the data has h; equal
     weights where a token ends no weighted context). probs (C, V) -> (V, V). For the bigram
     (order 1) it is P itself; for the unsmoothed MLE weighted by the train counts, the bigram
     MLE."""
-    if order == 1:
+    if context == 1:
         return probs
     V = probs.shape[1]
     last = contexts % V

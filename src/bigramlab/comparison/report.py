@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import io
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +54,16 @@ from bigramlab.training.module import LearnedLMModule
 SAMPLE_MAX_LENGTH = 40  # characters of a sampled word shown in the samples table
 
 
-def heatmap_titles(order: int) -> dict[str, str]:
+def heatmap_titles(context: int) -> dict[str, str]:
     """The heatmaps' titles: at a context of k > 1 tokens each row is a bigram marginal (the
     contexts ending in that character, averaged by their train counts), not a row of softmax(W)."""
-    if order == 1:
+    if context == 1:
         return {
             "counted": "counted P",
             "learned": "learned P_W = softmax(W)",
             "diff": "P_W − P_counted",
         }
-    averaged = f"(k = {order}), averaged over the\ncontexts that end in each character"
+    averaged = f"(k = {context}), averaged over the\ncontexts that end in each character"
     return {
         "counted": f"counted P {averaged}",
         "learned": f"learned P_W {averaged}",
@@ -192,9 +191,7 @@ class ComparisonReport(L.Callback):
         # Kept where W is, so that validations compare without copying them again.
         counted = data.counted_model(self.alpha, self.smoothing)
         device = pl_module.device
-        self.counted = replace(
-            counted, probs=counted.probs.to(device), contexts=counted.contexts.to(device)
-        )
+        self.counted = counted.to(device)
         self.train_counts = data.counts["train"].to(pl_module.device)
         # How often train has each context: the heatmaps' rows average the contexts by it.
         weights = data.counts["train"].sum(dim=1)
@@ -202,7 +199,7 @@ class ComparisonReport(L.Callback):
             data.contexts.to(pl_module.device),
             weights.to(pl_module.device),
         )
-        mle = bigram_marginal(counted.probs, data.contexts, weights, data.order)
+        mle = bigram_marginal(counted.probs, data.contexts, weights, data.context)
         self.mle = mle.to(pl_module.device)
         self.snapshots = snapshot_steps(
             trainer.max_steps, int(trainer.val_check_interval), self.figures_every_n_steps
@@ -211,7 +208,7 @@ class ComparisonReport(L.Callback):
         # learned model, the MLE's largest probability; for the difference, its largest value at
         # step 0 (from the initial W, so that a resumed run keeps the scale).
         W_0 = pl_module.initial_logits()
-        P_0 = bigram_marginal(W_0.double().softmax(dim=1), data.contexts, weights, data.order)
+        P_0 = bigram_marginal(W_0.double().softmax(dim=1), data.contexts, weights, data.context)
         self.learned_top = nice_ceiling(float(mle.max()) * 100)
         self.diff_top = nice_ceiling(max(float((P_0 - mle).abs().max()) * 100, 1e-6))
         writer = tensorboard(trainer)
@@ -294,13 +291,13 @@ class ComparisonReport(L.Callback):
         diff_top = self.diff_top
         if final:
             diff_top = nice_ceiling(max(float(diff.abs().max()) * 100, 1e-6))
-        titles = heatmap_titles(self.data.order)
+        titles = heatmap_titles(self.data.context)
         learned = HeatmapFrames.of(self.itos, titles["learned"], False, self.learned_top)
         differences = HeatmapFrames.of(self.itos, titles["diff"], True, diff_top)
         return [("heatmap_learned", learned, P_W), ("heatmap_diff", differences, diff)]
 
     def _marginal(self, probs: torch.Tensor) -> torch.Tensor:
-        return bigram_marginal(probs, self.contexts, self.weights, self.data.order)
+        return bigram_marginal(probs, self.contexts, self.weights, self.data.context)
 
     def _samples(self, pl_module: LearnedLMModule) -> str:
         """The same generator seed for both models: where they agree, they draw the same words."""
@@ -311,7 +308,7 @@ class ComparisonReport(L.Callback):
                 self.n_samples,
                 torch.Generator().manual_seed(self.sample_seed),
                 SAMPLE_MAX_LENGTH,
-                self.data.order,
+                self.data.context,
             )
             for model in (self.counted, pl_module.lm)
         ]
@@ -328,7 +325,7 @@ class ComparisonReport(L.Callback):
         """The MLE's heatmap: it does not change during training."""
         probs = self.mle.double().cpu().numpy().tobytes()
         return counted_heatmap_png(
-            self.itos, probs, self.learned_top, heatmap_titles(self.data.order)["counted"]
+            self.itos, probs, self.learned_top, heatmap_titles(self.data.context)["counted"]
         )
 
     def _save_figures(self, pngs: dict[str, bytes]) -> None:

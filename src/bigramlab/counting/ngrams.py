@@ -14,7 +14,7 @@ orders and the interpolated features group contexts by these suffixes with integ
     NgramCounts        vocabulary, the contexts seen in any split (their keys, sorted) and the
                        counts N (C, V) per split: N[c, y] = how often token y follows context c
     count_ngrams       NgramCounts of a corpus, read in pieces (memory grows with the distinct
-                       n-grams, not with the corpus); order 1 is the bigram count of
+                       n-grams, not with the corpus); k = 1 is the bigram count of
                        bigramlab.counting.bigrams
     event_keys         the (context key, next token) of every token of some words
     context_tokens, context_keys    a context's tokens from its key, and its key from its tokens
@@ -40,24 +40,24 @@ MAX_KEY = 2**62  # the keys of (part, context, next) are int64
 SMALL_TABLE = 1 << 22  # key spaces up to this size are counted with np.bincount
 
 
-def check_order(order: int, vocab_size: int) -> None:
-    """Raise UserError unless (context, next token) keys of this order fit in 64 bits."""
-    if 3 * vocab_size ** (order + 1) >= MAX_KEY:
+def check_context(context: int, vocab_size: int) -> None:
+    """Raise UserError unless the (context, next token) keys of `context` tokens fit in 64 bits."""
+    if 3 * vocab_size ** (context + 1) >= MAX_KEY:
         largest = max(k for k in range(1, 64) if 3 * vocab_size ** (k + 1) < MAX_KEY)
         raise UserError(
-            f"model.context={order} is too long for a vocabulary of {vocab_size} tokens "
-            f"({vocab_size}^{order + 1} n-grams do not fit a 64-bit key): use model.context <= "
+            f"model.context={context} is too long for a vocabulary of {vocab_size} tokens "
+            f"({vocab_size}^{context + 1} n-grams do not fit a 64-bit key): use model.context <= "
             f"{largest}"
         )
 
 
-def _powers(order: int, vocab_size: int) -> Tensor:
-    return vocab_size ** torch.arange(order - 1, -1, -1, dtype=torch.int64)
+def _powers(context: int, vocab_size: int) -> Tensor:
+    return vocab_size ** torch.arange(context - 1, -1, -1, dtype=torch.int64)
 
 
-def context_tokens(keys: Tensor, order: int, vocab_size: int) -> Tensor:
+def context_tokens(keys: Tensor, context: int, vocab_size: int) -> Tensor:
     """The tokens of contexts: keys (C,) -> (C, k) int64, the oldest token first."""
-    return keys[:, None] // _powers(order, vocab_size) % vocab_size
+    return keys[:, None] // _powers(context, vocab_size) % vocab_size
 
 
 def context_keys(tokens: Tensor, vocab_size: int) -> Tensor:
@@ -66,44 +66,44 @@ def context_keys(tokens: Tensor, vocab_size: int) -> Tensor:
     return (tokens.long() * _powers(tokens.shape[1], vocab_size)).sum(dim=1)
 
 
-def next_keys(keys: Tensor, tokens: Tensor, order: int, vocab_size: int) -> Tensor:
+def next_keys(keys: Tensor, tokens: Tensor, context: int, vocab_size: int) -> Tensor:
     """The context after `tokens` (n,) follow contexts `keys` (n,): the oldest token drops out."""
-    return keys % vocab_size ** (order - 1) * vocab_size + tokens
+    return keys % vocab_size ** (context - 1) * vocab_size + tokens
 
 
-def gram_keys(ids: np.ndarray, order: int, vocab_size: int, dtype: type = np.int64) -> np.ndarray:
+def gram_keys(ids: np.ndarray, context: int, vocab_size: int, dtype: type = np.int64) -> np.ndarray:
     """The (k+1)-gram key context · V + next of every event of a framed sequence `.w1.w2. … .wn.`
     of token ids (0 = `.`): ids (L,) -> (L - 1,) of `dtype`, the event of ids[p] at p - 1.
 
-    The tokens are laid out again with `order` `.`s before each word (each `.` between two words
+    The tokens are laid out again with `context` `.`s before each word (each `.` between two words
     repeated k + 1 times: the closing one and the next word's padding), so that the k + 1 tokens of
     every event are the slots up to its own: the keys of every window of k + 1 slots by Horner's
     rule over shifted slices (k multiply-adds, no gathers), kept where the window ends at an event
     (a character, or a `.` after one)."""
     repeats = np.ones(len(ids), dtype=np.int64)
-    repeats[ids == 0] = order + 1
-    repeats[0], repeats[-1] = order, 1  # the first word's padding; the last word's closing `.`
+    repeats[ids == 0] = context + 1
+    repeats[0], repeats[-1] = context, 1  # the first word's padding; the last word's closing `.`
     laid_out = np.repeat(ids, repeats)
-    windows = laid_out[: len(laid_out) - order].astype(dtype)  # key of the slots s..s+k
-    for back in range(order - 1, -1, -1):
+    windows = laid_out[: len(laid_out) - context].astype(dtype)  # key of the slots s..s+k
+    for back in range(context - 1, -1, -1):
         windows *= vocab_size
-        windows += laid_out[order - back : len(laid_out) - back]
-    newest, before = laid_out[order:], laid_out[order - 1 : -1]
+        windows += laid_out[context - back : len(laid_out) - back]
+    newest, before = laid_out[context:], laid_out[context - 1 : -1]
     return windows[(newest != 0) | (before != 0)]
 
 
-def event_keys(ids: np.ndarray, order: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+def event_keys(ids: np.ndarray, context: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(context keys, next tokens) of every event of a framed sequence of token ids (gram_keys):
     ids (L,) -> two (L - 1,) int64."""
-    return np.divmod(gram_keys(ids, order, vocab_size), vocab_size)
+    return np.divmod(gram_keys(ids, context, vocab_size), vocab_size)
 
 
 class NgramCounts(NamedTuple):
-    """A corpus counted at one order: its vocabulary, words per split, the contexts seen in any
-    split (their keys (C,), sorted) and N (C, V) int64 per split."""
+    """A corpus counted at a context of k = `context` tokens: its vocabulary, words per split, the
+    contexts seen in any split (their keys (C,), sorted) and N (C, V) int64 per split."""
 
     vocab: Vocab
-    order: int
+    context: int
     n_words: dict[str, int]
     contexts: Tensor
     counts: dict[str, Tensor]
@@ -150,30 +150,30 @@ def _pieces(corpus: Corpus, vocab: Vocab) -> Iterator[np.ndarray]:
 
 def count_ngrams(
     corpus: Corpus,
-    order: int,
+    context: int,
     fractions: Sequence[float],
     seed: int,
     rule: str = "randperm",
 ) -> NgramCounts:
-    """The (order + 1)-gram counts of a corpus per split, split as
+    """The (context + 1)-gram counts of a corpus per split, split as
     bigramlab.counting.bigrams.count_corpus does (the same words in the same parts), read in
     pieces.
 
-    Order 1 is count_corpus itself (contexts = every token). Higher orders read the corpus again:
+    k = 1 is count_corpus itself (contexts = every token). Longer contexts read the corpus again:
     each piece's events become keys (part, context, next), tallied in one table where the key space
     is small, else counted per piece by a sort and merged at the end: memory holds the distinct
     n-grams of each piece and one piece's events, never the corpus's.
     """
     counted = count_corpus(corpus, fractions, seed, rule)
     vocab, V = counted.vocab, len(counted.vocab)
-    if order == 1:
+    if context == 1:
         return NgramCounts(vocab, 1, counted.n_words, torch.arange(V), counted.counts)
-    check_order(order, V)
+    check_context(context, V)
     events = sum(int(N.sum()) for N in counted.counts.values())
-    check_memory(corpus.name, order, V, min(V**order, events))
+    check_memory(corpus.name, context, V, min(V**context, events))
     n_words = sum(counted.n_words.values())
     assignment = split_assignment(n_words, fractions, seed, rule)
-    grams = V ** (order + 1)
+    grams = V ** (context + 1)
     # Small key spaces are counted into one table (np.bincount), others piece by piece with a sort
     # (_unique_counts) and merged at the end.
     table_size = len(fractions) * grams
@@ -184,7 +184,7 @@ def count_ngrams(
     found_counts: list[np.ndarray] = []
     first = 0
     for ids in _pieces(corpus, vocab):
-        keys = gram_keys(ids, order, V, dtype)
+        keys = gram_keys(ids, context, V, dtype)
         # The part of each event: a word's events are its characters and its closing `.`.
         per_word = np.diff(np.flatnonzero(ids == 0))
         parts = assignment[first : first + len(per_word)]
@@ -206,8 +206,8 @@ def count_ngrams(
         keys, inverse = np.unique(np.concatenate(found_keys).astype(np.int64), return_inverse=True)
         counts = np.bincount(inverse, weights=np.concatenate(found_counts)).astype(np.int64)
     part, gram = np.divmod(keys, grams)
-    context, token = np.divmod(gram, V)
-    table, rows = np.unique(context, return_inverse=True)
+    context_key, token = np.divmod(gram, V)
+    table, rows = np.unique(context_key, return_inverse=True)
     cells = torch.from_numpy(rows * V + token)  # the flat index of (context row, next token)
     counts = torch.from_numpy(counts)
     bounds = np.searchsorted(part, np.arange(len(fractions) + 1))  # keys are sorted by part
@@ -216,7 +216,7 @@ def count_ngrams(
         N = torch.zeros(len(table), V, dtype=torch.int64)
         N.view(-1)[cells[bounds[i] : bounds[i + 1]]] = counts[bounds[i] : bounds[i + 1]]
         split_counts[name] = N
-    return NgramCounts(vocab, order, counted.n_words, torch.from_numpy(table), split_counts)
+    return NgramCounts(vocab, context, counted.n_words, torch.from_numpy(table), split_counts)
 
 
 def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -227,13 +227,13 @@ def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ngram_counts_of_words(
-    parts: dict[str, list[str]], vocab: Vocab, order: int
+    parts: dict[str, list[str]], vocab: Vocab, context: int
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """(context keys (C,), N (C, V) per split) of words in memory: what count_ngrams gives."""
     V = len(vocab)
-    check_order(order, V)
+    check_context(context, V)
     events = {
-        name: event_keys(_framed_ids(words, vocab), order, V) if words else None
+        name: event_keys(_framed_ids(words, vocab), context, V) if words else None
         for name, words in parts.items()
     }
     every = [e[0] for e in events.values() if e is not None]
@@ -259,13 +259,13 @@ def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_memory(name: str, order: int, vocab_size: int, max_contexts: int) -> None:
+def check_memory(name: str, context: int, vocab_size: int, max_contexts: int) -> None:
     """Raise UserError, before counting, where a run on up to `max_contexts` contexts (at most V^k,
     at most one an event) could need more than the machine's memory."""
     needed = max_contexts * vocab_size * BYTES_PER_ENTRY
     if needed > physical_memory():
         raise UserError(
-            f"model.context={order} on {name} may need up to {format_bytes(needed)} (up to "
+            f"model.context={context} on {name} may need up to {format_bytes(needed)} (up to "
             f"{max_contexts:,} contexts x {vocab_size} tokens), more than this machine's "
             f"{format_bytes(physical_memory())}: use a shorter model.context or less data"
         )

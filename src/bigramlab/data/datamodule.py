@@ -24,8 +24,9 @@ from bigramlab.counting.ngrams import count_ngrams
 from bigramlab.data.corpora import Corpus
 from bigramlab.data.vocab import SPLITS, Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
-from bigramlab.models.counted import CountedModel, counted_model
+from bigramlab.models.counted import CountedModel
 from bigramlab.models.losses import check_batches
+from bigramlab.models.smoothing import counted_model
 
 
 class CountsBatch(NamedTuple):
@@ -83,7 +84,7 @@ class PairMiniBatches(Dataset):
 
 @dataclass(frozen=True, eq=False)
 class NgramData:
-    """Everything training needs from a corpus: vocabulary, the contexts of `order` tokens seen in
+    """Everything training needs from a corpus: vocabulary, the contexts of `context` tokens seen in
     any split (their keys (C,), sorted; every token for the bigram), words and counts N (C, V) per
     split, and the training pairs (xs, ys) when mini-batches or a pair-based loss need them."""
 
@@ -91,7 +92,7 @@ class NgramData:
     n_words: dict[str, int]
     counts: dict[str, Tensor]
     train_pairs: tuple[Tensor, Tensor] | None
-    order: int = 1
+    context: int = 1
     contexts: Tensor | None = None
 
     def __post_init__(self) -> None:
@@ -100,7 +101,7 @@ class NgramData:
 
     @functools.cache  # noqa: B019 -- one per (data, smoothing, α), kept as long as the data are
     def counted_model(self, alpha: float, smoothing: str = "additive") -> CountedModel:
-        return counted_model(self.counts, alpha, smoothing, self.contexts, self.order)
+        return counted_model(self.counts, alpha, smoothing, self.contexts, self.context)
 
 
 @functools.lru_cache(maxsize=4)
@@ -111,12 +112,12 @@ def _ngram_data(
     split_seed: int,
     split_rule: str,
     with_pairs: bool,
-    order: int,
+    context: int,
 ) -> NgramData:
     train_pairs = None
     contexts = None
     if not with_pairs:
-        counted = count_ngrams(corpus, order, split, split_seed, split_rule)
+        counted = count_ngrams(corpus, context, split, split_seed, split_rule)
         vocab, n_words, counts = counted.vocab, counted.n_words, counted.counts
         contexts = counted.contexts
     else:
@@ -137,7 +138,7 @@ def _ngram_data(
             f"the train split is empty ({sum(n_words.values())} words, split {list(split)}): "
             "use more data or a larger train fraction in data.split"
         )
-    return NgramData(vocab, n_words, counts, train_pairs, order, contexts)
+    return NgramData(vocab, n_words, counts, train_pairs, context, contexts)
 
 
 def ngram_data(
@@ -146,16 +147,16 @@ def ngram_data(
     split_seed: int,
     with_pairs: bool,
     split_rule: str = "randperm",
-    order: int = 1,
+    context: int = 1,
 ) -> NgramData:
-    """Read, split and count a corpus at `order` (tokens of context), once per process for each
+    """Read, split and count a corpus at a context of `context` tokens, once per process for each
     data config. Pairs (`with_pairs`) are the bigram's alone.
 
     The jobs of a sweep in one process (Hydra's basic launcher, Optuna) share the result instead
     of reading and counting the corpus again; nothing in it is ever modified.
     """
     split = tuple(float(f) for f in split)
-    return _ngram_data(corpus, corpus.stamp(), split, split_seed, split_rule, with_pairs, order)
+    return _ngram_data(corpus, corpus.stamp(), split, split_seed, split_rule, with_pairs, context)
 
 
 class NgramDataModule(L.LightningDataModule):

@@ -74,7 +74,7 @@ def load_checkpoint(path: str | Path, key: str = "ckpt") -> Checkpoint:
         hparams = ckpt["hyper_parameters"]
         itos = hparams["vocab"]
         # Checkpoints from before longer contexts are bigrams: a row per token.
-        order = hparams.get("context", 1)
+        context = hparams.get("context", 1)
         features = hparams.get("features", "onehot")
         row_keys = state.get("lm.row_keys", torch.arange(len(itos)))
     except (KeyError, TypeError, AttributeError):
@@ -83,13 +83,13 @@ def load_checkpoint(path: str | Path, key: str = "ckpt") -> Checkpoint:
         ) from None
     if (
         not isinstance(itos, str)
-        or not isinstance(order, int)
+        or not isinstance(context, int)
         or features not in FEATURES
         or W.shape != (len(row_keys), len(itos))
     ):
         raise UserError(
             f"{path} is damaged: W has shape {tuple(W.shape)} for {len(row_keys)} rows of "
-            f"{len(itos)} tokens (context {order}, features {features})"
+            f"{len(itos)} tokens (context {context}, features {features})"
         )
-    model = LearnedLM(itos, order, features, row_keys, W.float()).requires_grad_(False)
+    model = LearnedLM(itos, context, features, row_keys, W.float()).requires_grad_(False)
     return Checkpoint(model, int(ckpt.get("global_step", 0)), "loops" in ckpt)

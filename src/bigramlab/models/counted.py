@@ -1,97 +1,135 @@
-"""The counted models of the train counts: additive smoothing, P = (N + α) / row sums (α = 0:
-the exact MLE), and interpolated modified Kneser–Ney (bigramlab.models.kneser_ney).
+"""The counted models of the train counts, one interface for every smoothing.
 
-Notation (as on the lecture's board), for a vocabulary of V tokens and C contexts (for the bigram,
-C = V, the context being the previous token; bigramlab.counting.ngrams for longer ones):
+Notation (as on the lecture's board), for a vocabulary of V tokens and C contexts of k tokens
+(for the bigram, k = 1 and C = V; bigramlab.counting.ngrams for longer ones):
     N: (C, V) counts, N[i, j] = how often token j follows context i
     P: (C, V) row-stochastic probabilities, P[i, j] = P(j | i)
+
+    CountedModel    what every counted model answers: P of the data's contexts, its NLL per
+                    split, P(· | h) for any context h (next_probs, log_probs), and the
+                    distributions of shorter histories it backs off to (shorter_contexts,
+                    shorter_probs: what an ARPA file lists)
+    AdditiveModel   P = (N + α) / row sums; α = 0 is the exact MLE
+    KneserNey       interpolated modified Kneser–Ney (bigramlab.models.kneser_ney)
+    counted_model   the model counted.smoothing names, fitted on the train counts
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
 
 import torch
 from torch import Tensor
 
-from bigramlab.errors import UserError
-from bigramlab.models.kneser_ney import KneserNey
 from bigramlab.models.nll import split_nlls
-
-SMOOTHINGS = ("additive", "kneser_ney")
 
 
 def mle_probs(counts: Tensor, alpha: float = 0.0) -> Tensor:
-    """P = (N + α) / row sums, in float64.  counts: (V, V) -> P: (V, V).
+    """P = (N + α) / row sums, in float64.  counts: (C, V) -> P: (C, V).
 
     With α = 0 this is the exact maximum-likelihood estimate. A row never seen in the data has no
-    MLE (every distribution is equally likely); it is left all zero, so any bigram from it has
-    probability 0 and an infinite NLL, like every other unseen bigram under α = 0.
+    MLE (every distribution is equally likely); it is left all zero, so any event of it has
+    probability 0 and an infinite NLL, like every other unseen event under α = 0.
     """
     smoothed = counts.double() + alpha
     row_sums = smoothed.sum(dim=1, keepdim=True)
     return torch.where(row_sums > 0, smoothed / row_sums.clamp_min(1e-300), 0.0)
 
 
-@dataclass(frozen=True)
+def smoothing_setting(smoothing: str, alpha: float) -> str:
+    """A smoothing as the configs spell it: `counted.smoothing=additive counted.alpha=1.0`, or
+    `counted.smoothing=kneser_ney` (α is additive smoothing's alone)."""
+    if smoothing == "additive":
+        return f"counted.smoothing=additive counted.alpha={alpha}"
+    return f"counted.smoothing={smoothing}"
+
+
 class CountedModel:
-    """The counted model of the train counts: P (C, V) for the data's contexts (C,), and its mean
-    NLL on each non-empty split. It does not change during training: made once a run.
+    """A counted model of the train counts at a context of `context` tokens: `probs` (C, V)
+    float64 for the data's contexts `contexts` (C,) (sorted keys, bigramlab.counting.ngrams), and
+    `nll`, its mean NLL on each non-empty split. Made once a run; it does not change in training.
 
-    additive: P = (N_train + α) / row sums; kneser_ney: bigramlab.models.kneser_ney (α unused).
-    `kneser_ney` keeps the fitted model, which gives any context's distribution."""
+    A subclass gives P of the data's contexts and of the contexts it has no row for
+    (`unseen_probs`), and says what it backs off to (`shorter_probs`)."""
 
-    alpha: float
-    probs: Tensor
-    nll: dict[str, float]
-    contexts: Tensor
-    smoothing: str = "additive"
-    kneser_ney: KneserNey | None = None
+    smoothing: str
+
+    def __init__(self, counts: dict[str, Tensor], contexts: Tensor, context: int) -> None:
+        self.contexts, self.context = contexts, context
+        self.vocab_size = counts["train"].shape[1]
+        self.probs = self.fit(counts["train"])
+        self.nll = split_nlls(self.probs.log(), counts)
+
+    def fit(self, train: Tensor) -> Tensor:
+        """P (C, V) float64 of the data's contexts, from the train counts N (C, V)."""
+        raise NotImplementedError
+
+    def unseen_probs(self, keys: Tensor) -> Tensor:
+        """P(· | h) (m, V) float64 for contexts h (m,) that are not the data's."""
+        raise NotImplementedError
+
+    def shorter_contexts(self, length: int) -> Tensor:
+        """The contexts of `length` < k tokens (keys, sorted) with a distribution of their own."""
+        raise NotImplementedError
+
+    def shorter_probs(self, keys: Tensor, length: int) -> Tensor:
+        """P(· | h) (m, V) float64 for histories h (m,) of `length` < k tokens: what the model
+        backs off to for a context it does not list."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """The model as the configs spell it (smoothing_setting)."""
+        return smoothing_setting(self.smoothing, 0.0)
 
     def next_probs(self, contexts: Tensor) -> Tensor:
-        """P(· | h) (C', V) for any contexts h (C',): its row where h is one of the data's, else
-        Kneser–Ney's backed-off distribution, or for additive smoothing the uniform one (zeros
-        with α = 0: no word reaches such a context then)."""
+        """P(· | h) (C', V) for any contexts h (C',), on their device: the row of a data's
+        context, unseen_probs for any other."""
         device = self.probs.device  # the report keeps a run's counted model where W is
         query, known = contexts.to(device), self.contexts.to(device)
         row = torch.searchsorted(known, query).clamp(max=len(known) - 1)
         seen = known[row] == query
         out = self.probs[row].clone()
         if not seen.all():
-            if self.kneser_ney is not None:
-                out[~seen] = self.kneser_ney.probs(query[~seen].cpu()).to(out)
-            else:
-                out[~seen] = 1.0 / out.shape[1] if self.alpha > 0 else 0.0
+            out[~seen] = self.unseen_probs(query[~seen].cpu()).to(out)
         return out.to(contexts.device)
 
     def log_probs(self, contexts: Tensor) -> Tensor:
         """log P(· | h) (C', V) for any contexts h (C',), in float64."""
         return self.next_probs(contexts).double().log()
 
-
-def check_smoothing(smoothing: str) -> None:
-    """Raise UserError unless `smoothing` is one of SMOOTHINGS."""
-    if smoothing not in SMOOTHINGS:
-        raise UserError(
-            f"counted.smoothing={smoothing!r} is unknown: choose one of {', '.join(SMOOTHINGS)}"
-        )
+    def to(self, device: torch.device | str) -> CountedModel:
+        """A copy with `probs` and `contexts` on `device` (the report keeps them where W is)."""
+        moved = copy.copy(self)
+        moved.probs, moved.contexts = self.probs.to(device), self.contexts.to(device)
+        return moved
 
 
-def counted_model(
-    counts: dict[str, Tensor],
-    alpha: float,
-    smoothing: str = "additive",
-    contexts: Tensor | None = None,
-    order: int = 1,
-) -> CountedModel:
-    """The counted model of `counts` ({split: N (C, V)}, fitted on "train"), contexts `contexts`
-    (C,) of `order` tokens (default: the bigram's, every token), smoothed as `smoothing` says."""
-    check_smoothing(smoothing)
-    if contexts is None:
-        contexts = torch.arange(counts["train"].shape[0])
-    if smoothing == "additive":
-        probs = mle_probs(counts["train"], alpha)
-        return CountedModel(alpha, probs, split_nlls(probs.log(), counts), contexts)
-    model = KneserNey(contexts, counts["train"], order)
-    probs = model.probs(contexts)
-    return CountedModel(alpha, probs, split_nlls(probs.log(), counts), contexts, smoothing, model)
+class AdditiveModel(CountedModel):
+    """P = (N_train + α) / row sums (α = 0: the exact MLE). A context the data never saw gets the
+    uniform distribution for α > 0 (α for each of V tokens), and zeros for α = 0 (no MLE); so does
+    every shorter history, which an ARPA file then never lists."""
+
+    smoothing = "additive"
+
+    def __init__(
+        self, counts: dict[str, Tensor], contexts: Tensor, context: int, alpha: float
+    ) -> None:
+        self.alpha = alpha
+        super().__init__(counts, contexts, context)
+
+    def fit(self, train: Tensor) -> Tensor:
+        return mle_probs(train, self.alpha)
+
+    def unseen_probs(self, keys: Tensor) -> Tensor:
+        fill = 1.0 / self.vocab_size if self.alpha > 0 else 0.0
+        return torch.full((len(keys), self.vocab_size), fill, dtype=torch.float64)
+
+    def shorter_contexts(self, length: int) -> Tensor:
+        return torch.zeros(0, dtype=torch.int64)
+
+    def shorter_probs(self, keys: Tensor, length: int) -> Tensor:
+        V = self.vocab_size
+        return torch.full((len(keys), V), 1.0 / V, dtype=torch.float64)
+
+    def describe(self) -> str:
+        return smoothing_setting(self.smoothing, self.alpha)

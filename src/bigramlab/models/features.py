@@ -12,7 +12,7 @@ A feature's span is how far back it looks: j for a suffix of j tokens and for a 
 (which reads j - 1 tokens). A row is named by an integer feature key: for onehot the context's key
 (bigramlab.counting.ngrams); for a suffix of j tokens its key offset by V^0 + … + V^(j-1), so
 that suffixes of different lengths never share a key; for a skip of span j, the key of its j - 1
-tokens offset likewise, after every suffix key of the order (V^0 + … + V^k).
+tokens offset likewise, after every suffix key of the context (V^0 + … + V^k).
 
 W has one row per key of `row_keys` (sorted); a context whose feature has no row (never seen in
 the data W was made for) gets nothing from it: for onehot, logits 0, the uniform distribution.
@@ -39,13 +39,13 @@ def check_features(features: str) -> None:
         )
 
 
-def check_reg_by_length(by_length: Sequence[float] | None, order: int) -> None:
+def check_reg_by_length(by_length: Sequence[float] | None, context: int) -> None:
     """Raise UserError unless `by_length` is None or k + 1 multipliers, one per suffix length."""
-    if by_length is not None and (isinstance(by_length, str) or len(by_length) != order + 1):
+    if by_length is not None and (isinstance(by_length, str) or len(by_length) != context + 1):
         raise UserError(
-            f"model.reg_by_length={by_length} needs {order + 1} values for model.context="
-            f"{order} (one per suffix length 0..{order}), e.g. "
-            f"[{','.join(['1'] * (order + 1))}], or null"
+            f"model.reg_by_length={by_length} needs {context + 1} values for model.context="
+            f"{context} (one per suffix length 0..{context}), e.g. "
+            f"[{','.join(['1'] * (context + 1))}], or null"
         )
 
 
@@ -54,18 +54,18 @@ def suffix_offset(length: int, vocab_size: int) -> int:
     return sum(vocab_size**i for i in range(length))
 
 
-def feature_keys(contexts: Tensor, order: int, vocab_size: int, features: str) -> Tensor:
+def feature_keys(contexts: Tensor, context: int, vocab_size: int, features: str) -> Tensor:
     """The feature keys of contexts (C,): (C, 1) for onehot, (C, k + 1) for interpolated (the
     suffixes by length), (C, 2k) for skipgram (the suffixes, then the skips of span 2..k)."""
     V = vocab_size
     if features == "onehot":
         return contexts[:, None]
-    keys = [suffix_offset(n, V) + contexts % V**n for n in range(order + 1)]
+    keys = [suffix_offset(n, V) + contexts % V**n for n in range(context + 1)]
     if features == "skipgram":
-        skips = suffix_offset(order + 1, V)
+        skips = suffix_offset(context + 1, V)
         earlier = contexts // V  # the context without its most recent token
         keys += [
-            skips + suffix_offset(n - 1, V) + earlier % V ** (n - 1) for n in range(2, order + 1)
+            skips + suffix_offset(n - 1, V) + earlier % V ** (n - 1) for n in range(2, context + 1)
         ]
     return torch.stack(keys, dim=1)
 
@@ -89,10 +89,10 @@ def logits(W: Tensor, rows: Tensor) -> Tensor:
     return total
 
 
-def feature_spans(row_keys: Tensor, order: int, vocab_size: int) -> Tensor:
+def feature_spans(row_keys: Tensor, context: int, vocab_size: int) -> Tensor:
     """The span (0..k) of each interpolated or skipgram feature key (R,) -> (R,) int64: a
     suffix's length, a skip's length with its hidden token."""
-    offsets = torch.tensor([suffix_offset(n, vocab_size) for n in range(1, order + 2)])
+    offsets = torch.tensor([suffix_offset(n, vocab_size) for n in range(1, context + 2)])
     spans = torch.searchsorted(offsets, row_keys, right=True)
     skip = row_keys >= offsets[-1]
     spans[skip] = torch.searchsorted(offsets, row_keys[skip] - offsets[-1], right=True) + 1
@@ -101,7 +101,7 @@ def feature_spans(row_keys: Tensor, order: int, vocab_size: int) -> Tensor:
 
 def row_penalty_scale(
     row_keys: Tensor,
-    order: int,
+    context: int,
     vocab_size: int,
     features: str,
     by_length: list[float] | None,
@@ -111,12 +111,12 @@ def row_penalty_scale(
     j tokens, `skip` for skipgram's skip rows; None where every row has the same penalty."""
     if features == "onehot" or (by_length is None and (features != "skipgram" or skip == 1)):
         return None
-    spans = feature_spans(row_keys, order, vocab_size)
+    spans = feature_spans(row_keys, context, vocab_size)
     scale = torch.ones(len(row_keys)) if by_length is None else torch.tensor(by_length)[spans]
-    scale[row_keys >= suffix_offset(order + 1, vocab_size)] = skip
+    scale[row_keys >= suffix_offset(context + 1, vocab_size)] = skip
     return scale.float()
 
 
-def model_rows(train_contexts: Tensor, order: int, vocab_size: int, features: str) -> Tensor:
+def model_rows(train_contexts: Tensor, context: int, vocab_size: int, features: str) -> Tensor:
     """The feature keys W has rows for, sorted: the features of the contexts seen in training."""
-    return torch.unique(feature_keys(train_contexts, order, vocab_size, features))
+    return torch.unique(feature_keys(train_contexts, context, vocab_size, features))

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bigramlab.models.counted import CountedModel
+
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 
 
@@ -66,43 +68,58 @@ def _grouped(keys: np.ndarray, tokens: np.ndarray, values: np.ndarray, V: int) -
     return torch.from_numpy(contexts), torch.from_numpy(dense)
 
 
-class KneserNey:
-    """The model of the train counts N (C, V) of contexts `contexts` (C,) (ngrams keys of
-    `order` tokens); `probs(keys)` gives P(· | h) for any contexts, seen or not."""
+class KneserNey(CountedModel):
+    """Interpolated modified Kneser–Ney of the train counts N (C, V) of contexts `contexts` (C,) of
+    `context` tokens (bigramlab.counting.ngrams keys): `orders[j]` holds the statistics of the
+    contexts of j tokens, j = 0 … k; `probs_of(keys, j)` gives P_j(· | h) of any contexts."""
+
+    smoothing = "kneser_ney"
 
     def __init__(
         self,
+        counts: dict[str, Tensor],
         contexts: Tensor,
-        train: Tensor,
-        order: int,
+        context: int,
         fallback: tuple[float, float, float] = FALLBACK_DISCOUNTS,
     ) -> None:
-        V = train.shape[1]
-        self.order, self.vocab_size = order, V
+        self.fallback = fallback
+        super().__init__(counts, contexts, context)
+
+    def fit(self, train: Tensor) -> Tensor:
+        V, k = self.vocab_size, self.context
         rows, tokens = (t.numpy() for t in torch.nonzero(train, as_tuple=True))
         raw = train[rows, tokens].numpy().astype(np.float64)
-        context = contexts.numpy()[rows]
-        self.orders: list[Order] = []
+        context_of_event = self.contexts.numpy()[rows]
         # From the highest order down: `seen` are the distinct (suffix of j + 1 tokens, token) seen.
-        seen = context * V + tokens
-        adjusted_keys, adjusted_tokens, adjusted = context, tokens, raw
+        seen = context_of_event * V + tokens
+        adjusted_keys, adjusted_tokens, adjusted = context_of_event, tokens, raw
         levels = []
-        for j in range(order, -1, -1):
-            if j < order:
+        for j in range(k, -1, -1):
+            if j < k:
                 suffix, token = np.divmod(seen, V)
                 h = suffix % V**j
                 grams, continuation = np.unique(h * V + token, return_counts=True)
                 seen = grams
                 adjusted_keys, adjusted_tokens = np.divmod(grams, V)
                 adjusted = continuation.astype(np.float64)
-            found, fell_back = discounts(adjusted, fallback)
+            found, fell_back = discounts(adjusted, self.fallback)
             keys, dense = _grouped(adjusted_keys, adjusted_tokens, adjusted, V)
             levels.append(Order(keys, dense, tuple(found), fell_back))
-        self.orders = levels[::-1]  # index j: contexts of j tokens
+        self.orders: list[Order] = levels[::-1]  # index j: contexts of j tokens
+        return self.probs_of(self.contexts)
 
-    def probs(self, keys: Tensor, length: int | None = None) -> Tensor:
-        """P(· | h) for contexts `keys` (m,) of `length` tokens (default: the model's order), the
-        distribution of the model's order `length`: (m, V) float64, rows sum to 1."""
+    def unseen_probs(self, keys: Tensor) -> Tensor:
+        return self.probs_of(keys)
+
+    def shorter_contexts(self, length: int) -> Tensor:
+        return self.orders[length].contexts
+
+    def shorter_probs(self, keys: Tensor, length: int) -> Tensor:
+        return self.probs_of(keys, length)
+
+    def probs_of(self, keys: Tensor, length: int | None = None) -> Tensor:
+        """P_length(· | h) for contexts `keys` (m,) of `length` tokens (default: the model's k):
+        (m, V) float64, rows sum to 1."""
         V = self.vocab_size
         probs = torch.full((len(keys), V), 1.0 / V, dtype=torch.float64)
         levels = self.orders if length is None else self.orders[: length + 1]

@@ -1,6 +1,6 @@
 """The learned model, one object for training, evaluate, sample and export: a plain nn.Module.
 
-A context h of `order` = k tokens (its bigramlab.counting.ngrams key) predicts the next token by
+A context h of `context` = k tokens (its bigramlab.counting.ngrams key) predicts the next token by
 
     logits(h) = Σ_{f ∈ features(h)} W[f],    P_W(· | h) = softmax(logits(h))
 
@@ -27,11 +27,11 @@ from bigramlab.models.features import (
 class LearnedLM(nn.Module):
     """W (R, V) and the feature keys of its rows; `itos` the vocabulary (`.` first)."""
 
-    def __init__(self, itos: str, order: int, features: str, row_keys: Tensor, W: Tensor) -> None:
+    def __init__(self, itos: str, context: int, features: str, row_keys: Tensor, W: Tensor) -> None:
         super().__init__()
         if W.shape != (len(row_keys), len(itos)):
             raise ValueError(f"W {tuple(W.shape)} needs {len(row_keys)} rows of {len(itos)}")
-        self.itos, self.order, self.features = itos, order, features
+        self.itos, self.context, self.features = itos, context, features
         self.W = nn.Parameter(W)
         self.register_buffer("row_keys", row_keys)
 
@@ -39,7 +39,7 @@ class LearnedLM(nn.Module):
     def for_data(
         cls,
         itos: str,
-        order: int,
+        context: int,
         features: str,
         contexts: Tensor,
         train_counts: Tensor,
@@ -55,9 +55,13 @@ class LearnedLM(nn.Module):
         if features == "onehot":
             row_keys = contexts.clone()
         else:
-            row_keys = model_rows(contexts[train_counts.sum(dim=1) > 0], order, V, features)
+            row_keys = model_rows(contexts[train_counts.sum(dim=1) > 0], context, V, features)
         return cls(
-            itos, order, features, row_keys, initial_weights(features, len(row_keys), V, init_seed)
+            itos,
+            context,
+            features,
+            row_keys,
+            initial_weights(features, len(row_keys), V, init_seed),
         )
 
     @property
@@ -66,7 +70,7 @@ class LearnedLM(nn.Module):
 
     def rows(self, contexts: Tensor) -> Tensor:
         """The rows of W each context (C,) adds up: (C, F), R where a feature has no row."""
-        keys = feature_keys(contexts, self.order, self.vocab_size, self.features)
+        keys = feature_keys(contexts, self.context, self.vocab_size, self.features)
         return row_index(self.row_keys, keys.to(self.row_keys.device))
 
     def forward(self, contexts: Tensor) -> Tensor:
@@ -96,12 +100,12 @@ class LearnedLM(nn.Module):
     def penalty_scale(self, by_length: list[float] | None, skip: float) -> Tensor | None:
         """Each row's multiplier of the penalty (bigramlab.models.features.row_penalty_scale)."""
         return row_penalty_scale(
-            self.row_keys, self.order, self.vocab_size, self.features, by_length, skip
+            self.row_keys, self.context, self.vocab_size, self.features, by_length, skip
         )
 
     def describe(self) -> str:
         """`model.context=k model.features=f`, as the configs spell it."""
-        return f"model.context={self.order} model.features={self.features}"
+        return f"model.context={self.context} model.features={self.features}"
 
 
 def initial_weights(features: str, rows: int, V: int, init_seed: int) -> Tensor:

@@ -27,9 +27,9 @@ def sample_words(
     n: int,
     generator: torch.Generator,
     max_length: int | None = None,
-    order: int = 1,
+    context: int = 1,
 ) -> list[str]:
-    """n words: start at the context of `order` `.`s, draw the next token from P(· | context)
+    """n words: start at the context of `context` `.`s, draw the next token from P(· | context)
     until `.` comes again. The same generator state gives the same draws for any model of the
     same V and order, so where two models agree they draw the same words.
 
@@ -48,7 +48,7 @@ def sample_words(
                 if ix == 0:
                     break
                 out.append(itos[ix])
-                key = next_keys(key, torch.tensor([ix]), order, V)
+                key = next_keys(key, torch.tensor([ix]), context, V)
             else:
                 out.append(CUT)
             words.append("".join(out))

@@ -16,9 +16,10 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from bigramlab.data.vocab import SPLIT_RULES, check_split_rule
 from bigramlab.errors import UserError
-from bigramlab.models.counted import check_smoothing
+from bigramlab.models.counted import smoothing_setting
 from bigramlab.models.features import check_features, check_reg_by_length
 from bigramlab.models.losses import check_batches, check_loss_form
+from bigramlab.models.smoothing import check_smoothing
 
 # The configs are package data (src/bigramlab/conf, linked from conf/ at the checkout's top), so
 # a wheel installed anywhere finds them.
@@ -134,9 +135,7 @@ def validate_alpha(cfg: DictConfig) -> None:
 def smoothing_name(cfg: DictConfig) -> str:
     """The counted model's smoothing as the configs spell it: `counted.smoothing=additive
     counted.alpha=1.0`, or `counted.smoothing=kneser_ney`."""
-    if cfg.counted.smoothing == "additive":
-        return f"counted.smoothing=additive counted.alpha={cfg.counted.alpha}"
-    return f"counted.smoothing={cfg.counted.smoothing}"
+    return smoothing_setting(cfg.counted.smoothing, cfg.counted.alpha)
 
 
 def validate_train(cfg: DictConfig) -> None:
