@@ -64,7 +64,7 @@ def kneser_ney(path: Path, repeats: int) -> list[dict]:
         counted = count_ngrams(TextFile(str(path)), k, SPLIT, 42)
 
         def fit(counted=counted, k=k) -> None:
-            KneserNey(counted.counts, counted.contexts, k)
+            KneserNey(counted.dense_counts(), counted.contexts, k)
 
         seconds = median_time(fit, repeats)
         rows.append({"k": k, "seconds": seconds, "contexts": len(counted.contexts)})

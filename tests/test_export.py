@@ -107,7 +107,7 @@ def test_counted_model_round_trip(tmp_path: Path, spaced_words: Path, smoothing:
     )
     assert result.returncode == 0, result.stderr
     counted = count_ngrams(TextFile(str(spaced_words)), k, SPLIT, 42)
-    model = counted_model(counted.counts, 0.5, smoothing, counted.contexts, k)
+    model = counted_model(counted.dense_counts(), 0.5, smoothing, counted.contexts, k)
 
     probs = model.next_probs
 

@@ -90,13 +90,14 @@ def test_count_ngrams_equals_a_loop_over_the_split_words(
     words = [w.lower() for w in words]
     parts = split_words(words, SPLIT, 7)
     assert counted.n_words == {s: len(p) for s, p in zip(SPLITS, parts)}
+    dense = counted.dense_counts()
     for split, part in zip(SPLITS, parts):
-        assert as_strings(counted.vocab, k, counted.contexts, counted.counts[split]) == (
+        assert as_strings(counted.vocab, k, counted.contexts, dense[split]) == (
             events_by_loop(part, k)
         )
     table, counts = ngram_counts_of_words(dict(zip(SPLITS, parts)), counted.vocab, k)
     assert torch.equal(table, counted.contexts)
-    assert all(torch.equal(counts[s], counted.counts[s]) for s in SPLITS)
+    assert all(torch.equal(counts[s], dense[s]) for s in SPLITS)
 
 
 def test_an_order_too_long_for_64_bit_keys_is_refused_with_the_longest_that_fits() -> None:
@@ -264,7 +265,7 @@ def test_onehot_gap_to_the_mle_is_the_kl_at_order_k(train_config, tmp_path: Path
         metrics["train_nll"] - metrics["counted_train_nll"], abs=1e-9
     )
     counted = count_ngrams(TextFile(cfg.dataset.path), k, [0.8, 0.1, 0.1], 42)
-    N = counted.counts["train"]
+    N = counted.dense_counts()["train"]
     assert W.shape == (len(counted.contexts), len(counted.vocab))
     W0 = torch.randn(W.shape, generator=torch.Generator().manual_seed(2147483647))
     before = float(kl_to_mle(N, W0.double().log_softmax(dim=1)))

@@ -12,6 +12,22 @@ class UserError(Exception):
     """
 
 
+class BadLine(UserError):
+    """A line of a data file that is not a word: `{source} line {line} {detail}`. A process that
+    read part of the file reports its line within the part; `shifted` numbers it in the file."""
+
+    def __init__(self, source: str, line: int, detail: str) -> None:
+        super().__init__(f"{source} line {line} {detail}")
+        self.source, self.line, self.detail = source, line, detail
+
+    def __reduce__(self) -> tuple:
+        return BadLine, (self.source, self.line, self.detail)
+
+    def shifted(self, lines_before: int) -> BadLine:
+        """The same line, `lines_before` lines further into the file."""
+        return BadLine(self.source, self.line + lines_before, self.detail)
+
+
 class Diverged(UserError):
     """Training produced a non-finite loss or W; `step` is the update at which it was seen."""
 
@@ -32,6 +48,6 @@ def from_worker_traceback(traceback_text: str) -> UserError | None:
     if name == f"{__name__}.{Diverged.__qualname__}":
         found = re.search(r"at step (-?\d+)", message)
         return Diverged(message, step=int(found.group(1)) if found else -1)
-    if name == f"{__name__}.{UserError.__qualname__}":
+    if name in (f"{__name__}.{UserError.__qualname__}", f"{__name__}.{BadLine.__qualname__}"):
         return UserError(message)
     return None

@@ -74,7 +74,8 @@ def split_rows(
     """
     context, vocab = model.context, Vocab(model.itos)
     counted = count_ngrams(corpus, context, split, split_seed, split_rule)
-    counted_nll = counted_model(counted.counts, alpha, smoothing, counted.contexts, context).nll
+    counts = counted.dense_counts()
+    counted_nll = counted_model(counts, alpha, smoothing, counted.contexts, context).nll
     if error := vocab.missing(counted.vocab.itos, corpus.name):
         raise error
     ids = torch.tensor([vocab.stoi[ch] for ch in counted.vocab.itos])
@@ -84,8 +85,8 @@ def split_rows(
     rowless = ~model.has_rows(contexts)
     rows = []
     for name in SPLITS:
-        N = torch.zeros(len(contexts), len(vocab), dtype=counted.counts[name].dtype)
-        N[:, ids] = counted.counts[name]
+        N = torch.zeros(len(contexts), len(vocab), dtype=counts[name].dtype)
+        N[:, ids] = counts[name]
         rows.append(
             SplitRow(
                 name,

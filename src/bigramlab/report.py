@@ -422,7 +422,8 @@ def counted_rows(
     rows = []
     for k in orders:
         counted = count_ngrams(TextFile(str(path)), k, split, seed, rule)
-        fits = [counted_model(counted.counts, a, "additive", counted.contexts, k) for a in ALPHAS]
+        counts = counted.dense_counts()
+        fits = [counted_model(counts, a, "additive", counted.contexts, k) for a in ALPHAS]
         best = min(fits, key=lambda m: m.nll["val"])
         rows.append(
             {
@@ -432,7 +433,7 @@ def counted_rows(
                 "test": best.nll.get("test"),
             }
         )
-        kn = counted_model(counted.counts, 0.0, "kneser_ney", counted.contexts, k)
+        kn = counted_model(counts, 0.0, "kneser_ney", counted.contexts, k)
         rows.append(
             {
                 "model": "counted, interpolated modified Kneser–Ney",

@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bigramlab.counting.bigrams import _NEWLINE, _NOT_CLEAN, _framed, count_corpus
+from bigramlab.counting.bigrams import _NEWLINE, _NOT_CLEAN, _framed
+from bigramlab.counting.shards import Shard
 from bigramlab.data.corpora import Corpus, decode_words
 from bigramlab.data.vocab import SPLITS, Vocab, split_assignment
-from bigramlab.errors import UserError
+from bigramlab.errors import BadLine, UserError
 
 MAX_KEY = 2**62  # the keys of (part, context, next) are int64
 SMALL_TABLE = 1 << 22  # key spaces up to this size are counted with np.bincount
@@ -100,13 +101,18 @@ def event_keys(ids: np.ndarray, context: int, vocab_size: int) -> tuple[np.ndarr
 
 class NgramCounts(NamedTuple):
     """A corpus counted at a context of k = `context` tokens: its vocabulary, words per split, the
-    contexts seen in any split (their keys (C,), sorted) and N (C, V) int64 per split."""
+    contexts seen in any split (their keys (C,), sorted) and N (C, V) int64 per split, sparse:
+    a coalesced torch.sparse_coo_tensor holding the (context row, token) pairs seen."""
 
     vocab: Vocab
     context: int
     n_words: dict[str, int]
     contexts: Tensor
     counts: dict[str, Tensor]
+
+    def dense_counts(self) -> dict[str, Tensor]:
+        """N (C, V) int64 per split, dense."""
+        return {split: N.to_dense() for split, N in self.counts.items()}
 
 
 def _framed_ids(words: list[str], vocab: Vocab) -> np.ndarray:
@@ -126,8 +132,8 @@ def _clean_ids(chunk: bytes, lookup: np.ndarray) -> np.ndarray | None:
     return ids
 
 
-def _pieces(corpus: Corpus, vocab: Vocab) -> Iterator[np.ndarray]:
-    """The framed ids `.w1.w2. … .` of each piece of the corpus that has words."""
+def _pieces(corpus: Corpus, vocab: Vocab, shard: Shard) -> Iterator[np.ndarray]:
+    """The framed ids `.w1.w2. … .` of each piece of this shard's range that has words."""
     # int8: the vocabulary is sorted, so its single-byte (ASCII) characters have ids below 128.
     lookup = np.full(256, -1, dtype=np.int8)
     for ch, i in vocab.stoi.items():
@@ -136,7 +142,7 @@ def _pieces(corpus: Corpus, vocab: Vocab) -> Iterator[np.ndarray]:
     lookup[_NEWLINE] = 0
     line = 1
     lowercase = corpus.lowercase
-    for chunk in corpus.byte_chunks():
+    for chunk in corpus.byte_chunks(shard.rank, shard.world_size):
         if lowercase and chunk.isascii():
             chunk = chunk.lower()
         ids = _clean_ids(chunk, lookup)
@@ -148,49 +154,131 @@ def _pieces(corpus: Corpus, vocab: Vocab) -> Iterator[np.ndarray]:
             yield ids
 
 
+class Survey(NamedTuple):
+    """One process's byte range, read once: the characters of its words, how many words, events
+    (characters and word ends) and line ends it has, and the error that stopped it (a BadLine
+    numbered within the range), if any."""
+
+    chars: frozenset[str]
+    words: int
+    events: int
+    lines: int
+    error: UserError | None
+
+
+def survey(corpus: Corpus, shard: Shard) -> Survey:
+    """Survey this shard's range. A clean ASCII piece (its lines are its words) is read as a
+    histogram of its bytes; any other is decoded line by line."""
+    chars: set[str] = set()
+    words = events = lines = 0
+    not_clean = np.array(_NOT_CLEAN)
+    try:
+        for chunk in corpus.byte_chunks(shard.rank, shard.world_size):
+            if corpus.lowercase and chunk.isascii():
+                chunk = chunk.lower()
+            histogram = np.bincount(np.frombuffer(chunk, dtype=np.uint8), minlength=256)
+            ends = int(histogram[_NEWLINE])
+            clean = not (
+                histogram[128:].any()
+                or histogram[not_clean].any()
+                or chunk.startswith(b"\n")
+                or b"\n\n" in chunk
+            )
+            if clean:
+                chars.update(chr(b) for b in np.flatnonzero(histogram) if b != _NEWLINE)
+                in_chunk = ends + (not chunk.endswith(b"\n"))
+                words += in_chunk
+                events += len(chunk) - ends + in_chunk
+            else:
+                found = decode_words(chunk, corpus.name, lines + 1, corpus.lowercase)
+                chars.update("".join(found))
+                words += len(found)
+                events += sum(map(len, found)) + len(found)
+            lines += ends
+    except UserError as e:  # reported by every process once they have all surveyed their range
+        return Survey(frozenset(chars), words, events, lines, e)
+    return Survey(frozenset(chars), words, events, lines, None)
+
+
+def agree(corpus: Corpus, surveys: list[Survey]) -> Vocab:
+    """The vocabulary of every process's survey; or, where a process stopped at an error, that
+    error (the first in the file), numbered in the whole file, raised on every process."""
+    lines_before = 0
+    for found in surveys:
+        if isinstance(found.error, BadLine):
+            raise found.error.shifted(lines_before)
+        if found.error is not None:
+            raise found.error
+        lines_before += found.lines
+    if sum(found.words for found in surveys) == 0:
+        raise UserError(f"{corpus.name} has no words (it is empty or only blank lines)")
+    return Vocab.from_chars(frozenset().union(*(found.chars for found in surveys)))
+
+
 def count_ngrams(
     corpus: Corpus,
     context: int,
     fractions: Sequence[float],
     seed: int,
     rule: str = "randperm",
+    shard: Shard | None = None,
 ) -> NgramCounts:
-    """The (context + 1)-gram counts of a corpus per split, split as
-    bigramlab.counting.bigrams.count_corpus does (the same words in the same parts), read in
-    pieces.
+    """The (context + 1)-gram counts of a corpus per split, split by word as
+    bigramlab.data.vocab.split_assignment says (the same words in the same parts however many
+    processes count), read in pieces.
 
-    k = 1 is count_corpus itself (contexts = every token). Longer contexts read the corpus again:
-    each piece's events become keys (part, context, next), tallied in one table where the key space
-    is small, else counted per piece by a sort and merged at the end: memory holds the distinct
-    n-grams of each piece and one piece's events, never the corpus's.
+    Each process of `shard` (default: the process group this process is in, if any) reads its
+    own byte range twice. The first pass surveys it (characters, words, line ends); the surveys
+    are exchanged, so every process knows the vocabulary and where its words stand among all of
+    them, hence their splits. The second pass makes each event a key (part, context, next),
+    tallied in one table where the key space is small, else sorted and counted per piece; the
+    processes' (key, count) pairs are then summed by key. Memory holds the distinct n-grams and one
+    piece's events, never the corpus.
     """
-    counted = count_corpus(corpus, fractions, seed, rule)
-    vocab, V = counted.vocab, len(counted.vocab)
-    if context == 1:
-        return NgramCounts(vocab, 1, counted.n_words, torch.arange(V), counted.counts)
+    shard = shard or Shard.this_process()
+    surveys = shard.gather(survey(corpus, shard))
+    vocab = agree(corpus, surveys)
+    V = len(vocab)
     check_context(context, V)
-    events = sum(int(N.sum()) for N in counted.counts.values())
-    check_memory(corpus.name, context, V, min(V**context, events))
-    n_words = sum(counted.n_words.values())
+    n_words = sum(found.words for found in surveys)
+    check_memory(corpus.name, context, V, min(V**context, sum(s.events for s in surveys)))
     assignment = split_assignment(n_words, fractions, seed, rule)
+    # Not np.bincount: it would copy the assignment to 8 bytes a word.
+    per_split = {
+        name: int(np.count_nonzero(assignment == part))
+        for part, name in enumerate(SPLITS[: len(fractions)])
+    }
+    first = sum(found.words for found in surveys[: shard.rank])
+    mine = assignment[first : first + surveys[shard.rank].words].copy()
+    del assignment
+    found = _count_range(corpus, vocab, context, mine, len(fractions), shard)
+    return _per_split(vocab, context, per_split, *shard.merge_counts(*found))
+
+
+def _count_range(
+    corpus: Corpus, vocab: Vocab, context: int, parts: np.ndarray, n_parts: int, shard: Shard
+) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, counts) of the events of this shard's range: keys ((context · V + next) · n_parts +
+    part) sorted int64, `parts` the part (of n_parts) of each of the range's words. The part is
+    the lowest digit so that sorted keys are sorted by context: no sort is needed to find them."""
+    V = len(vocab)
     grams = V ** (context + 1)
-    # Small key spaces are counted into one table (np.bincount), others piece by piece with a sort
-    # (_unique_counts) and merged at the end.
-    table_size = len(fractions) * grams
+    table_size = n_parts * grams
     # Keys in int32 where (part, context, next) fits: half the memory traffic, a faster sort.
     dtype = np.int32 if table_size < 2**31 else np.int64
     tally = np.zeros(table_size, dtype=np.int64) if table_size <= SMALL_TABLE else None
     found_keys: list[np.ndarray] = []
     found_counts: list[np.ndarray] = []
     first = 0
-    for ids in _pieces(corpus, vocab):
+    for ids in _pieces(corpus, vocab, shard):
         keys = gram_keys(ids, context, V, dtype)
         # The part of each event: a word's events are its characters and its closing `.`.
         per_word = np.diff(np.flatnonzero(ids == 0))
-        parts = assignment[first : first + len(per_word)]
+        word_parts = parts[first : first + len(per_word)]
         first += len(per_word)
-        if parts.any():
-            keys += np.repeat(parts.astype(dtype) * dtype(grams), per_word)
+        if n_parts > 1:
+            keys *= dtype(n_parts)
+            keys += np.repeat(word_parts.astype(dtype), per_word)
         if tally is not None:
             tally += np.bincount(keys, minlength=table_size)
         else:
@@ -199,24 +287,42 @@ def count_ngrams(
             found_counts.append(counts)
     if tally is not None:
         keys = np.flatnonzero(tally)
-        counts = tally[keys]
-    elif len(found_keys) == 1:
-        keys, counts = found_keys[0].astype(np.int64), found_counts[0]
-    else:
-        keys, inverse = np.unique(np.concatenate(found_keys).astype(np.int64), return_inverse=True)
-        counts = np.bincount(inverse, weights=np.concatenate(found_counts)).astype(np.int64)
-    part, gram = np.divmod(keys, grams)
-    context_key, token = np.divmod(gram, V)
-    table, rows = np.unique(context_key, return_inverse=True)
-    cells = torch.from_numpy(rows * V + token)  # the flat index of (context row, next token)
-    counts = torch.from_numpy(counts)
-    bounds = np.searchsorted(part, np.arange(len(fractions) + 1))  # keys are sorted by part
+        return keys, tally[keys]
+    if not found_keys:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if len(found_keys) == 1:
+        return found_keys[0].astype(np.int64), found_counts[0]
+    keys, inverse = np.unique(np.concatenate(found_keys).astype(np.int64), return_inverse=True)
+    totals = torch.zeros(len(keys), dtype=torch.int64)
+    totals.index_add_(0, torch.from_numpy(inverse), torch.from_numpy(np.concatenate(found_counts)))
+    return keys, totals.numpy()
+
+
+def _per_split(
+    vocab: Vocab, context: int, n_words: dict[str, int], keys: np.ndarray, counts: np.ndarray
+) -> NgramCounts:
+    """NgramCounts of the summed ((context · V + next) · parts + part, count) pairs, sorted."""
+    V, n_parts = len(vocab), len(n_words)
+    cell, part = np.divmod(keys, n_parts)
+    context_key, token = np.divmod(cell, V)
+    new_context = np.empty(len(keys), dtype=bool)
+    new_context[:1] = True
+    np.not_equal(context_key[1:], context_key[:-1], out=new_context[1:])
+    table = context_key[new_context]
+    rows = np.cumsum(new_context) - 1
     split_counts = {}
-    for i, name in enumerate(SPLITS[: len(fractions)]):
-        N = torch.zeros(len(table), V, dtype=torch.int64)
-        N.view(-1)[cells[bounds[i] : bounds[i + 1]]] = counts[bounds[i] : bounds[i + 1]]
+    for i, name in enumerate(n_words):
+        mine = part == i
+        index = torch.from_numpy(np.stack([rows[mine], token[mine]]))
+        N = torch.sparse_coo_tensor(
+            index,
+            torch.from_numpy(counts[mine]),
+            (len(table), V),
+            is_coalesced=True,
+            check_invariants=False,
+        )
         split_counts[name] = N
-    return NgramCounts(vocab, context, counted.n_words, torch.from_numpy(table), split_counts)
+    return NgramCounts(vocab, context, n_words, torch.from_numpy(table), split_counts)
 
 
 def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,9 @@ corpus has
     name          how messages and logs name it (a file's path, or the data set's name)
     lowercase     whether its text is lower-cased when read
     stamp()       what changes when its content may have changed (a file's mtime and size)
-    byte_chunks() its UTF-8 text in pieces of whole lines (for counting without holding it)
+    byte_chunks(part, parts)   its UTF-8 text in pieces of whole lines (for counting without
+                  holding it): the lines that begin in part `part` of `parts` equal byte ranges
+                  (all of it by default), so that each process of a run reads its own
     load()        its words, a list of str
 
 To add a data set: a dataclass with these members here, and a conf/dataset/<name>.yaml naming it.
@@ -16,13 +18,14 @@ To add a data set: a dataclass with these members here, and a conf/dataset/<name
 from __future__ import annotations
 
 import functools
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from bigramlab.data.download import fetch
-from bigramlab.errors import UserError
+from bigramlab.errors import BadLine, UserError
 
 BOUNDARY = "."  # the word-boundary token; no word may contain it
 CHUNK_BYTES = 1 << 23  # pieces of 8 MiB: counting holds one piece, not the corpus
@@ -34,9 +37,14 @@ class Corpus(Protocol):
 
     def stamp(self) -> tuple[int, int] | None: ...
 
-    def byte_chunks(self) -> Iterator[bytes]: ...
+    def byte_chunks(self, part: int = 0, parts: int = 1) -> Iterator[bytes]: ...
 
     def load(self) -> list[str]: ...
+
+
+@functools.cache
+def _english_bytes() -> bytes:
+    return ("\n".join(_english_words()) + "\n").encode()
 
 
 @functools.cache
@@ -58,8 +66,8 @@ class EnglishWords:
     def stamp(self) -> None:
         return None
 
-    def byte_chunks(self) -> Iterator[bytes]:
-        yield ("\n".join(_english_words()) + "\n").encode()
+    def byte_chunks(self, part: int = 0, parts: int = 1) -> Iterator[bytes]:
+        return read_chunks(io.BytesIO(_english_bytes()), part, parts)
 
     def load(self) -> list[str]:
         return list(_english_words())
@@ -82,8 +90,8 @@ class Names:
     def stamp(self) -> None:
         return None  # checksum-verified: the content cannot change
 
-    def byte_chunks(self) -> Iterator[bytes]:
-        return read_chunks(self.path())
+    def byte_chunks(self, part: int = 0, parts: int = 1) -> Iterator[bytes]:
+        return read_file_chunks(self.path(), part, parts)
 
     def load(self) -> list[str]:
         return read_lines(self.path(), name=self.name)
@@ -109,8 +117,8 @@ class TextFile:
         stat = Path(self.path).stat()
         return stat.st_mtime_ns, stat.st_size
 
-    def byte_chunks(self) -> Iterator[bytes]:
-        return read_chunks(Path(self.path))
+    def byte_chunks(self, part: int = 0, parts: int = 1) -> Iterator[bytes]:
+        return read_file_chunks(Path(self.path), part, parts)
 
     def load(self) -> list[str]:
         return read_lines(Path(self.path), self.lowercase)
@@ -123,12 +131,27 @@ def _check_file(path: Path) -> None:
         raise UserError(f"data path {path} is not a file: point dataset.path at a text file")
 
 
-def read_chunks(path: Path) -> Iterator[bytes]:
-    """The file in pieces of about CHUNK_BYTES, each ending at a line end (or the file's end)."""
+def read_file_chunks(path: Path, part: int = 0, parts: int = 1) -> Iterator[bytes]:
+    """read_chunks of a file; a file that cannot be read is a UserError naming it."""
     _check_file(path)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK_BYTES):
-            yield chunk + f.readline()
+    try:
+        with open(path, "rb") as f:
+            yield from read_chunks(f, part, parts)
+    except OSError as e:
+        raise UserError(f"cannot read {path} ({e.strerror}): check its permissions") from None
+
+
+def read_chunks(f: BinaryIO, part: int = 0, parts: int = 1) -> Iterator[bytes]:
+    """The lines of a seekable binary stream that begin in bytes [size·part/parts,
+    size·(part+1)/parts), in pieces of about CHUNK_BYTES, each ending at a line end (or the
+    stream's end). The parts of 0 … parts-1 hold every line once, in order."""
+    size = f.seek(0, io.SEEK_END)
+    start, stop = size * part // parts, size * (part + 1) // parts
+    f.seek(max(start - 1, 0))
+    if start > 0 and f.read(1) != b"\n":
+        f.readline()  # the line under way at `start` began in the part before
+    while f.tell() < stop and (chunk := f.read(min(CHUNK_BYTES, stop - f.tell()))):
+        yield chunk if chunk.endswith(b"\n") else chunk + f.readline()
 
 
 def read_lines(path: Path, lowercase: bool = False, name: str | None = None) -> list[str]:
@@ -149,16 +172,17 @@ def decode_words(raw: bytes, source: str, first_line: int, lowercase: bool) -> l
     except UnicodeDecodeError as e:
         line = first_line + raw.count(b"\n", 0, e.start)
         column = e.start - (raw.rfind(b"\n", 0, e.start) + 1)
-        raise UserError(
-            f"{source} line {line} is not valid UTF-8 ({e.reason} at byte {column} of the line): "
-            "convert the file to UTF-8"
+        raise BadLine(
+            source,
+            line,
+            f"is not valid UTF-8 ({e.reason} at byte {column} of the line): convert the file to "
+            "UTF-8",
         ) from None
     if lowercase:
         text = text.lower()  # no character lowercases to whitespace or to the boundary token
     if (at := text.find(BOUNDARY)) >= 0:
         line = first_line + text.count("\n", 0, at)
-        raise UserError(
-            f"{source} line {line} contains '{BOUNDARY}', the word-boundary token: "
-            "remove it from the data"
+        raise BadLine(
+            source, line, f"contains '{BOUNDARY}', the word-boundary token: remove it from the data"
         )
     return [word for word in map(str.strip, text.split("\n")) if word]

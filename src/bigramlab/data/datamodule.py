@@ -118,7 +118,7 @@ def _ngram_data(
     contexts = None
     if not with_pairs:
         counted = count_ngrams(corpus, context, split, split_seed, split_rule)
-        vocab, n_words, counts = counted.vocab, counted.n_words, counted.counts
+        vocab, n_words, counts = counted.vocab, counted.n_words, counted.dense_counts()
         contexts = counted.contexts
     else:
         words = corpus.load()

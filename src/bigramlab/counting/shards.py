@@ -1,0 +1,71 @@
+"""The processes that count one corpus together: each reads its own byte range (its `part` of
+Corpus.byte_chunks), and what they find is exchanged with torch.distributed collectives (gloo on
+CPU, NCCL on GPU, across nodes as Lightning set the process group up).
+
+    Shard.this_process()  the shard of this process: (rank, world size) of the default process
+                          group, (0, 1) outside one
+    Shard.gather          every process's picklable value (a survey of its range), on every one
+    Shard.merge_counts    the (key, count) pairs of every process summed by key, on every one
+
+One process (world size 1) exchanges nothing: its range is the whole corpus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Process `rank` of `world_size` counting one corpus."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def this_process(cls) -> Shard:
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls()
+
+    def gather(self, value: Any) -> list[Any]:
+        """[value of rank 0, …, value of rank world_size - 1], on every process."""
+        if self.world_size == 1:
+            return [value]
+        values: list[Any] = [None] * self.world_size
+        dist.all_gather_object(values, value)
+        return values
+
+    def merge_counts(self, keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (key, count) pairs of every process, summed where a key repeats: sorted int64 keys
+        and their int64 counts, the same on every process. `keys` (n,) sorted, `counts` (n,)."""
+        if self.world_size == 1:
+            return keys, counts
+        sizes = self.gather(len(keys))
+        # all_gather takes tensors of one size: each process's pairs padded to the largest.
+        padded = torch.zeros(2, max(sizes), dtype=torch.int64)
+        padded[0, : len(keys)] = torch.from_numpy(keys)
+        padded[1, : len(keys)] = torch.from_numpy(counts)
+        device = _collective_device()
+        gathered = [torch.empty_like(padded, device=device) for _ in range(self.world_size)]
+        dist.all_gather(gathered, padded.to(device))
+        pieces = [g[:, :n].cpu().numpy() for g, n in zip(gathered, sizes)]
+        del gathered
+        every = np.concatenate([p[0] for p in pieces])
+        summed = np.concatenate([p[1] for p in pieces])
+        merged, inverse = np.unique(every, return_inverse=True)
+        totals = torch.zeros(len(merged), dtype=torch.int64)
+        totals.index_add_(0, torch.from_numpy(inverse), torch.from_numpy(summed))
+        return merged, totals.numpy()
+
+
+def _collective_device() -> torch.device:
+    """NCCL exchanges tensors on the process's GPU; gloo on the host."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
