@@ -30,14 +30,16 @@ from bigramlab.errors import UserError
 
 def suffix_levels(contexts: Tensor, counts: Tensor, V: int, k: int) -> list[tuple[Tensor, Tensor]]:
     """For j = 0 … k: the contexts of j characters the source has (their keys, sorted) and the
-    cumulative distribution (C_j, V) float32 of the next character after each (its MLE)."""
+    cumulative distribution of the next character after each (its MLE), flat (C_j · V,) float64
+    with row r's values offset by r, so that one search over it draws from any row."""
     levels = []
     for j in range(k + 1):
         keys, rows = torch.unique(contexts % V**j, return_inverse=True)
         summed = torch.zeros(len(keys), V, dtype=torch.float64).index_add_(0, rows, counts.double())
-        cdf = (summed / summed.sum(dim=1, keepdim=True)).cumsum(dim=1).float()
+        cdf = (summed / summed.sum(dim=1, keepdim=True)).cumsum(dim=1)
         cdf[:, -1] = 1.0
-        levels.append((keys, cdf))
+        offset = cdf + torch.arange(len(keys), dtype=torch.float64)[:, None]
+        levels.append((keys, offset.flatten()))
     return levels
 
 
@@ -54,7 +56,8 @@ def sample_batch(
             break
         h = contexts[alive]
         start = k - (torch.rand(len(h), generator=generator) < shorter).long()
-        u = torch.rand(len(h), generator=generator)
+        # In (0, 1): at 0 the search would also count the row before's last entry, r + 0.
+        u = torch.rand(len(h), generator=generator, dtype=torch.float64).clamp_(min=1e-12)
         drawn = torch.zeros(len(h), dtype=torch.int64)
         todo = torch.ones(len(h), dtype=torch.bool)
         for j in range(k, -1, -1):
@@ -64,7 +67,9 @@ def sample_batch(
             row = torch.searchsorted(keys, suffix).clamp(max=len(keys) - 1)
             seen = keys[row] == suffix
             which, row = which[seen], row[seen]
-            drawn[which] = (cdf[row] < u[which, None]).sum(dim=1)
+            # The tokens whose cumulative probability is below u: row r's entries are r + CDF.
+            below = torch.searchsorted(cdf, row.double() + u[which])
+            drawn[which] = below - row * V
             todo[which] = False
         if step == max_length - 1:
             drawn.zero_()  # the longest word ends here

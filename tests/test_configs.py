@@ -78,6 +78,7 @@ def test_sample_and_evaluate_configs_compose(name: str, tmp_path: Path) -> None:
         (["model.reg=-1"], "model.reg=-1 is out of range"),
         (["counted.alpha=-0.5"], "counted.alpha=-0.5 is out of range"),
         (["trainer.max_steps=0"], "trainer.max_steps=0 is not a whole number >= 1"),
+        (["trainer.num_nodes=0"], "trainer.num_nodes=0 is not a whole number >= 1"),
         (["data.batch_size=0"], "data.batch_size=0 is not a whole number >= 1"),
         (["data.split=[0.8,0.1]"], "must be three fractions"),
         (["data.split=[0.8,0.3,-0.1]"], "must be fractions in [0, 1] that sum to 1"),

@@ -7,6 +7,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -181,3 +185,62 @@ def test_ddp_cpu_inside_a_two_job_multirun(tmp_path: Path, strategy: str) -> Non
         assert single.returncode == 0, single.stderr[-3000:]
         one = json.loads((tmp_path / f"one_{lr}" / "metrics.json").read_text())
         assert ddp["status"] == "ok" and ddp["val_nll"] == pytest.approx(one["val_nll"], abs=ATOL)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_on_loopback_give_the_single_process_model(tmp_path: Path) -> None:
+    """Lightning's num_nodes=2 with one process a node, each node a command of its own that knows
+    only its NODE_RANK and the master's address (as SLURM or torchrun would tell it): each counts
+    its half of the corpus, and W, the counts' NLLs and every metric are one process's."""
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(make_words(800, seed=6)) + "\n")
+    data = ["dataset=text_file", f"dataset.path={words}", "model.context=3", *QUICK]
+    one = run_module("bigramlab.train", *data, "hydra.run.dir=one", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    port = free_port()
+    nodes = []
+    for node in range(2):
+        env = os.environ | {
+            "NODE_RANK": str(node),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+        args = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=1"]
+        args += ["trainer.num_nodes=2", f"hydra.run.dir=node{node}"]
+        nodes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "bigramlab.train", *data, *args],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    outputs = [node.communicate(timeout=600) for node in nodes]
+    for node, (_, stderr) in zip(nodes, outputs):
+        assert node.returncode == 0, stderr[-3000:]
+    assert outputs[0][0].count("run directory:") == 1 and "run directory:" not in outputs[1][0]
+    runs = {}
+    for name in ("one", "node0"):
+        state = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text()), state
+    assert torch.equal(
+        runs["node0"][1]["state_dict"]["lm.row_keys"], runs["one"][1]["state_dict"]["lm.row_keys"]
+    )
+    assert_same_run(
+        (runs["one"][0], runs["one"][1]["state_dict"]["lm.W"]),
+        (runs["node0"][0], runs["node0"][1]["state_dict"]["lm.W"]),
+    )
+    for key, value in runs["one"][0].items():
+        if isinstance(value, float):
+            assert runs["node0"][0][key] == pytest.approx(value, abs=ATOL), key
+    # Rank 0 (node 0) alone writes the results.
+    assert not (tmp_path / "node1" / "metrics.json").exists()
+    assert not (tmp_path / "node1" / "checkpoints").exists()

@@ -27,6 +27,7 @@ from bigramlab.counting.ngrams import (
     ngram_counts_of_words,
 )
 from bigramlab.data.corpora import TextFile
+from bigramlab.data.datamodule import ngram_data
 from bigramlab.data.vocab import SPLITS, Vocab, split_words
 from bigramlab.errors import UserError
 from bigramlab.models.counted import mle_probs
@@ -409,14 +410,31 @@ def test_skipgram_learns_what_the_token_before_last_says_and_is_not_exported(
 def test_an_order_too_large_for_memory_is_refused_before_counting(tmp_path: Path, monkeypatch):
     path = tmp_path / "w.txt"
     path.write_text("\n".join(make_words(2000)) + "\n")
-    monkeypatch.setattr("bigramlab.counting.ngrams.physical_memory", lambda: 10 * 2**20)
+    monkeypatch.setattr("bigramlab.counting.ngrams.physical_memory", lambda: 100 * 2**10)
+    # 2000 words: about 14,000 events, each at most one distinct n-gram of 48 bytes.
     with pytest.raises(
         UserError,
-        match=r"model.context=4 on .* may need up to .*MiB .* than this "
-        r"machine's 10.0 MiB: use a shorter model.context",
+        match=r"counting .*w.txt at model.context=4 may need up to .*KiB \(up to 1[0-9],[0-9]{3} "
+        r"distinct n-grams\), more than this machine's 100.0 KiB: use a shorter model.context",
     ):
         count_ngrams(TextFile(str(path)), 4, SPLIT, 0)
-    count_ngrams(TextFile(str(path)), 2, SPLIT, 0)  # 11^2 contexts at most: fits
+    count_ngrams(TextFile(str(path)), 1, SPLIT, 0)  # 3 x 11^2 n-grams at most: fits
+
+
+def test_an_order_too_large_to_train_in_memory_is_refused_before_its_dense_counts(
+    tmp_path: Path, monkeypatch
+):
+    path = tmp_path / "w.txt"
+    path.write_text("\n".join(make_words(2000)) + "\n")
+    monkeypatch.setattr("bigramlab.counting.ngrams.physical_memory", lambda: 2**20)
+    contexts = len(count_ngrams(TextFile(str(path)), 4, SPLIT, 0).contexts)
+    with pytest.raises(
+        UserError,
+        match=rf"model.context=4 on .*w.txt needs about .*MiB to train \({contexts:,} contexts x "
+        r"11 tokens\), more than this machine's 1.0 MiB: use a shorter model.context",
+    ):
+        ngram_data(TextFile(str(path)), SPLIT, 0, with_pairs=False, context=4)
+    ngram_data(TextFile(str(path)), SPLIT, 0, with_pairs=False, context=2)
 
 
 @pytest.mark.slow

@@ -1,9 +1,9 @@
-"""Train the bigram model: `python -m bigramlab.train [overrides]` (config: conf/train.yaml).
+"""Train the learned model: `python -m bigramlab.train [overrides]` (config: conf/train.yaml).
 
 conf/train.yaml -> data module (corpus, vocabulary, splits, counts) -> LearnedLMModule -> Lightning
 Trainer, with StepLosses and ComparisonReport writing TensorBoard -> checkpoints/last.ckpt ->
-metrics.json. Everything is built from the config by `instantiate`; this file is the straight line
-between them.
+metrics.json (FinalMetrics). Everything is built from the config by `instantiate`; this file is
+the straight line between them.
 """
 
 from __future__ import annotations
@@ -24,50 +24,23 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch.multiprocessing import ProcessRaisedException
 
-from bigramlab.comparison.metrics import COMPARISON_KEYS, compare
-from bigramlab.data.datamodule import NgramData, NgramDataModule
-from bigramlab.data.vocab import SPLIT_RULES, SPLITS
+from bigramlab.data.datamodule import NgramDataModule
+from bigramlab.data.vocab import SPLIT_RULES
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.models.checkpoint import Checkpoint, load_checkpoint
-from bigramlab.models.learned import LearnedLM
-from bigramlab.models.losses import penalty
-from bigramlab.models.nll import split_nlls
 from bigramlab.plumbing.cli import config_error, entry_point, exit_now
 from bigramlab.plumbing.config import smoothing_name, validate_train
-from bigramlab.plumbing.results import failed_metrics, write_metrics
+from bigramlab.plumbing.results import failed_metrics, read_metrics, write_metrics
+from bigramlab.training.callbacks import FinalMetrics
 from bigramlab.training.module import LearnedLMModule
 
 log = logging.getLogger(__name__)
 
 
-def final_metrics(
-    model: LearnedLM,
-    reg: float,
-    data: NgramData,
-    alpha: float,
-    smoothing: str = "additive",
-    reg_by_length: list[float] | None = None,
-    reg_skip: float = 1.0,
-) -> dict[str, Any]:
-    """metrics.json's numbers (bigramlab.plumbing.results) for the final model, in float64: the
-    learned and the counted model's NLL on every split (None where a split is empty), the
-    comparison, and the training objective over the whole train split."""
-    log_probs = model.log_probs(data.contexts)
-    learned = split_nlls(log_probs, data.counts)
-    counted = data.counted_model(alpha, smoothing)
-    compared = compare(log_probs, data.counts["train"], counted, learned)
-    metrics: dict[str, Any] = {f"{split}_nll": learned.get(split) for split in SPLITS}
-    metrics |= {f"counted_{split}_nll": compared.get(f"counted_{split}_nll") for split in SPLITS}
-    metrics |= {key: compared.get(key) for key in COMPARISON_KEYS}
-    scale = model.penalty_scale(reg_by_length, reg_skip)
-    metrics["final_loss"] = metrics["train_nll"] + float(penalty(model.W.double(), reg, scale))
-    return metrics
-
-
 def check_resume(cfg: DictConfig) -> Checkpoint:
     """The checkpoint `cfg.ckpt_path`, after checking that it is a training checkpoint made by a
     run with the same data and model settings, and that there are steps left (before any data is
-    read; `check_vocabulary` checks the data's vocabulary once it is)."""
+    read; LearnedLMModule.on_load_checkpoint checks the data's vocabulary once it is)."""
     ckpt = load_checkpoint(cfg.ckpt_path, key="ckpt_path")
     if not ckpt.resumable:
         raise UserError(f"{cfg.ckpt_path} holds weights only: resume from a last.ckpt of a run")
@@ -96,15 +69,6 @@ def check_resume(cfg: DictConfig) -> Checkpoint:
             f"{ckpt.global_step}: set trainer.max_steps above {ckpt.global_step} to train further"
         )
     return ckpt
-
-
-def check_vocabulary(cfg: DictConfig, ckpt: Checkpoint, itos: str) -> None:
-    """Refuse to resume a checkpoint of another vocabulary than the data's."""
-    if ckpt.model.itos != itos:
-        raise UserError(
-            f"{cfg.ckpt_path} was trained on another vocabulary ({ckpt.model.itos!r}, this data "
-            f"has {itos!r}): resume with the data set it was trained on"
-        )
 
 
 def _data_settings(cfg: DictConfig) -> dict[str, Any]:
@@ -208,16 +172,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
 
+    # The data are read and counted inside fit, by every process of the trainer (each its own
+    # part of the corpus), and checked there: their errors still come before any training step.
     datamodule: NgramDataModule = instantiate(cfg.data)
-    datamodule.setup("fit")  # reads and counts the corpus: its errors come before any training
     model: LearnedLMModule = instantiate(cfg.model)
     check_optimizer(cfg, model)
     note = optimizer_note(cfg)
     if note and rank_zero_only.rank == 0:
         print(note, flush=True)
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
-    if resumed is not None:
-        check_vocabulary(cfg, resumed, datamodule.vocab.itos)
+    final = FinalMetrics(run_dir, cfg.counted.alpha, cfg.counted.smoothing)
+    callbacks.append(final)
     resume_step = resumed.global_step if resumed is not None else None
     # A resumed run writes into the same event files' directory; purge_step tells TensorBoard to
     # drop what the interrupted run logged after its checkpoint, so no step appears twice.
@@ -230,22 +195,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             write_metrics(run_dir, failed_metrics("diverged", str(e), e.step))
         raise
 
-    # The run's result is its last checkpoint, written in the process(es) that trained: under
-    # ddp_fork/ddp_spawn this process's model never saw the steps.
-    final = load_checkpoint(Path(cfg.callbacks.checkpoint.dirpath) / "last.ckpt")
-    metrics = final_metrics(
-        final.model,
-        cfg.model.reg,
-        datamodule.data,
-        cfg.counted.alpha,
-        cfg.counted.smoothing,
-        cfg.model.reg_by_length,
-        cfg.model.reg_skip,
-    )
-    metrics |= {"steps": final.global_step, "status": "ok"}
-    if trainer.is_global_zero:
-        write_metrics(run_dir, metrics)
-    return metrics
+    # metrics.json is written by rank 0 of the processes that trained; where those were this one
+    # (one process, or Lightning's ddp started this one as a rank) the callback holds it too.
+    return final.metrics if final.metrics is not None else read_metrics(run_dir / "metrics.json")
 
 
 def _show(value: float | None) -> str:

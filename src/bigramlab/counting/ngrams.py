@@ -241,7 +241,8 @@ def count_ngrams(
     V = len(vocab)
     check_context(context, V)
     n_words = sum(found.words for found in surveys)
-    check_memory(corpus.name, context, V, min(V**context, sum(s.events for s in surveys)))
+    events = sum(found.events for found in surveys)
+    check_counting_memory(corpus.name, context, min(len(fractions) * V ** (context + 1), events))
     assignment = split_assignment(n_words, fractions, seed, rule)
     # Not np.bincount: it would copy the assignment to 8 bytes a word.
     per_split = {
@@ -355,8 +356,12 @@ def ngram_counts_of_words(
     return torch.from_numpy(table), counts
 
 
-# Bytes per (context, token) entry of a run: the int64 counts of three splits, and in float32 W,
-# its gradient, the optimizer's state (L-BFGS keeps 2 x history_size = 40 copies) and the logits.
+# Bytes per distinct n-gram while counting: its key and count (int64 each) as a piece finds them,
+# again in the sorted merge of the pieces, and the copies all processes gather to merge.
+BYTES_PER_GRAM = 48
+# Bytes per (context, token) entry of a training run: the int64 counts of three splits, and in
+# float32 W, its gradient, the optimizer's state (L-BFGS keeps 2 x history_size = 40 copies) and
+# the logits.
 BYTES_PER_ENTRY = 3 * 8 + 44 * 4
 
 
@@ -365,14 +370,26 @@ def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_memory(name: str, context: int, vocab_size: int, max_contexts: int) -> None:
-    """Raise UserError, before counting, where a run on up to `max_contexts` contexts (at most V^k,
-    at most one an event) could need more than the machine's memory."""
-    needed = max_contexts * vocab_size * BYTES_PER_ENTRY
+def check_counting_memory(name: str, context: int, max_grams: int) -> None:
+    """Raise UserError, before counting, where up to `max_grams` distinct n-grams (at most one an
+    event, at most V^(k+1) a split) could need more than the machine's memory."""
+    needed = max_grams * BYTES_PER_GRAM
     if needed > physical_memory():
         raise UserError(
-            f"model.context={context} on {name} may need up to {format_bytes(needed)} (up to "
-            f"{max_contexts:,} contexts x {vocab_size} tokens), more than this machine's "
+            f"counting {name} at model.context={context} may need up to {format_bytes(needed)} "
+            f"(up to {max_grams:,} distinct n-grams), more than this machine's "
+            f"{format_bytes(physical_memory())}: use a shorter model.context or less data"
+        )
+
+
+def check_training_memory(name: str, context: int, n_contexts: int, vocab_size: int) -> None:
+    """Raise UserError, before the counts are laid out for training, where `n_contexts` contexts
+    x V tokens need more than the machine's memory (BYTES_PER_ENTRY each)."""
+    needed = n_contexts * vocab_size * BYTES_PER_ENTRY
+    if needed > physical_memory():
+        raise UserError(
+            f"model.context={context} on {name} needs about {format_bytes(needed)} to train "
+            f"({n_contexts:,} contexts x {vocab_size} tokens), more than this machine's "
             f"{format_bytes(physical_memory())}: use a shorter model.context or less data"
         )
 

@@ -1,5 +1,8 @@
 """The Lightning data module: a corpus counted and split, served as batches, sharded under DDP.
 
+The corpus is read in `setup`, which Lightning calls in every process of the trainer once their
+process group is up: under DDP each reads and counts its own part (bigramlab.counting.shards).
+
 corpus --count_ngrams / bigram_pairs--> NgramData (vocabulary, contexts, N per split)
     --NgramDataModule--> training batches (CountsBatch, PairBatch), validation counts
 
@@ -20,7 +23,8 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler
 
 from bigramlab.counting.bigrams import bigram_counts
-from bigramlab.counting.ngrams import count_ngrams
+from bigramlab.counting.ngrams import check_training_memory, count_ngrams
+from bigramlab.counting.shards import Shard
 from bigramlab.data.corpora import Corpus
 from bigramlab.data.vocab import SPLITS, Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
@@ -113,11 +117,13 @@ def _ngram_data(
     split_rule: str,
     with_pairs: bool,
     context: int,
+    shard: Shard,
 ) -> NgramData:
     train_pairs = None
     contexts = None
     if not with_pairs:
-        counted = count_ngrams(corpus, context, split, split_seed, split_rule)
+        counted = count_ngrams(corpus, context, split, split_seed, split_rule, shard)
+        check_training_memory(corpus.name, context, len(counted.contexts), len(counted.vocab))
         vocab, n_words, counts = counted.vocab, counted.n_words, counted.dense_counts()
         contexts = counted.contexts
     else:
@@ -152,11 +158,18 @@ def ngram_data(
     """Read, split and count a corpus at a context of `context` tokens, once per process for each
     data config. Pairs (`with_pairs`) are the bigram's alone.
 
+    Counts: in a process group (the trainer's, under DDP), each process reads its own part of the
+    corpus and the processes merge what they counted (bigramlab.counting.shards); every process
+    then holds the whole counts. Pairs: each process reads the whole corpus.
+
     The jobs of a sweep in one process (Hydra's basic launcher, Optuna) share the result instead
     of reading and counting the corpus again; nothing in it is ever modified.
     """
     split = tuple(float(f) for f in split)
-    return _ngram_data(corpus, corpus.stamp(), split, split_seed, split_rule, with_pairs, context)
+    shard = Shard() if with_pairs else Shard.this_process()
+    return _ngram_data(
+        corpus, corpus.stamp(), split, split_seed, split_rule, with_pairs, context, shard
+    )
 
 
 class NgramDataModule(L.LightningDataModule):

@@ -146,6 +146,7 @@ def validate_train(cfg: DictConfig) -> None:
     validate_alpha(cfg)
     whole_number(cfg, "trainer.max_steps", 1, "trainer.max_steps=1000")
     whole_number(cfg, "trainer.val_check_interval", 1, "trainer.val_check_interval=50")
+    whole_number(cfg, "trainer.num_nodes", 1, "trainer.num_nodes=2")
     whole_number(cfg, "seed", 0, "seed=0")
     whole_number(cfg, "model.init_seed", 0, "model.init_seed=2147483647")
     if cfg.data.batch_size is not None:

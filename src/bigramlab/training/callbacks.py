@@ -5,6 +5,7 @@
     ValidateLastStep    the last step is always validated, whatever val_check_interval
     LastCheckpoint      the one writer of checkpoints/last.ckpt: every N steps and at the end
     LossProgressBar     the progress bar shows the loss without waiting for the device every step
+    FinalMetrics        metrics.json of the model training ends with (final_metrics)
     AtomicCheckpointIO  a checkpoint is written whole or not at all
 
 They run wherever training runs: in this process, or in each process that Lightning's ddp_fork and
@@ -13,6 +14,7 @@ ddp_spawn start, whose own state (and this process's copy of it) is gone when fi
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,15 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
+from bigramlab.comparison.metrics import COMPARISON_KEYS, compare
+from bigramlab.data.datamodule import NgramData
+from bigramlab.data.vocab import SPLITS
 from bigramlab.errors import Diverged
+from bigramlab.models.learned import LearnedLM
+from bigramlab.models.losses import penalty
+from bigramlab.models.nll import split_nlls
 from bigramlab.plumbing.atomic import write_atomically
+from bigramlab.plumbing.results import write_metrics
 from bigramlab.training.module import LearnedLMModule
 
 
@@ -241,3 +250,56 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
         write_atomically(Path(path), lambda tmp: torch.save(checkpoint, tmp))
+
+
+@torch.no_grad()
+def final_metrics(
+    model: LearnedLM,
+    reg: float,
+    data: NgramData,
+    alpha: float,
+    smoothing: str = "additive",
+    reg_by_length: list[float] | None = None,
+    reg_skip: float = 1.0,
+) -> dict[str, Any]:
+    """metrics.json's numbers (bigramlab.plumbing.results) for the final model, in float64: the
+    learned and the counted model's NLL on every split (None where a split is empty), the
+    comparison, and the training objective over the whole train split."""
+    log_probs = model.log_probs(data.contexts)
+    learned = split_nlls(log_probs, data.counts)
+    counted = data.counted_model(alpha, smoothing)
+    compared = compare(log_probs, data.counts["train"], counted, learned)
+    metrics: dict[str, Any] = {f"{split}_nll": learned.get(split) for split in SPLITS}
+    metrics |= {f"counted_{split}_nll": compared.get(f"counted_{split}_nll") for split in SPLITS}
+    metrics |= {key: compared.get(key) for key in COMPARISON_KEYS}
+    scale = model.penalty_scale(reg_by_length, reg_skip)
+    metrics["final_loss"] = metrics["train_nll"] + float(penalty(model.W.double(), reg, scale))
+    return metrics
+
+
+class FinalMetrics(L.Callback):
+    """metrics.json of the model training ends with (final_metrics, the counted model's `alpha`
+    and `smoothing`), written into `run_dir` by rank 0. Computed where training ran, by every
+    process (each holds the merged counts and the same W); `metrics` keeps it in each."""
+
+    def __init__(self, run_dir: str | Path, alpha: float, smoothing: str = "additive") -> None:
+        self.run_dir = Path(run_dir)
+        self.alpha, self.smoothing = alpha, smoothing
+        self.metrics: dict[str, Any] | None = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
+        h = pl_module.hparams
+        model = copy.deepcopy(pl_module.lm).cpu()  # where the counts are, leaving W on its device
+        metrics = final_metrics(
+            model,
+            h.reg,
+            trainer.datamodule.data,
+            self.alpha,
+            self.smoothing,
+            h.reg_by_length,
+            h.reg_skip,
+        )
+        metrics |= {"steps": trainer.global_step, "status": "ok"}
+        if trainer.is_global_zero:
+            write_metrics(self.run_dir, metrics)
+        self.metrics = metrics

@@ -22,6 +22,7 @@ from torchmetrics import Metric
 from bigramlab.counting.bigrams import bigram_counts
 from bigramlab.data.datamodule import CountsBatch, PairBatch
 from bigramlab.data.vocab import SPLITS
+from bigramlab.errors import UserError
 from bigramlab.models.checkpoint import upgrade_state_dict
 from bigramlab.models.features import check_features, check_reg_by_length, logits
 from bigramlab.models.learned import LearnedLM, initial_weights
@@ -119,6 +120,15 @@ class LearnedLMModule(L.LightningModule):
         self.row_scale = None if scale is None else scale.to(self.W.device)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to resume a checkpoint of another vocabulary than the data's (the model is made
+        for the data first, in configure_model); then load its W."""
+        itos = checkpoint.get("hyper_parameters", {}).get("vocab")
+        if self.lm is not None and itos is not None and itos != self.lm.itos:
+            where = self._trainer.ckpt_path if self._trainer is not None else "the checkpoint"
+            raise UserError(
+                f"{where} was trained on another vocabulary ({itos!r}, this data has "
+                f"{self.lm.itos!r}): resume with the data set it was trained on"
+            )
         upgrade_state_dict(checkpoint["state_dict"])
 
     def initial_logits(self) -> Tensor:
