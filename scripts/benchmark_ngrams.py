@@ -1,9 +1,15 @@
 """Benchmark of longer contexts: k-gram counting, Kneser–Ney's fit, and nltk.lm as the peer.
 
     python scripts/benchmark_ngrams.py [--repeats 3] [--nltk-order 3] [--json F]
+        [--corpus BIG.txt] [--big BIG_1G.txt]
 
 Counting: bigramlab.counting.ngrams.count_ngrams on the `words` list written out as a text file
-(MB/s of its UTF-8 text, every split counted), orders (tokens of context) 1 to 6. Kneser–Ney:
+(MB/s of its UTF-8 text, every split counted), orders (tokens of context) 1 to 6, in one process
+and in 2 processes of a gloo process group (each counting its own byte range, then merging), beside
+the floors it is measured against: one np.bincount pass over the bytes, and np.sort of as many
+int64 (and int32) keys as the file has bytes. --corpus: the same on another file (a sample made by
+scripts/make_corpus.py, say). --big: peak RSS of counting that file at k = 5 in a process of its
+own. Kneser–Ney:
 fitting bigramlab.models.kneser_ney.KneserNey on `words` train counts and scoring every context of
 the data, at
 k = 5 (6-grams) and 6. nltk.lm (pip install nltk): its Lidstone and KneserNeyInterpolated models
@@ -17,13 +23,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from bigramlab.counting.ngrams import count_ngrams, ngram_counts_of_words
 from bigramlab.data.corpora import EnglishWords, TextFile
@@ -44,18 +57,116 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def floors(path: Path, repeats: int) -> dict:
+    """MB/s of the passes counting cannot beat: one np.bincount over the bytes, and np.sort of as
+    many int64 and int32 keys as the file has bytes (about one event a byte)."""
+    data = path.read_bytes()
+    megabytes = len(data) / 1e6
+    keys = np.random.default_rng(0).integers(0, 2**40, len(data))
+    found = {
+        "bincount": median_time(
+            lambda: np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256), repeats
+        ),
+        "sort_int64": median_time(lambda: np.sort(keys), repeats),
+        "sort_int32": median_time(lambda: np.sort(keys.astype(np.int32)), repeats),
+    }
+    rates = {name: megabytes / seconds for name, seconds in found.items()}
+    print("floors: " + ", ".join(f"{name} {rate:.0f} MB/s" for name, rate in rates.items()))
+    return rates
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _count_worker(rank: int, world_size: int, port: int, path: str, repeats: int, out: str) -> None:
+    """Rank `rank` of a gloo group: count `path` at k = 1..6, `repeats` times each, between
+    barriers; rank 0 writes the median seconds per k."""
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
+    )
+    corpus = TextFile(path)
+    seconds = {}
+    for k in range(1, 7):
+        count_ngrams(corpus, k, SPLIT, 42)  # warm: the page cache, numpy's first calls
+        times = []
+        for _ in range(repeats):
+            dist.barrier()
+            start = time.perf_counter()
+            count_ngrams(corpus, k, SPLIT, 42)
+            dist.barrier()
+            times.append(time.perf_counter() - start)
+        seconds[k] = statistics.median(times)
+    if rank == 0:
+        Path(out).write_text(json.dumps(seconds))
+    dist.destroy_process_group()
+
+
 def counting(path: Path, repeats: int) -> list[dict]:
-    corpus = TextFile(str(path))
+    """Seconds, MB/s a process, and the speed-up of 2 processes over 1, for k = 1..6."""
     megabytes = path.stat().st_size / 1e6
+    seconds = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for world_size in (1, 2):
+            out = str(Path(tmp) / f"{world_size}.json")
+            args = (world_size, free_port(), str(path), repeats, out)
+            mp.start_processes(_count_worker, args, nprocs=world_size, start_method="fork")
+            seconds[world_size] = {int(k): v for k, v in json.loads(Path(out).read_text()).items()}
     rows = []
     for k in range(1, 7):
-        seconds = median_time(lambda k=k: count_ngrams(corpus, k, SPLIT, 42), repeats)
-        contexts = len(count_ngrams(corpus, k, SPLIT, 42).contexts)
-        rows.append({"k": k, "seconds": seconds, "MB/s": megabytes / seconds, "contexts": contexts})
+        one, two = seconds[1][k], seconds[2][k]
+        contexts = len(count_ngrams(TextFile(str(path)), k, SPLIT, 42).contexts)
+        row = {
+            "k": k,
+            "seconds": one,
+            "MB/s": megabytes / one,
+            "seconds_2": two,
+            "MB/s_per_process_2": megabytes / 2 / two,
+            "speedup_2": one / two,
+            "contexts": contexts,
+        }
+        rows.append(row)
         print(
-            f"count k={k}: {seconds:.3f} s, {megabytes / seconds:.1f} MB/s, {contexts:,} contexts"
+            f"count k={k}: 1 process {one:.3f} s ({megabytes / one:.1f} MB/s); 2 processes "
+            f"{two:.3f} s ({megabytes / 2 / two:.1f} MB/s each, {one / two:.2f}x); "
+            f"{contexts:,} contexts"
         )
     return rows
+
+
+def peak_rss_of_counting(path: Path, k: int) -> dict:
+    """Peak RSS of a fresh process that counts `path` at context k (ru_maxrss, whole process)."""
+    code = (
+        "import sys, time; from bigramlab.counting.ngrams import count_ngrams; "
+        "from bigramlab.data.corpora import TextFile; start = time.perf_counter(); "
+        f"c = count_ngrams(TextFile(sys.argv[1]), {k}, {SPLIT}, 42); "
+        "print(time.perf_counter() - start, len(c.contexts), "
+        "sum(N._nnz() for N in c.counts.values()))"
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    seconds, contexts, grams = done.stdout.split()
+    megabytes = path.stat().st_size / 1e6
+    result = {
+        "k": k,
+        "megabytes": megabytes,
+        "seconds": float(seconds),
+        "contexts": int(contexts),
+        "distinct_ngrams_by_split": int(grams),
+        "peak_rss_mib": max(peak, before) / 1024,
+    }
+    print(
+        f"count {path.name} ({megabytes:,.0f} MB) at k={k}: {float(seconds):.1f} s "
+        f"({megabytes / float(seconds):.1f} MB/s), {int(contexts):,} contexts, "
+        f"{int(grams):,} (n-gram, split) pairs, peak RSS {result['peak_rss_mib']:,.0f} MiB"
+    )
+    return result
 
 
 def kneser_ney(path: Path, repeats: int) -> list[dict]:
@@ -124,14 +235,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nltk-order", type=int, default=3, help="n of the n-grams (k + 1)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--corpus", type=Path, default=None, help="another file to count")
+    parser.add_argument(
+        "--big", type=Path, default=None, help="a file whose k = 5 count's peak RSS to measure"
+    )
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     results: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "words.txt"
         path.write_text("\n".join(EnglishWords().load()) + "\n")
+        results["floors"] = floors(path, args.repeats)
         results["counting"] = counting(path, args.repeats)
         results["kneser_ney"] = kneser_ney(path, args.repeats)
+    if args.corpus:
+        results["corpus"] = {
+            "path": str(args.corpus),
+            "floors": floors(args.corpus, args.repeats),
+            "counting": counting(args.corpus, args.repeats),
+        }
+    if args.big:
+        results["big"] = peak_rss_of_counting(args.big, 5)
     names = ROOT / "data" / "names.txt"
     if names.is_file():
         results["nltk"] = nltk_peer(names, args.nltk_order)

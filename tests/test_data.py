@@ -8,6 +8,7 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from bigramlab.counting.bigrams import bigram_counts, count_corpus
 from bigramlab.data.corpora import EnglishWords, Names, TextFile, read_lines
 from bigramlab.data.datamodule import NgramDataModule, ngram_data
-from bigramlab.data.vocab import Vocab, bigram_pairs, split_words
+from bigramlab.data.vocab import Vocab, bigram_pairs, split_assignment, split_words
 from bigramlab.errors import UserError
 from tests.conftest import lecture_pairs, make_words
 
@@ -69,6 +70,16 @@ def test_lecture_split_is_the_lectures_code(n: int) -> None:
     parts = split_words(words, [0.8, 0.1, 0.1], seed=42, rule="lecture")
     assert [sorted(p) for p in parts] == [sorted(p) for p in expected]
     assert parts != split_words(words, [0.8, 0.1, 0.1], seed=42) or n < 10
+
+
+@pytest.mark.parametrize("n", [1, 7, 1000, 32033, 3_000_000])
+def test_randperm_split_is_the_int64_permutations(n: int) -> None:
+    """split_assignment draws its permutation in int32: torch gives the int64 one's numbers."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(42)).numpy()
+    n1, n2 = round(n * 0.8), round(n * 0.9)
+    expected = np.zeros(n, dtype=np.int8)
+    expected[perm[n1:n2]], expected[perm[n2:]] = 1, 2
+    assert np.array_equal(split_assignment(n, [0.8, 0.1, 0.1], 42), expected)
 
 
 def test_count_corpus_splits_by_the_rule(tmp_path: Path) -> None:

@@ -407,18 +407,30 @@ def test_skipgram_learns_what_the_token_before_last_says_and_is_not_exported(
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.arpa").exists()
 
 
-def test_an_order_too_large_for_memory_is_refused_before_counting(tmp_path: Path, monkeypatch):
+def test_a_count_too_large_for_memory_stops_before_its_merge(tmp_path: Path, monkeypatch):
     path = tmp_path / "w.txt"
     path.write_text("\n".join(make_words(2000)) + "\n")
     monkeypatch.setattr("bigramlab.counting.ngrams.physical_memory", lambda: 100 * 2**10)
-    # 2000 words: about 14,000 events, each at most one distinct n-gram of 48 bytes.
+    # 2000 words, about 14,000 events: thousands of distinct 6-grams, of 48 bytes each.
     with pytest.raises(
         UserError,
-        match=r"counting .*w.txt at model.context=4 may need up to .*KiB \(up to 1[0-9],[0-9]{3} "
-        r"distinct n-grams\), more than this machine's 100.0 KiB: use a shorter model.context",
+        match=r"counting .*w.txt at model.context=5 needs more than this machine's 100.0 KiB: the "
+        r"[0-9,]+ distinct n-grams found before the end of the file already need [0-9.]+ KiB: use "
+        r"a shorter model.context",
     ):
-        count_ngrams(TextFile(str(path)), 4, SPLIT, 0)
-    count_ngrams(TextFile(str(path)), 1, SPLIT, 0)  # 3 x 11^2 n-grams at most: fits
+        count_ngrams(TextFile(str(path)), 5, SPLIT, 0)
+    count_ngrams(TextFile(str(path)), 4, SPLIT, 0)  # 3 x 11^5 keys: one table, no merge
+
+
+def test_pieces_merged_as_they_come_give_the_counts_of_one_piece(tmp_path: Path, monkeypatch):
+    path = tmp_path / "w.txt"
+    path.write_text("\n".join(make_words(3000, seed=9)) + "\n")
+    whole = count_ngrams(TextFile(str(path)), 5, SPLIT, 3)
+    monkeypatch.setattr("bigramlab.data.corpora.CHUNK_BYTES", 300)  # about 70 pieces
+    pieces = count_ngrams(TextFile(str(path)), 5, SPLIT, 3)
+    assert torch.equal(pieces.contexts, whole.contexts)
+    dense, expected = pieces.dense_counts(), whole.dense_counts()
+    assert all(torch.equal(dense[s], expected[s]) for s in SPLITS)
 
 
 def test_an_order_too_large_to_train_in_memory_is_refused_before_its_dense_counts(

@@ -109,6 +109,20 @@ def test_a_bad_line_in_one_range_fails_every_process_naming_its_line(tmp_path: P
         assert found[2] == f"error: {one.value}"
 
 
+def test_a_count_out_of_memory_in_the_processes_fails_each_with_the_error(
+    tmp_path: Path, monkeypatch
+):
+    path = tmp_path / "w.txt"
+    mixed_corpus(path)
+    # Forked after the patch: each process finds its range's 7-grams more than 1 KiB.
+    monkeypatch.setattr("bigramlab.counting.ngrams.physical_memory", lambda: 1024)
+    for found in count_in_processes(path, [6, 2], 2, tmp_path):
+        assert (
+            found[6].startswith("error: counting") and "needs more than this machine's" in found[6]
+        )
+        assert not isinstance(found[2], str)  # and the processes go on to count again after it
+
+
 lines = st.lists(st.text(alphabet="ab\u00e9 \r\t", max_size=6), max_size=40)
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bigramlab.counting.bigrams import _NEWLINE, _NOT_CLEAN, _framed
+from bigramlab.counting.bigrams import _NEWLINE, _NOT_CLEAN, _framed, count_corpus
 from bigramlab.counting.shards import Shard
 from bigramlab.data.corpora import Corpus, decode_words
 from bigramlab.data.vocab import SPLITS, Vocab, split_assignment
@@ -236,13 +236,17 @@ def count_ngrams(
     piece's events, never the corpus.
     """
     shard = shard or Shard.this_process()
+    if context == 1 and shard.world_size == 1:
+        # The bigram in one process: count_corpus's byte-pair histograms, about 3x faster than
+        # keys and their tally (docs/benchmark.md); the same counts (tests/test_shards.py).
+        bigram = count_corpus(corpus, fractions, seed, rule)
+        sparse = {name: N.to_sparse() for name, N in bigram.counts.items()}
+        return NgramCounts(bigram.vocab, 1, bigram.n_words, torch.arange(len(bigram.vocab)), sparse)
     surveys = shard.gather(survey(corpus, shard))
     vocab = agree(corpus, surveys)
     V = len(vocab)
     check_context(context, V)
     n_words = sum(found.words for found in surveys)
-    events = sum(found.events for found in surveys)
-    check_counting_memory(corpus.name, context, min(len(fractions) * V ** (context + 1), events))
     assignment = split_assignment(n_words, fractions, seed, rule)
     # Not np.bincount: it would copy the assignment to 8 bytes a word.
     per_split = {
@@ -252,7 +256,12 @@ def count_ngrams(
     first = sum(found.words for found in surveys[: shard.rank])
     mine = assignment[first : first + surveys[shard.rank].words].copy()
     del assignment
-    found = _count_range(corpus, vocab, context, mine, len(fractions), shard)
+    try:
+        found, error = _count_range(corpus, vocab, context, mine, len(fractions), shard), None
+    except UserError as e:  # raised by every process below, not left waiting at the merge
+        found, error = (np.zeros(0, np.int64), np.zeros(0, np.int64)), e
+    if stopped := [e for e in shard.gather(error) if e is not None]:
+        raise stopped[0]
     return _per_split(vocab, context, per_split, *shard.merge_counts(*found))
 
 
@@ -261,15 +270,20 @@ def _count_range(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(keys, counts) of the events of this shard's range: keys ((context · V + next) · n_parts +
     part) sorted int64, `parts` the part (of n_parts) of each of the range's words. The part is
-    the lowest digit so that sorted keys are sorted by context: no sort is needed to find them."""
+    the lowest digit so that sorted keys are sorted by context: no sort is needed to find them.
+
+    Each piece's distinct keys are merged into the range's whenever the pieces not yet merged
+    hold as many as the merged ones (so memory stays within a few times the distinct n-grams,
+    and each key is merged O(log pieces) times); before each merge, a UserError where the
+    n-grams found so far would need more than the machine's memory."""
     V = len(vocab)
     grams = V ** (context + 1)
     table_size = n_parts * grams
     # Keys in int32 where (part, context, next) fits: half the memory traffic, a faster sort.
     dtype = np.int32 if table_size < 2**31 else np.int64
     tally = np.zeros(table_size, dtype=np.int64) if table_size <= SMALL_TABLE else None
-    found_keys: list[np.ndarray] = []
-    found_counts: list[np.ndarray] = []
+    merged = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    pending: list[tuple[np.ndarray, np.ndarray]] = []
     first = 0
     for ids in _pieces(corpus, vocab, shard):
         keys = gram_keys(ids, context, V, dtype)
@@ -282,20 +296,34 @@ def _count_range(
             keys += np.repeat(word_parts.astype(dtype), per_word)
         if tally is not None:
             tally += np.bincount(keys, minlength=table_size)
-        else:
-            unique, counts = _unique_counts(keys)
-            found_keys.append(unique)
-            found_counts.append(counts)
+            continue
+        pending.append(_unique_counts(keys))
+        del keys
+        waiting = sum(len(found[0]) for found in pending)
+        check_counting_memory(corpus.name, context, len(merged[0]) + waiting)
+        if waiting >= len(merged[0]):
+            merged = _merge([merged, *pending])
+            pending = []
     if tally is not None:
         keys = np.flatnonzero(tally)
         return keys, tally[keys]
-    if not found_keys:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    if len(found_keys) == 1:
-        return found_keys[0].astype(np.int64), found_counts[0]
-    keys, inverse = np.unique(np.concatenate(found_keys).astype(np.int64), return_inverse=True)
+    return _merge([merged, *pending]) if pending else merged
+
+
+def _merge(found: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(key, count) pairs, each list sorted, summed where a key repeats: sorted int64 keys and
+    their int64 counts."""
+    found = [(keys, counts) for keys, counts in found if len(keys)]
+    if len(found) <= 1:
+        keys, counts = found[0] if found else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return keys.astype(np.int64), counts
+    keys, inverse = np.unique(
+        np.concatenate([k for k, _ in found]).astype(np.int64), return_inverse=True
+    )
     totals = torch.zeros(len(keys), dtype=torch.int64)
-    totals.index_add_(0, torch.from_numpy(inverse), torch.from_numpy(np.concatenate(found_counts)))
+    totals.index_add_(
+        0, torch.from_numpy(inverse), torch.from_numpy(np.concatenate([c for _, c in found]))
+    )
     return keys, totals.numpy()
 
 
@@ -370,15 +398,16 @@ def physical_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def check_counting_memory(name: str, context: int, max_grams: int) -> None:
-    """Raise UserError, before counting, where up to `max_grams` distinct n-grams (at most one an
-    event, at most V^(k+1) a split) could need more than the machine's memory."""
-    needed = max_grams * BYTES_PER_GRAM
+def check_counting_memory(name: str, context: int, n_grams: int) -> None:
+    """Raise UserError, before they are merged, where the `n_grams` distinct n-grams a process
+    has found so far need more than the machine's memory (BYTES_PER_GRAM each)."""
+    needed = n_grams * BYTES_PER_GRAM
     if needed > physical_memory():
         raise UserError(
-            f"counting {name} at model.context={context} may need up to {format_bytes(needed)} "
-            f"(up to {max_grams:,} distinct n-grams), more than this machine's "
-            f"{format_bytes(physical_memory())}: use a shorter model.context or less data"
+            f"counting {name} at model.context={context} needs more than this machine's "
+            f"{format_bytes(physical_memory())}: the {n_grams:,} distinct n-grams found before "
+            f"the end of the file already need {format_bytes(needed)}: use a shorter "
+            "model.context or less data"
         )
 
 

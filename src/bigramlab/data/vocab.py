@@ -116,7 +116,11 @@ def split_assignment(
         # round(·, 12): 0.8 + 0.1 is 0.9000000000000001, and int(n · it) may pass int(n · 0.9).
         cuts = [int(n * round(c, 12)) for c in cumulative]
     else:
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+        # int32 where n fits: half the memory of a large corpus's permutation, the same one
+        # (torch draws it alike for both dtypes; tests/test_data.py checks).
+        dtype = torch.int32 if n < 2**31 else torch.int64
+        generator = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(n, generator=generator, dtype=dtype).numpy()
         cuts = [round(n * c) for c in cumulative]
     cuts[-1] = n
     assignment = np.empty(n, dtype=np.int8)
