@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bigramlab.models.counted import CountedModel, mle_probs
+from bigramlab.models.counted import CountedModel
 
 
 def kl_to_mle(counts: Tensor, log_probs: Tensor) -> Tensor:
@@ -19,24 +19,28 @@ def kl_to_mle(counts: Tensor, log_probs: Tensor) -> Tensor:
 
     Rows never seen have p̂(i) = 0 and contribute nothing. Equal, on the data that gave `counts`,
     to NLL(P) − NLL(P̂): the excess NLL of any model over the MLE is exactly this KL, hence ≥ 0.
+    Summed over the nonzero counts alone (`counts` dense or sparse): no (C, V) temporaries.
     """
-    counts = counts.double()
-    log_mle = mle_probs(counts, 0.0).log()
-    terms = counts * (log_mle - log_probs.double())
-    return torch.where(counts > 0, terms, torch.zeros_like(terms)).sum() / counts.sum()
+    seen = (counts if counts.is_sparse else counts.to_sparse()).coalesce()
+    rows, tokens = seen.indices()
+    n = seen.values().double()
+    row_totals = torch.zeros(seen.shape[0], dtype=torch.float64, device=n.device)
+    row_totals.index_add_(0, rows, n)
+    log_mle = (n / row_totals[rows]).log()
+    return (n * (log_mle - log_probs[rows, tokens].double())).sum() / n.sum()
 
 
 def tv_distance(counts: Tensor, p: Tensor, q: Tensor) -> Tensor:
     """Σ_i p̂(i) · ½ Σ_j |P[i, j] − Q[i, j]|, rows weighted by how often the data uses them."""
     counts = counts.double()
     row_weight = counts.sum(dim=1) / counts.sum()
-    row_tv = 0.5 * (p.double() - q.double()).abs().sum(dim=1)
+    row_tv = 0.5 * (p.double() - q.double()).abs_().sum(dim=1)
     return (row_weight * row_tv).sum()
 
 
 def max_abs_diff(p: Tensor, q: Tensor) -> Tensor:
     """max_ij |P[i, j] − Q[i, j]|."""
-    return (p.double() - q.double()).abs().max()
+    return (p.double() - q.double()).abs_().max()
 
 
 def row_entropy(probs: Tensor) -> Tensor:
@@ -88,14 +92,15 @@ def compare(
     and `counted.probs` are moved to the logits' device unless they are there (the report keeps
     them there).
     """
-    W = logits.detach().double()
-    P_W = W.softmax(dim=1)
-    probs = counted.probs.to(W.device)
-    train = train_counts.to(W.device)
+    # One (C, V) float64 at a time beside the inputs: log P_W, then P_W in its place.
+    log_P_W = logits.detach().double().log_softmax(dim=1)
+    probs = counted.probs.to(log_P_W.device)
+    train = train_counts.to(log_P_W.device)
     values = {f"counted_{split}_nll": value for split, value in counted.nll.items()}
     if "val" in learned_nll and "val" in counted.nll:
         values["gap_val"] = learned_nll["val"] - counted.nll["val"]
-    values["kl_train"] = float(kl_to_mle(train, W.log_softmax(dim=1)))
+    values["kl_train"] = float(kl_to_mle(train, log_P_W))
+    P_W = log_P_W.exp_()
     values["tv_train"] = float(tv_distance(train, probs, P_W))
     values["max_abs_diff"] = float(max_abs_diff(probs, P_W))
     return values

@@ -81,6 +81,11 @@ def gram_keys(ids: np.ndarray, context: int, vocab_size: int, dtype: type = np.i
     every event are the slots up to its own: the keys of every window of k + 1 slots by Horner's
     rule over shifted slices (k multiply-adds, no gathers), kept where the window ends at an event
     (a character, or a `.` after one)."""
+    if context == 1:  # every pair of the framed sequence is an event: nothing to lay out
+        keys = ids[:-1].astype(dtype)
+        keys *= vocab_size
+        keys += ids[1:]
+        return keys
     repeats = np.ones(len(ids), dtype=np.int64)
     repeats[ids == 0] = context + 1
     repeats[0], repeats[-1] = context, 1  # the first word's padding; the last word's closing `.`

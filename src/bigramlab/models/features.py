@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from bigramlab.errors import UserError
@@ -81,12 +82,10 @@ def row_index(row_keys: Tensor, keys: Tensor) -> Tensor:
 
 def logits(W: Tensor, rows: Tensor) -> Tensor:
     """Σ_f W[rows[:, f]], a missing row (index len(W)) counting as zeros: W (R, V), rows (C, F)
-    -> (C, V). Summed one feature at a time, so memory is (C, V), not (C, F, V)."""
+    -> (C, V). One embedding_bag sum: memory is (C, V), not (C, F, V), and its backward adds
+    into one (R, V) gradient instead of one a feature."""
     padded = torch.cat([W, W.new_zeros(1, W.shape[1])])
-    total = padded[rows[:, 0]]
-    for f in range(1, rows.shape[1]):
-        total = total + padded[rows[:, f]]
-    return total
+    return F.embedding_bag(rows, padded, mode="sum", padding_idx=len(W))
 
 
 def feature_spans(row_keys: Tensor, context: int, vocab_size: int) -> Tensor:

@@ -14,20 +14,29 @@ from torch import Tensor
 
 
 def nll_sum(log_probs: Tensor, counts: Tensor) -> Tensor:
-    """−Σ_ij N[i, j] · log P[i, j], with 0 · log 0 = 0.  log_probs, counts: (V, V) -> scalar.
+    """−Σ_ij N[i, j] · log P[i, j], with 0 · log 0 = 0.  log_probs, counts: (C, V) -> scalar.
 
-    A bigram with N > 0 and P = 0 makes the sum +inf, not NaN: the model calls the data impossible.
+    `counts` dense or sparse (a torch sparse COO tensor): the sparse form sums over the n-grams
+    seen alone, in float64, in memory that grows with them rather than with C · V. A bigram with
+    N > 0 and P = 0 makes the sum +inf, not NaN: the model calls the data impossible.
     """
+    if counts.is_sparse:
+        counts = counts.coalesce()
+        rows, tokens = counts.indices()
+        return -(counts.values().double() * log_probs[rows, tokens].double()).sum()
     terms = counts * log_probs
     return -torch.where(counts > 0, terms, torch.zeros_like(terms)).sum()
 
 
 def mean_nll(log_probs: Tensor, counts: Tensor) -> float | None:
-    """Mean NLL per bigram, −Σ N ⊙ log P / Σ N, as a Python float in float64; None if N is empty."""
+    """Mean NLL per event, −Σ N ⊙ log P / Σ N, as a Python float in float64; None if N is empty.
+    Summed over the nonzero counts alone (dense counts are made sparse first): no (C, V)
+    temporaries beside log P."""
     total = int(counts.sum())
     if total == 0:
         return None
-    return float(nll_sum(log_probs.double(), counts.double())) / total
+    sparse = counts if counts.is_sparse else counts.to_sparse()
+    return float(nll_sum(log_probs, sparse)) / total
 
 
 def split_nlls(log_probs: Tensor, counts: dict[str, Tensor]) -> dict[str, float]:

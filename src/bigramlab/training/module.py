@@ -49,7 +49,8 @@ class MeanNLL(Metric):
         self.add_state("events", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, log_probs: Tensor, counts: Tensor) -> None:
-        self.nll_sum += nll_sum(log_probs.double(), counts.double())
+        # Over the counts seen alone, in float64: no (C, V) float64 copies of log P and N.
+        self.nll_sum += nll_sum(log_probs, counts.to_sparse())
         self.events += counts.sum()
 
     def compute(self) -> Tensor:
