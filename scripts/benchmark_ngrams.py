@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import socket
 import statistics
 import subprocess
@@ -138,20 +137,21 @@ def counting(path: Path, repeats: int) -> list[dict]:
 
 
 def peak_rss_of_counting(path: Path, k: int) -> dict:
-    """Peak RSS of a fresh process that counts `path` at context k (ru_maxrss, whole process)."""
+    """Peak RSS of a fresh process that counts `path` at context k: its VmHWM (ru_maxrss would
+    also hold this process's size, which the child had between fork and exec)."""
     code = (
         "import sys, time; from bigramlab.counting.ngrams import count_ngrams; "
         "from bigramlab.data.corpora import TextFile; start = time.perf_counter(); "
         f"c = count_ngrams(TextFile(sys.argv[1]), {k}, {SPLIT}, 42); "
         "print(time.perf_counter() - start, len(c.contexts), "
-        "sum(N._nnz() for N in c.counts.values()))"
+        "sum(N._nnz() for N in c.counts.values()), "
+        "next(int(line.split()[1]) for line in open('/proc/self/status') "
+        "if line.startswith('VmHWM')))"
     )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     done = subprocess.run(
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
     )
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    seconds, contexts, grams = done.stdout.split()
+    seconds, contexts, grams, peak = done.stdout.split()
     megabytes = path.stat().st_size / 1e6
     result = {
         "k": k,
@@ -159,7 +159,7 @@ def peak_rss_of_counting(path: Path, k: int) -> dict:
         "seconds": float(seconds),
         "contexts": int(contexts),
         "distinct_ngrams_by_split": int(grams),
-        "peak_rss_mib": max(peak, before) / 1024,
+        "peak_rss_mib": int(peak) / 1024,
     }
     print(
         f"count {path.name} ({megabytes:,.0f} MB) at k={k}: {float(seconds):.1f} s "
