@@ -51,6 +51,11 @@ def test_count_shares_are_unequal_and_sum_to_the_counts(words_file: Path) -> Non
     shares = [shard_counts(counts, rank, 2) for rank in range(2)]
     assert torch.equal(shares[0] + shares[1], counts)
     assert int(shares[0].sum()) != int(shares[1].sum())
+    val = dm.counts["val"]  # sparse: shared alike
+    assert val.is_sparse
+    val_shares = [shard_counts(val, rank, 2) for rank in range(2)]
+    assert torch.equal((val_shares[0] + val_shares[1]).to_dense(), val.to_dense())
+    assert all(int(share.sum()) > 0 for share in val_shares)
 
 
 def test_pair_shares_of_a_batch_are_the_batch() -> None:

@@ -52,8 +52,18 @@ class PairBatch(NamedTuple):
 
 
 def shard_counts(counts: Tensor, rank: int, world_size: int) -> Tensor:
-    """Process `rank`'s share of counts (..., C, V): the events whose context (row) x has
-    x % world_size == rank, zeros elsewhere. The shares sum to `counts`; they are unequal."""
+    """Process `rank`'s share of counts (C, V), dense or sparse: the events whose context (row) x
+    has x % world_size == rank, zeros elsewhere. The shares sum to `counts`; they are unequal."""
+    if counts.is_sparse:
+        counts = counts.coalesce()
+        mine = counts.indices()[0] % world_size == rank
+        return torch.sparse_coo_tensor(
+            counts.indices()[:, mine],
+            counts.values()[mine],
+            counts.shape,
+            is_coalesced=True,
+            check_invariants=False,  # a subset of a coalesced tensor's entries
+        )
     rows = torch.arange(counts.shape[-2]) % world_size == rank
     return counts * rows[:, None].to(counts.dtype)
 
@@ -90,7 +100,8 @@ class PairMiniBatches(Dataset):
 class NgramData:
     """Everything training needs from a corpus: vocabulary, the contexts of `context` tokens seen in
     any split (their keys (C,), sorted; every token for the bigram), words and counts N (C, V) per
-    split, and the training pairs (xs, ys) when mini-batches or a pair-based loss need them."""
+    split (train dense; val and test sparse COO tensors: they are only scored, on the n-grams they
+    have), and the training pairs (xs, ys) when mini-batches or a pair-based loss need them."""
 
     vocab: Vocab
     n_words: dict[str, int]
@@ -124,7 +135,9 @@ def _ngram_data(
     if not with_pairs:
         counted = count_ngrams(corpus, context, split, split_seed, split_rule, shard)
         check_training_memory(corpus.name, context, len(counted.contexts), len(counted.vocab))
-        vocab, n_words, counts = counted.vocab, counted.n_words, counted.dense_counts()
+        vocab, n_words = counted.vocab, counted.n_words
+        # Train dense (every step reads all of it); val and test stay sparse, as counted.
+        counts = dict(counted.counts, train=counted.counts["train"].to_dense())
         contexts = counted.contexts
     else:
         words = corpus.load()
@@ -139,6 +152,7 @@ def _ngram_data(
                 counts[name] = bigram_counts(xs, ys, V)
                 if name == "train":
                     train_pairs = (xs, ys)
+        counts = {name: N if name == "train" else N.to_sparse() for name, N in counts.items()}
     if n_words["train"] == 0:
         raise UserError(
             f"the train split is empty ({sum(n_words.values())} words, split {list(split)}): "
@@ -256,6 +270,8 @@ class NgramDataModule(L.LightningDataModule):
         """One batch {split: (C, V) counts, this process's share} of every non-empty split."""
         rank, world_size, _ = self._process()
         shares = {
-            name: shard_counts(c, rank, world_size) for name, c in self.counts.items() if c.any()
+            name: shard_counts(c, rank, world_size)
+            for name, c in self.counts.items()
+            if int(c.sum()) > 0
         }
         return DataLoader([shares], batch_size=None)
