@@ -6,7 +6,8 @@ generated names.txt in its data cache (with its checksum given, so nothing is do
 `my_words.txt` that README's text_file example names. Training commands get a few steps
 (`trainer.max_steps=20`) and Optuna two trials; the GPU commands are skipped without a GPU, the
 SLURM one is only composed (there is no cluster), the TensorBoard server is replaced by its
-`--inspect` mode, and `scripts/run.sh test` is this suite itself.
+`--inspect` mode, the multi-node `srun` command is only composed, and `scripts/run.sh test` is
+this suite itself.
 """
 
 from __future__ import annotations
@@ -115,6 +116,12 @@ def test_readme_command_runs_as_written(command: str, workdir: tuple[Path, str])
         pytest.skip("the command that runs this suite")
     if "<your wheel index>" in command:
         pytest.skip("installs a PyTorch build from an index of the user's choice")
+    if command.startswith("srun "):
+        # Several nodes under SLURM: only composed, as there is no cluster.
+        argv = shlex.split(command)
+        cfg = compose_config("train", argv[argv.index("bigramlab.train") + 1 :], cwd)
+        assert (cfg.trainer.strategy, cfg.trainer.num_nodes) == ("ddp", 2)
+        return
     if re.search(r"trainer=(gpu|ddp)\b", command) and not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     if "<run dir>" in command or "<run>" in command:

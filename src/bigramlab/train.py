@@ -175,6 +175,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # The data are read and counted inside fit, by every process of the trainer (each its own
     # part of the corpus), and checked there: their errors still come before any training step.
     datamodule: NgramDataModule = instantiate(cfg.data)
+    datamodule.prepare_data()
     model: LearnedLMModule = instantiate(cfg.model)
     check_optimizer(cfg, model)
     note = optimizer_note(cfg)

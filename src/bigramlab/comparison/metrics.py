@@ -45,9 +45,7 @@ def max_abs_diff(p: Tensor, q: Tensor) -> Tensor:
 
 def row_entropy(probs: Tensor) -> Tensor:
     """H(P(·|i)) = −Σ_j P[i, j] log P[i, j] in nats, per row.  probs: (V, V) -> (V,)."""
-    probs = probs.double()
-    terms = probs * probs.log()
-    return -torch.where(probs > 0, terms, torch.zeros_like(terms)).sum(dim=1)
+    return -torch.special.xlogy(probs.double(), probs.double()).sum(dim=1)  # 0 · log 0 = 0
 
 
 def bigram_marginal(probs: Tensor, contexts: Tensor, weights: Tensor, context: int) -> Tensor:

@@ -263,12 +263,13 @@ class ComparisonReport(L.Callback):
     def _snapshot(
         self, writer: SummaryWriter, pl_module: LearnedLMModule, step: int, final: bool
     ) -> None:
-        W = pl_module.W.detach().double()
+        # One (C, V) or (R, V) float64 at a time: these are the run's largest tensors but W.
         P_table = pl_module.table_logits().detach().double().softmax(dim=1)
         P_W = self._marginal(P_table)
-        writer.add_histogram("weights/W", W, step)
         writer.add_histogram("entropy/learned", row_entropy(P_table), step)
+        del P_table
         writer.add_histogram("entropy/counted", row_entropy(self.counted.probs), step)
+        writer.add_histogram("weights/W", pl_module.W.detach().double(), step)
         # TensorBoard's own text summary keeps the tag as is (add_text would append /text_summary).
         writer.file_writer.add_summary(text_pb("samples", self._samples(pl_module)), step)
         # The last step's carry every cell's value (the files in figures/ are these).

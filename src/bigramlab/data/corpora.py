@@ -7,6 +7,8 @@ corpus has
     name          how messages and logs name it (a file's path, or the data set's name)
     lowercase     whether its text is lower-cased when read
     stamp()       what changes when its content may have changed (a file's mtime and size)
+    prepare()     makes it readable (downloads it, checks its file), or raises a UserError: run
+                  once before training starts, so that a missing file is reported at once
     byte_chunks(part, parts)   its UTF-8 text in pieces of whole lines (for counting without
                   holding it): the lines that begin in part `part` of `parts` equal byte ranges
                   (all of it by default), so that each process of a run reads its own
@@ -37,6 +39,8 @@ class Corpus(Protocol):
 
     def stamp(self) -> tuple[int, int] | None: ...
 
+    def prepare(self) -> None: ...
+
     def byte_chunks(self, part: int = 0, parts: int = 1) -> Iterator[bytes]: ...
 
     def load(self) -> list[str]: ...
@@ -66,6 +70,9 @@ class EnglishWords:
     def stamp(self) -> None:
         return None
 
+    def prepare(self) -> None:
+        _english_words()
+
     def byte_chunks(self, part: int = 0, parts: int = 1) -> Iterator[bytes]:
         return read_chunks(io.BytesIO(_english_bytes()), part, parts)
 
@@ -90,6 +97,9 @@ class Names:
     def stamp(self) -> None:
         return None  # checksum-verified: the content cannot change
 
+    def prepare(self) -> None:
+        self.path()
+
     def byte_chunks(self, part: int = 0, parts: int = 1) -> Iterator[bytes]:
         return read_file_chunks(self.path(), part, parts)
 
@@ -109,6 +119,9 @@ class TextFile:
     @property
     def name(self) -> str:
         return self.path
+
+    def prepare(self) -> None:
+        _check_file(Path(self.path))
 
     def stamp(self) -> tuple[int, int] | None:
         """(mtime, size), so that a file edited between two jobs of a sweep is read again."""

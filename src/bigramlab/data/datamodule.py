@@ -219,6 +219,11 @@ class NgramDataModule(L.LightningDataModule):
         self.loss_form = loss_form
         self.data: NgramData | None = None
 
+    def prepare_data(self) -> None:
+        """Make the corpus readable (download it, check its file): train calls it before the
+        trainer starts, so that a missing file is one error line and no run directory."""
+        self.corpus.prepare()
+
     def setup(self, stage: str | None = None) -> None:
         if self.data is None:
             with_pairs = self.batch_size is not None or self.loss_form != "counts"

@@ -61,6 +61,16 @@ def quiet_dependencies() -> None:
         lambda record: not record.getMessage().startswith("💡 Tip")
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # Optuna's storage migrations
+    # "Terminating process N via signal SIGTERM": the other ranks of a run one rank failed, whose
+    # error is what the user sees.
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
+    # Lightning's own handler writes its notes ("GPU available: ...") to standard error; they are
+    # information, so to standard output: an error raised inside fit (the data are read there) is
+    # then the one line on standard error.
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+                handler.setStream(sys.stdout)
 
 
 def renamed_key_error(overrides: list[str]) -> UserError | None:
@@ -131,13 +141,16 @@ def config_error(cause: BaseException | None, node: str, cfg: DictConfig) -> Use
 
 
 def _remove_unused_outputs(run_dir: Path, config_subdir: str) -> None:
-    """Remove what Hydra made for a run that failed before writing anything of its own, so that
-    nothing is left behind to be mistaken for a run: the run directory, or, for a resumed run
-    (which goes on in the run directory it resumes), its config record `.hydra/resume_<time>`."""
+    """Remove what Hydra (and the logger) made for a run that failed before writing anything of its
+    own (a checkpoint, metrics.json, figures), so that nothing is left behind to be mistaken for a
+    run: the run directory, or, for a resumed run (which goes on in the run directory it resumes),
+    its config record `.hydra/resume_<time>`."""
     if config_subdir != ".hydra":
         shutil.rmtree(run_dir / config_subdir, ignore_errors=True)
         return
-    hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log"}
+    # TensorBoard's directory too: Lightning opens its writer when fit starts, before the data
+    # are read (in every process), so a data error leaves it holding only its file header.
+    hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log", "tensorboard"}
     if not run_dir.is_dir() or any(p.name not in hydra_files for p in run_dir.iterdir()):
         return
     shutil.rmtree(run_dir)
