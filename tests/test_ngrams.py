@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import string
 import subprocess
 import sys
@@ -31,7 +32,14 @@ from bigramlab.data.datamodule import ngram_data
 from bigramlab.data.vocab import SPLITS, Vocab, split_words
 from bigramlab.errors import UserError
 from bigramlab.models.counted import mle_probs
-from bigramlab.models.features import feature_keys, feature_spans, row_penalty_scale
+from bigramlab.models.features import (
+    check_features,
+    check_max_span,
+    feature_keys,
+    feature_spans,
+    row_penalty_scale,
+    token_classes,
+)
 from bigramlab.models.kneser_ney import FALLBACK_DISCOUNTS, KneserNey
 from bigramlab.models.nll import mean_nll
 from bigramlab.models.smoothing import counted_model
@@ -139,10 +147,88 @@ def test_skipgram_features_share_a_key_exactly_where_their_patterns_agree(k, V, 
     spans = feature_spans(keys.flatten(), k, V).view(40, 2 * k)
     assert (spans == torch.tensor([*range(k + 1), *range(2, k + 1)])).all()
     by_length = [10.0 + j for j in range(k + 1)]
-    scale = row_penalty_scale(keys.flatten(), k, V, "skipgram", by_length, skip=0.5)
+    scale = row_penalty_scale(keys.flatten(), k, V, "skipgram", by_length, {"skip": 0.5})
     assert torch.equal(
         scale.view(40, 2 * k), torch.tensor(by_length + [0.5] * (k - 1)).expand(40, -1)
     )
+
+
+def family_patterns(word: str, i: int, k: int, span: int) -> list[tuple | None]:
+    """The features of the context before word[i], written out from the word itself: skipgram's
+    of at most `span` tokens, then position (n = tokens so far, capped at k; alone and with the
+    last token), start (the first one and two tokens, alone and with the last token, where the
+    k-token window still shows the word's start and is past them; None where not), gaps (the
+    token d = 3..k back, alone and with the last) and classes (the vowel/other/padding pattern
+    of the window, alone and with the last)."""
+    padded = "." * k + word[:i]
+    tokens = list(padded[len(padded) - k :])
+    patterns = skipgram_patterns(tokens[k - span :])
+    n, last = min(i, k), tokens[-1]
+    patterns += [("position", n), ("position", n, last)]
+    for m in (1, 2):
+        patterns += [("start", word[:m]), ("start", word[:m], last)] if m < i < k else [None] * 2
+    for d in range(3, k + 1):
+        patterns += [("gap", d, tokens[-d]), ("gap", d, tokens[-d], last)]
+    sound = ["pad" if t == "." else "vowel" if t in "aeiouy" else "other" for t in tokens]
+    patterns += [("classes", *sound), ("classes", *sound, last)]
+    return patterns
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    k=st.integers(1, 6),
+    span_back=st.integers(0, 2),
+    words=st.lists(st.text("abe", min_size=1, max_size=9), min_size=1, max_size=12),
+)
+def test_feature_families_read_the_words_length_start_gaps_and_classes(k, span_back, words):
+    """Two events share a feature key in a column iff the word's prefix shows the same pattern
+    there (its length capped at k, its first tokens while in sight, the token d back, the class
+    pattern); -1 exactly where a context has no start feature; keys of different columns never
+    meet; each kind of row gets its own penalty multiplier."""
+    span = max(1, k - span_back)
+    V, itos = 4, ".abe"
+    features = "skipgram+position+start+gaps+classes"
+    events = [(w, i) for w in words for i in range(len(w) + 1)]
+    tokens = torch.tensor(
+        [[itos.index(c) for c in ("." * k + w[:i])[-k:]] for w, i in events], dtype=torch.int64
+    )
+    keys = feature_keys(context_keys(tokens, V), k, V, features, span, token_classes(itos))
+    patterns = [family_patterns(w, i, k, span) for w, i in events]
+    assert keys.shape == (len(events), len(patterns[0]))
+    for f in range(keys.shape[1]):
+        column = [pattern[f] for pattern in patterns]
+        same = torch.tensor([[a == b for b in column] for a in column])
+        assert torch.equal(keys[:, f, None] == keys[None, :, f], same)
+        assert torch.equal(keys[:, f] < 0, torch.tensor([p is None for p in column]))
+    present = keys[keys >= 0]
+    columns = [set(keys[:, f][keys[:, f] >= 0].tolist()) for f in range(keys.shape[1])]
+    assert len(set(present.tolist())) == sum(len(c) for c in columns)
+    multipliers = {"skip": 2.0, "position": 3.0, "start": 5.0, "gaps": 7.0, "classes": 11.0}
+    scale = row_penalty_scale(keys.flatten().clamp(min=0), k, V, features, None, multipliers, span)
+    kinds = [1.0] * (span + 1) + [2.0] * (span - 1) + [3.0] * 2 + [5.0] * 4
+    kinds += [7.0] * (2 * (k - 2)) + [11.0] * 2
+    expected = torch.tensor(kinds).expand(len(events), -1)
+    has_key = keys >= 0
+    assert torch.equal(scale.view_as(keys)[has_key], expected[has_key])
+
+
+def test_feature_families_are_checked_in_one_line() -> None:
+    """A base first, families known, each once, none on onehot; max_span within the context."""
+    for bad, says in [
+        ("bag", "model.features='bag' is unknown"),
+        ("skipgram+length", "family 'length' is unknown"),
+        ("interpolated+start+start", "names a family twice"),
+        ("onehot+position", "onehot has a row per whole context"),
+        ("position+skipgram", "model.features='position+skipgram' is unknown"),
+    ]:
+        with pytest.raises(UserError, match=re.escape(says)):
+            check_features(bad)
+    check_features("interpolated+start+position")
+    for bad in (0, 4, 2.5, "2", True):
+        with pytest.raises(UserError, match="model.max_span=.* is out of range"):
+            check_max_span(bad, 3)
+    check_max_span(None, 3)
+    check_max_span(3, 3)
 
 
 def kneser_ney_by_dicts(words: list[str], k: int, vocab: str) -> dict:

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["trainer.max_steps=20", "trainer.val_check_interval=10"]
 USES_NAMES = re.compile(
-    r"dataset=names|experiment=(makemore|reg_vs_smoothing|ngram_best|ngram_orders)"
+    r"dataset=names|experiment=(makemore|reg_vs_smoothing|ngram_best|ngram_orders|features_best|features_sweep)"
 )
 
 

@@ -35,7 +35,14 @@ from bigramlab.counting.ngrams import context_keys, context_tokens, count_ngrams
 from bigramlab.errors import UserError
 from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.counted import CountedModel
-from bigramlab.models.features import feature_keys, feature_spans, logits, row_index, suffix_offset
+from bigramlab.models.features import (
+    feature_keys,
+    feature_spans,
+    logits,
+    parse_features,
+    row_index,
+    suffix_offset,
+)
 from bigramlab.models.learned import LearnedLM
 from bigramlab.models.smoothing import counted_model
 from bigramlab.plumbing.atomic import write_atomically
@@ -98,13 +105,19 @@ def counted_listing(model: CountedModel, itos: str) -> Listing:
 def learned_listing(model: LearnedLM) -> Listing:
     """Onehot: its rows' contexts listed, everything else uniform (logits 0). Interpolated: the
     context of every row listed (a padded suffix as its whole padded context), each with the
-    logits of the suffixes it has; KenLM's backoff to the longest listed suffix is then exact."""
-    V, context, itos = len(model.itos), model.context, model.itos
-    if model.features == "skipgram":
+    logits of the suffixes it has; KenLM's backoff to the longest listed suffix is then exact.
+    An interpolated model of suffixes up to s < k tokens (model.max_span) reads only s tokens: it
+    is written as the model of context s."""
+    V, itos = len(model.itos), model.itos
+    base, families = parse_features(model.features)
+    if base == "skipgram" or families:
+        why = "a skip hides the newest" if base == "skipgram" else "+position and +start read the "
+        why += "" if base == "skipgram" else "word's length and start, which no suffix holds"
         raise UserError(
-            f"{model.describe()} cannot be written as ARPA (its backoff drops the oldest tokens; a "
-            "skip hides the newest): export a model.features=interpolated run instead"
+            f"{model.describe()} cannot be written as ARPA (its backoff drops the oldest tokens; "
+            f"{why}): export a model.features=interpolated run instead"
         )
+    context = model.context if model.max_span is None else model.max_span
     W = model.W.double()
     if model.features == "onehot":
         tokens = context_tokens(model.row_keys, context, V).tolist()
@@ -167,7 +180,8 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
             )
         model = load_checkpoint(cfg.ckpt).model
         text = arpa_text(model.itos, *learned_listing(model))
-        return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos), model.context
+        span = model.context if model.max_span is None else model.max_span
+        return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos), span
     if cfg.source != "counted":
         raise UserError(f"source={cfg.source!r} is unknown: choose checkpoint or counted")
     if "ckpt" in given:

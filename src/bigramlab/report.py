@@ -43,6 +43,7 @@ from rich.table import Table
 
 from bigramlab.counting.ngrams import count_ngrams
 from bigramlab.data.corpora import TextFile
+from bigramlab.models.features import parse_features
 from bigramlab.models.smoothing import counted_model
 from bigramlab.plumbing.config import HYPERPARAMETERS, hyperparameters
 from bigramlab.plumbing.results import METRIC_KEYS, read_metrics
@@ -451,9 +452,15 @@ def penalty_label(model: Any) -> str:
     by_length = OmegaConf.select(model, "reg_by_length")
     if by_length is not None:
         label += " × [" + ", ".join(f"{m:g}" for m in by_length) + "] by suffix length"
-    skip = OmegaConf.select(model, "reg_skip", default=1.0)
-    if model.features == "skipgram" and skip != 1:
-        label += f", × {skip:g} for skips"
+    base, families = parse_features(model.features)
+    kinds = [("skip", base == "skipgram")] + [(family, True) for family in families]
+    for kind, present in kinds:
+        multiplier = OmegaConf.select(model, f"reg_{kind}", default=1.0)
+        if present and multiplier != 1:
+            label += f", × {multiplier:g} for {kind} rows"
+    max_span = OmegaConf.select(model, "max_span")
+    if max_span is not None:
+        label = f"suffixes of at most {max_span}, " + label
     return label
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 
 from bigramlab.errors import UserError
-from bigramlab.models.features import FEATURES
+from bigramlab.models.features import check_features, check_max_span
 from bigramlab.models.learned import LearnedLM
 
 
@@ -76,6 +77,7 @@ def load_checkpoint(path: str | Path, key: str = "ckpt") -> Checkpoint:
         # Checkpoints from before longer contexts are bigrams: a row per token.
         context = hparams.get("context", 1)
         features = hparams.get("features", "onehot")
+        max_span = hparams.get("max_span")
         row_keys = state.get("lm.row_keys", torch.arange(len(itos)))
     except (KeyError, TypeError, AttributeError):
         raise UserError(
@@ -84,12 +86,23 @@ def load_checkpoint(path: str | Path, key: str = "ckpt") -> Checkpoint:
     if (
         not isinstance(itos, str)
         or not isinstance(context, int)
-        or features not in FEATURES
+        or not _valid(check_features, features)
+        or not _valid(check_max_span, max_span, context)
         or W.shape != (len(row_keys), len(itos))
     ):
         raise UserError(
             f"{path} is damaged: W has shape {tuple(W.shape)} for {len(row_keys)} rows of "
             f"{len(itos)} tokens (context {context}, features {features})"
         )
-    model = LearnedLM(itos, context, features, row_keys, W.float()).requires_grad_(False)
+    model = LearnedLM(itos, context, features, row_keys, W.float(), max_span)
+    model.requires_grad_(False)
     return Checkpoint(model, int(ckpt.get("global_step", 0)), "loops" in ckpt)
+
+
+def _valid(check: Callable[..., None], *values: Any) -> bool:
+    """Whether `check` (one of the config checks) accepts `values`."""
+    try:
+        check(*values)
+    except UserError:
+        return False
+    return True

@@ -6,8 +6,9 @@ A context h of `context` = k tokens (its bigramlab.counting.ngrams key) predicts
 
 W (R, V) has a row per feature key of `row_keys` (R,), sorted (bigramlab.models.features):
 onehot, one row per context (for k = 1 the lecture's one_hot(x) @ W, W (V, V)); interpolated,
-one per suffix of the context; skipgram, those and one per suffix with its newest token hidden. A
-feature without a row (never seen in the data W was made for) adds nothing.
+one per suffix of the context (of at most `max_span` tokens); skipgram, those and one per suffix
+with its newest token hidden; the families (+position, +start), theirs. A feature without a row
+(never seen in the data W was made for) adds nothing.
 """
 
 from __future__ import annotations
@@ -21,17 +22,28 @@ from bigramlab.models.features import (
     model_rows,
     row_index,
     row_penalty_scale,
+    token_classes,
 )
 
 
 class LearnedLM(nn.Module):
-    """W (R, V) and the feature keys of its rows; `itos` the vocabulary (`.` first)."""
+    """W (R, V) and the feature keys of its rows; `itos` the vocabulary (`.` first); `max_span`
+    the longest suffix or skip (None: `context`)."""
 
-    def __init__(self, itos: str, context: int, features: str, row_keys: Tensor, W: Tensor) -> None:
+    def __init__(
+        self,
+        itos: str,
+        context: int,
+        features: str,
+        row_keys: Tensor,
+        W: Tensor,
+        max_span: int | None = None,
+    ) -> None:
         super().__init__()
         if W.shape != (len(row_keys), len(itos)):
             raise ValueError(f"W {tuple(W.shape)} needs {len(row_keys)} rows of {len(itos)}")
         self.itos, self.context, self.features = itos, context, features
+        self.max_span = max_span
         self.W = nn.Parameter(W)
         self.register_buffer("row_keys", row_keys)
 
@@ -44,6 +56,7 @@ class LearnedLM(nn.Module):
         contexts: Tensor,
         train_counts: Tensor,
         init_seed: int,
+        max_span: int | None = None,
     ) -> LearnedLM:
         """The model of a data set before training: onehot, a row for every context of the data
         (`contexts` (C,), any split: the rows only held-out data use are trained by the penalty
@@ -55,13 +68,15 @@ class LearnedLM(nn.Module):
         if features == "onehot":
             row_keys = contexts.clone()
         else:
-            row_keys = model_rows(contexts[train_counts.sum(dim=1) > 0], context, V, features)
+            seen = contexts[train_counts.sum(dim=1) > 0]
+            row_keys = model_rows(seen, context, V, features, max_span, token_classes(itos))
         return cls(
             itos,
             context,
             features,
             row_keys,
             initial_weights(features, len(row_keys), V, init_seed),
+            max_span,
         )
 
     @property
@@ -70,7 +85,14 @@ class LearnedLM(nn.Module):
 
     def rows(self, contexts: Tensor) -> Tensor:
         """The rows of W each context (C,) adds up: (C, F), R where a feature has no row."""
-        keys = feature_keys(contexts, self.context, self.vocab_size, self.features)
+        keys = feature_keys(
+            contexts,
+            self.context,
+            self.vocab_size,
+            self.features,
+            self.max_span,
+            token_classes(self.itos),
+        )
         return row_index(self.row_keys, keys.to(self.row_keys.device))
 
     def forward(self, contexts: Tensor) -> Tensor:
@@ -93,19 +115,29 @@ class LearnedLM(nn.Module):
 
     def has_rows(self, contexts: Tensor) -> Tensor:
         """(C,) bool: whether each context has a row of its own (always, but for onehot)."""
-        if self.features != "onehot":
+        if self.features != "onehot":  # onehot takes no families (check_features)
             return torch.ones(len(contexts), dtype=torch.bool)
         return row_index(self.row_keys, contexts) < len(self.row_keys)
 
-    def penalty_scale(self, by_length: list[float] | None, skip: float) -> Tensor | None:
-        """Each row's multiplier of the penalty (bigramlab.models.features.row_penalty_scale)."""
+    def penalty_scale(
+        self, by_length: list[float] | None, multipliers: dict[str, float] | None = None
+    ) -> Tensor | None:
+        """Each row's multiplier of the penalty (bigramlab.models.features.row_penalty_scale):
+        by suffix length, and per kind of row ("skip" and the families)."""
         return row_penalty_scale(
-            self.row_keys, self.context, self.vocab_size, self.features, by_length, skip
+            self.row_keys,
+            self.context,
+            self.vocab_size,
+            self.features,
+            by_length,
+            multipliers,
+            self.max_span,
         )
 
     def describe(self) -> str:
-        """`model.context=k model.features=f`, as the configs spell it."""
-        return f"model.context={self.context} model.features={self.features}"
+        """`model.context=k model.features=f` (and model.max_span), as the configs spell it."""
+        span = "" if self.max_span is None else f" model.max_span={self.max_span}"
+        return f"model.context={self.context} model.features={self.features}{span}"
 
 
 def initial_weights(features: str, rows: int, V: int, init_seed: int) -> Tensor:

@@ -17,7 +17,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from bigramlab.data.vocab import SPLIT_RULES, check_split_rule
 from bigramlab.errors import UserError
 from bigramlab.models.counted import smoothing_setting
-from bigramlab.models.features import check_features, check_reg_by_length
+from bigramlab.models.features import (
+    FAMILIES,
+    check_features,
+    check_max_span,
+    check_reg_by_length,
+)
 from bigramlab.models.losses import check_batches, check_loss_form
 from bigramlab.models.smoothing import check_smoothing
 
@@ -142,7 +147,9 @@ def validate_train(cfg: DictConfig) -> None:
     """Raise UserError naming the first bad value and what to set instead."""
     _number(cfg, "optim.lr", lambda x: x > 0, "a positive learning rate, e.g. optim.lr=50")
     _number(cfg, "model.reg", lambda x: x >= 0, "a regularisation strength >= 0, e.g. 0.01")
-    _number(cfg, "model.reg_skip", lambda x: x >= 0, "a penalty multiplier >= 0, e.g. 2")
+    for family in ("skip", *FAMILIES):
+        key = f"model.reg_{family}"
+        _number(cfg, key, lambda x: x >= 0, f"a penalty multiplier >= 0, e.g. {key}=2")
     validate_alpha(cfg)
     whole_number(cfg, "trainer.max_steps", 1, "trainer.max_steps=1000")
     whole_number(cfg, "trainer.val_check_interval", 1, "trainer.val_check_interval=50")
@@ -164,8 +171,10 @@ def validate_train(cfg: DictConfig) -> None:
     by_length = OmegaConf.select(cfg, "model.reg_by_length")
     if by_length is not None and not isinstance(by_length, ListConfig | list):
         by_length = str(by_length)  # a number or a word: not a list of multipliers
-    check_reg_by_length(by_length, cfg.model.context)
     check_features(cfg.model.features)
+    max_span = OmegaConf.select(cfg, "model.max_span")
+    check_max_span(max_span, cfg.model.context)
+    check_reg_by_length(by_length, cfg.model.context if max_span is None else max_span)
     check_loss_form(cfg.model.loss_form)
     validate_data(cfg)
 

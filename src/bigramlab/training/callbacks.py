@@ -260,11 +260,12 @@ def final_metrics(
     alpha: float,
     smoothing: str = "additive",
     reg_by_length: list[float] | None = None,
-    reg_skip: float = 1.0,
+    multipliers: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """metrics.json's numbers (bigramlab.plumbing.results) for the final model, in float64: the
     learned and the counted model's NLL on every split (None where a split is empty), the
-    comparison, and the training objective over the whole train split."""
+    comparison, and the training objective over the whole train split (its penalty scaled by
+    `reg_by_length` and the `multipliers` of bigramlab.models.features.row_penalty_scale)."""
     log_probs = model.log_probs(data.contexts)
     learned = split_nlls(log_probs, data.counts)
     counted = data.counted_model(alpha, smoothing)
@@ -272,7 +273,7 @@ def final_metrics(
     metrics: dict[str, Any] = {f"{split}_nll": learned.get(split) for split in SPLITS}
     metrics |= {f"counted_{split}_nll": compared.get(f"counted_{split}_nll") for split in SPLITS}
     metrics |= {key: compared.get(key) for key in COMPARISON_KEYS}
-    scale = model.penalty_scale(reg_by_length, reg_skip)
+    scale = model.penalty_scale(reg_by_length, multipliers)
     metrics["final_loss"] = metrics["train_nll"] + float(penalty(model.W.double(), reg, scale))
     return metrics
 
@@ -297,7 +298,7 @@ class FinalMetrics(L.Callback):
             self.alpha,
             self.smoothing,
             h.reg_by_length,
-            h.reg_skip,
+            pl_module.penalty_multipliers(),
         )
         metrics |= {"steps": trainer.global_step, "status": "ok"}
         if trainer.is_global_zero:

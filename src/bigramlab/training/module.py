@@ -24,7 +24,13 @@ from bigramlab.data.datamodule import CountsBatch, PairBatch
 from bigramlab.data.vocab import SPLITS
 from bigramlab.errors import UserError
 from bigramlab.models.checkpoint import upgrade_state_dict
-from bigramlab.models.features import check_features, check_reg_by_length, logits
+from bigramlab.models.features import (
+    FAMILIES,
+    check_features,
+    check_max_span,
+    check_reg_by_length,
+    logits,
+)
 from bigramlab.models.learned import LearnedLM, initial_weights
 from bigramlab.models.losses import (
     check_loss_form,
@@ -73,17 +79,23 @@ class LearnedLMModule(L.LightningModule):
         reg_by_length: list[float] | None = None,
         reg_skip: float = 1.0,
         n_rows: int | None = None,
+        max_span: int | None = None,
+        reg_position: float = 1.0,
+        reg_start: float = 1.0,
+        reg_gaps: float = 1.0,
+        reg_classes: float = 1.0,
     ) -> None:
         super().__init__()
         check_loss_form(loss_form)
         check_features(features)
-        check_reg_by_length(reg_by_length, context)
+        check_max_span(max_span, context)
+        check_reg_by_length(reg_by_length, context if max_span is None else max_span)
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
         self.lm: LearnedLM | None = None
         # Rows of W for the data's contexts (C, F), and the penalty of each row (reg_by_length,
-        # reg_skip): set with the data (configure_model); buffers, so that they move with W,
-        # unsaved.
+        # reg_skip and reg_<family>): set with the data (configure_model); buffers, so
+        # that they move with W, unsaved.
         self.register_buffer("context_rows", None, persistent=False)
         self.register_buffer("row_scale", None, persistent=False)
         self.grad_norm: Tensor | None = None  # of the last update's gradient
@@ -95,7 +107,7 @@ class LearnedLMModule(L.LightningModule):
             # The bigram's rows (every token), or a checkpoint's shapes, which loading fills.
             rows = n_rows if n_rows is not None else len(vocab)
             W = initial_weights(features, rows, len(vocab), init_seed)
-            self.lm = LearnedLM(vocab, context, features, torch.arange(rows), W)
+            self.lm = LearnedLM(vocab, context, features, torch.arange(rows), W, max_span)
 
     @property
     def W(self) -> nn.Parameter:
@@ -113,12 +125,18 @@ class LearnedLMModule(L.LightningModule):
                 data.contexts,
                 data.counts["train"],
                 h.init_seed,
+                h.max_span,
             )
             self.hparams.vocab = data.vocab.itos
             self.hparams.n_rows = len(self.lm.row_keys)
         self.context_rows = self.lm.rows(data.contexts).to(self.W.device)
-        scale = self.lm.penalty_scale(self.hparams.reg_by_length, self.hparams.reg_skip)
+        scale = self.lm.penalty_scale(self.hparams.reg_by_length, self.penalty_multipliers())
         self.row_scale = None if scale is None else scale.to(self.W.device)
+
+    def penalty_multipliers(self) -> dict[str, float]:
+        """reg's multiplier for each kind of row other than the suffixes (model.reg_skip and
+        model.reg_<family> for each of FAMILIES)."""
+        return {kind: self.hparams[f"reg_{kind}"] for kind in ("skip", *FAMILIES)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to resume a checkpoint of another vocabulary than the data's (the model is made
