@@ -7,7 +7,8 @@ The model is makemore's `Transformer` at its defaults (4 layers, 4 heads, 64-dim
 embeddings, a block of the longest word + 1 positions; about 200K parameters): token and position
 embeddings, pre-norm blocks of causal self-attention and a 4× GELU MLP, a final LayerNorm and a
 linear head. Training as makemore's: AdamW (lr 5e-4, weight decay 0.01, betas 0.9/0.99), batches of
-32 words, cross-entropy over every position up to and including the word's end.
+32 words, cross-entropy over every position up to and including the word's end; --dropout (none
+in makemore) on the embeddings, the attention weights and each block's outputs, as nanoGPT's.
 
 The data are the lecture split of the pipeline (bigramlab.data.vocab.split_words, seed 42,
 0.8/0.1/0.1): trained on train, evaluated on the whole dev split every --eval-every steps, stopped
@@ -34,27 +35,31 @@ from bigramlab.data.vocab import Vocab, split_words
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, n_embd: int, n_head: int) -> None:
+    def __init__(self, n_embd: int, n_head: int, dropout: float) -> None:
         super().__init__()
-        self.n_head = n_head
+        self.n_head, self.dropout = n_head, dropout
         self.qkv = nn.Linear(n_embd, 3 * n_embd)
-        self.proj = nn.Linear(n_embd, n_embd)
+        self.proj = nn.Sequential(nn.Linear(n_embd, n_embd), nn.Dropout(dropout))
 
     def forward(self, x: Tensor) -> Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
 class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int) -> None:
+    def __init__(self, n_embd: int, n_head: int, dropout: float) -> None:
         super().__init__()
         self.ln_1, self.ln_2 = nn.LayerNorm(n_embd), nn.LayerNorm(n_embd)
-        self.attn = CausalSelfAttention(n_embd, n_head)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout)
         self.mlp = nn.Sequential(
-            nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd)
+            nn.Linear(n_embd, 4 * n_embd),
+            nn.GELU(),
+            nn.Linear(4 * n_embd, n_embd),
+            nn.Dropout(dropout),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -65,17 +70,26 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """Logits (B, T, V) of the next token at every position of token ids (B, T)."""
 
-    def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int):
+    def __init__(
+        self,
+        vocab_size: int,
+        block_size: int,
+        n_layer: int,
+        n_head: int,
+        n_embd: int,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.wte = nn.Embedding(vocab_size, n_embd)
         self.wpe = nn.Embedding(block_size, n_embd)
-        self.blocks = nn.Sequential(*[Block(n_embd, n_head) for _ in range(n_layer)])
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.Sequential(*[Block(n_embd, n_head, dropout) for _ in range(n_layer)])
         self.ln_f = nn.LayerNorm(n_embd)
         self.head = nn.Linear(n_embd, vocab_size, bias=False)
 
     def forward(self, idx: Tensor) -> Tensor:
         pos = torch.arange(idx.shape[1], device=idx.device)
-        return self.head(self.ln_f(self.blocks(self.wte(idx) + self.wpe(pos))))
+        return self.head(self.ln_f(self.blocks(self.drop(self.wte(idx) + self.wpe(pos)))))
 
 
 def encode(words: list[str], vocab: Vocab, block_size: int) -> tuple[Tensor, Tensor]:
@@ -125,6 +139,7 @@ def main() -> None:
     parser.add_argument("--n-layer", type=int, default=4)
     parser.add_argument("--n-head", type=int, default=4)
     parser.add_argument("--n-embd", type=int, default=64)
+    parser.add_argument("--dropout", type=float, default=0.0, help="makemore has none")
     parser.add_argument("--json", type=Path, help="write the result as JSON here")
     args = parser.parse_args()
 
@@ -138,7 +153,9 @@ def main() -> None:
         name: tuple(t.to(args.device) for t in encode(part, vocab, block_size))
         for name, part in (("train", train), ("dev", dev), ("test", test))
     }
-    model = Transformer(len(vocab), block_size, args.n_layer, args.n_head, args.n_embd)
+    model = Transformer(
+        len(vocab), block_size, args.n_layer, args.n_head, args.n_embd, args.dropout
+    )
     model.to(args.device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params} parameters, {len(train)}/{len(dev)}/{len(test)} words", flush=True)
@@ -161,7 +178,9 @@ def main() -> None:
         if step % args.eval_every == 0 or step == args.max_steps:
             dev_nll = mean_nll(model, *splits["dev"])
             elapsed = time.perf_counter() - start
-            print(f"step {step}: train batch {loss.item():.4f}, dev {dev_nll:.4f} ({elapsed:.0f} s)")
+            print(
+                f"step {step}: train batch {loss.item():.4f}, dev {dev_nll:.4f} ({elapsed:.0f} s)"
+            )
             if dev_nll < best[0]:
                 best = (dev_nll, step, copy.deepcopy(model.state_dict()))
             elif step - best[1] >= args.patience * args.eval_every:
@@ -169,6 +188,8 @@ def main() -> None:
     model.load_state_dict(best[2])
     result = {
         "model": f"transformer {args.n_layer} layers, {args.n_head} heads, {args.n_embd} dims",
+        "dropout": args.dropout,
+        "weight_decay": args.weight_decay,
         "parameters": n_params,
         "best_step": best[1],
         "steps": step,

@@ -28,6 +28,7 @@ from bigramlab.data.datamodule import NgramDataModule
 from bigramlab.data.vocab import SPLIT_RULES
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.models.checkpoint import Checkpoint, load_checkpoint
+from bigramlab.models.learned import describe
 from bigramlab.plumbing.cli import config_error, entry_point, exit_now
 from bigramlab.plumbing.config import smoothing_name, validate_train
 from bigramlab.plumbing.results import failed_metrics, read_metrics, write_metrics
@@ -57,7 +58,7 @@ def check_resume(cfg: DictConfig) -> Checkpoint:
                 f"{now.get(key)}): resume with the overrides of that run ({given or 'none'}) "
                 "and the new ones"
             )
-    now = f"model.context={cfg.model.context} model.features={cfg.model.features}"
+    now = describe(cfg.model.context, cfg.model.features, cfg.model.max_span)
     if ckpt.model.describe() != now:
         raise UserError(
             f"{cfg.ckpt_path} is a model of another kind ({ckpt.model.describe()}; this run has "

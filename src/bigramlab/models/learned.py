@@ -136,8 +136,7 @@ class LearnedLM(nn.Module):
 
     def describe(self) -> str:
         """`model.context=k model.features=f` (and model.max_span), as the configs spell it."""
-        span = "" if self.max_span is None else f" model.max_span={self.max_span}"
-        return f"model.context={self.context} model.features={self.features}{span}"
+        return describe(self.context, self.features, self.max_span)
 
 
 def initial_weights(features: str, rows: int, V: int, init_seed: int) -> Tensor:
@@ -145,3 +144,9 @@ def initial_weights(features: str, rows: int, V: int, init_seed: int) -> Tensor:
     if features != "onehot":
         return torch.zeros(rows, V)
     return torch.randn((rows, V), generator=torch.Generator().manual_seed(init_seed))
+
+
+def describe(context: int, features: str, max_span: int | None) -> str:
+    """A model's kind as the configs spell it: what a checkpoint and a run must share to resume."""
+    span = "" if max_span is None else f" model.max_span={max_span}"
+    return f"model.context={context} model.features={features}{span}"
