@@ -466,12 +466,14 @@ def penalty_label(model: Any) -> str:
 
 def learned_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (features, order): the finished job of the lowest dev NLL, with its test NLL."""
-    best: dict[tuple[str, int], dict[str, Any]] = {}
+    best: dict[tuple[str, int, int], dict[str, Any]] = {}
     for job in jobs:
         if job.get("status") != "ok" or job.get("val_nll") is None:
             continue
         model = job["cfg"].model
-        key = (str(model.features), int(model.context))
+        # Jobs of other suffix bounds are other models (max_span null: the context).
+        span = OmegaConf.select(model, "max_span", default=None) or int(model.context)
+        key = (str(model.features), int(model.context), int(span))
         row = {
             "model": f"learned, {model.features} ({penalty_label(model)}, tuned on dev)",
             "k": key[1],
