@@ -116,6 +116,8 @@ def test_sample_names_the_checkpoint_inside_a_run_directory(names_run) -> None:
         (["model.max_span=abc"], "model.max_span=abc is out of range"),
         (["model.reg_position=-1"], "model.reg_position=-1 is out of range"),
         (["model.reg_start=x"], "model.reg_start='x' is not a number"),
+        (["model.reg_gaps=-1"], "model.reg_gaps=-1 is out of range"),
+        (["model.reg_classes=nan"], "model.reg_classes=nan is out of range"),
         (["counted.smoothing=good_turing"], "counted.smoothing='good_turing' is unknown"),
         (["seed=abc"], "seed='abc' is not a whole number >= 0"),
         (["model.init_seed=abc"], "model.init_seed='abc' is not a whole number >= 0"),
