@@ -155,9 +155,9 @@ def feature_keys(
 ) -> Tensor:
     """The feature keys of contexts (C,): (C, 1) for onehot; for the others (C, F), the suffixes
     by length (s + 1), then skipgram's skips of span 2..s (s - 1), then each family's in the
-    order named (position: 2; start: 2 · START_TOKENS; gaps: 2 per distance 3..k; classes:
-    2), -1 where a context has no such feature. `classes`: token_classes of
-    the vocabulary, which +classes needs."""
+    order named (position: 2; start: 2 · START_TOKENS; gaps: 2 per distance 3..k; classes: 2),
+    -1 where a context has no such feature. `classes`: token_classes of the vocabulary, which
+    +classes needs."""
     V, k = vocab_size, context
     base, families = parse_features(features)
     if base == "onehot":
