@@ -171,6 +171,8 @@ def feature_keys(
             offsets["skip"] + suffix_offset(n - 1, V) + earlier % V ** (n - 1)
             for n in range(2, span + 1)
         ]
+    if not families:
+        return torch.stack(keys, dim=1)
     # tokens[:, d - 1]: the token d back (1: the newest)
     tokens = contexts[:, None] // V ** torch.arange(k, device=contexts.device) % V
     so_far = (tokens != 0).sum(dim=1)  # n: the word's tokens in the window
