@@ -110,14 +110,14 @@ def learned_listing(model: LearnedLM) -> Listing:
     is written as the model of context s."""
     V, itos = len(model.itos), model.itos
     base, families = parse_features(model.features)
-    if base == "skipgram" or families:
-        why = "a skip hides the newest" if base == "skipgram" else "+position and +start read the "
-        why += "" if base == "skipgram" else "word's length and start, which no suffix holds"
+    reasons = ["a skip hides the newest"] if base == "skipgram" else []
+    reasons += [f"+{family} reads beyond the suffixes" for family in families]
+    if reasons:
         raise UserError(
             f"{model.describe()} cannot be written as ARPA (its backoff drops the oldest tokens; "
-            f"{why}): export a model.features=interpolated run instead"
+            f"{', '.join(reasons)}): export a model.features=interpolated run instead"
         )
-    context = model.context if model.max_span is None else model.max_span
+    context = model.span
     W = model.W.double()
     if model.features == "onehot":
         tokens = context_tokens(model.row_keys, context, V).tolist()
@@ -180,8 +180,7 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
             )
         model = load_checkpoint(cfg.ckpt).model
         text = arpa_text(model.itos, *learned_listing(model))
-        span = model.context if model.max_span is None else model.max_span
-        return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos), span
+        return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos), model.span
     if cfg.source != "counted":
         raise UserError(f"source={cfg.source!r} is unknown: choose checkpoint or counted")
     if "ckpt" in given:

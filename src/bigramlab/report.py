@@ -43,7 +43,7 @@ from rich.table import Table
 
 from bigramlab.counting.ngrams import count_ngrams
 from bigramlab.data.corpora import TextFile
-from bigramlab.models.features import parse_features
+from bigramlab.models.features import longest_span, parse_features
 from bigramlab.models.smoothing import counted_model
 from bigramlab.plumbing.config import HYPERPARAMETERS, hyperparameters
 from bigramlab.plumbing.results import METRIC_KEYS, read_metrics
@@ -472,8 +472,8 @@ def learned_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         model = job["cfg"].model
         # Jobs of other suffix bounds are other models (max_span null: the context).
-        span = OmegaConf.select(model, "max_span", default=None) or int(model.context)
-        key = (str(model.features), int(model.context), int(span))
+        max_span = OmegaConf.select(model, "max_span", default=None)
+        key = (str(model.features), int(model.context), longest_span(model.context, max_span))
         row = {
             "model": f"learned, {model.features} ({penalty_label(model)}, tuned on dev)",
             "k": key[1],

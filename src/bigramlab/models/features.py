@@ -51,7 +51,6 @@ from bigramlab.errors import UserError
 
 BASES = ("onehot", "interpolated", "skipgram")
 FAMILIES = ("position", "start", "gaps", "classes")
-FEATURES = BASES  # the bases; check_features accepts them joined with FAMILIES by `+`
 START_TOKENS = 2  # +start: the first token, and the first two
 VOWELS = "aeiouy"  # +classes
 
@@ -100,9 +99,17 @@ def check_max_span(max_span: int | None, context: int) -> None:
         )
 
 
-def check_reg_by_length(by_length: Sequence[float] | None, span: int) -> None:
+def longest_span(context: int, max_span: int | None) -> int:
+    """s, the longest suffix and skip: model.max_span, or the context k where that is null."""
+    return context if max_span is None else max_span
+
+
+def check_reg_by_length(
+    by_length: Sequence[float] | None, context: int, max_span: int | None = None
+) -> None:
     """Raise UserError unless `by_length` is None or s + 1 multipliers, one per suffix length
-    (s the longest suffix: model.max_span, or model.context where that is null)."""
+    (s = longest_span(context, max_span))."""
+    span = longest_span(context, max_span)
     if by_length is not None and (isinstance(by_length, str) or len(by_length) != span + 1):
         raise UserError(
             f"model.reg_by_length={by_length} needs {span + 1} values for suffixes of at most "
@@ -162,7 +169,7 @@ def feature_keys(
     base, families = parse_features(features)
     if base == "onehot":
         return contexts[:, None]
-    span = k if max_span is None else max_span
+    span = longest_span(k, max_span)
     offsets = family_offsets(k, V, span)
     keys = [suffix_offset(n, V) + contexts % V**n for n in range(span + 1)]
     if base == "skipgram":
@@ -242,7 +249,7 @@ def row_penalty_scale(
     multipliers = {kind: m for kind, m in (multipliers or {}).items() if m != 1}
     if parse_features(features)[0] == "onehot" or (by_length is None and not multipliers):
         return None
-    span = context if max_span is None else max_span
+    span = longest_span(context, max_span)
     offsets = family_offsets(context, vocab_size, span)
     suffix = row_keys < offsets["skip"]
     scale = torch.ones(len(row_keys))
@@ -254,17 +261,3 @@ def row_penalty_scale(
         if kind in multipliers:
             scale[(row_keys >= offsets[kind]) & (row_keys < offsets[end])] = multipliers[kind]
     return scale.float()
-
-
-def model_rows(
-    train_contexts: Tensor,
-    context: int,
-    vocab_size: int,
-    features: str,
-    max_span: int | None = None,
-    classes: Tensor | None = None,
-) -> Tensor:
-    """The feature keys W has rows for, sorted: the features of the contexts seen in training."""
-    found = feature_keys(train_contexts, context, vocab_size, features, max_span, classes)
-    keys = torch.unique(found)
-    return keys[keys >= 0]

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from bigramlab.models.features import (
     feature_keys,
     logits,
-    model_rows,
+    longest_span,
     row_index,
     row_penalty_scale,
     token_classes,
@@ -44,6 +44,7 @@ class LearnedLM(nn.Module):
             raise ValueError(f"W {tuple(W.shape)} needs {len(row_keys)} rows of {len(itos)}")
         self.itos, self.context, self.features = itos, context, features
         self.max_span = max_span
+        self.classes = token_classes(itos)  # for +classes
         self.W = nn.Parameter(W)
         self.register_buffer("row_keys", row_keys)
 
@@ -69,7 +70,8 @@ class LearnedLM(nn.Module):
             row_keys = contexts.clone()
         else:
             seen = contexts[train_counts.sum(dim=1) > 0]
-            row_keys = model_rows(seen, context, V, features, max_span, token_classes(itos))
+            keys = feature_keys(seen, context, V, features, max_span, token_classes(itos))
+            row_keys = torch.unique(keys[keys >= 0])  # -1: a feature the context lacks
         return cls(
             itos,
             context,
@@ -83,6 +85,11 @@ class LearnedLM(nn.Module):
     def vocab_size(self) -> int:
         return len(self.itos)
 
+    @property
+    def span(self) -> int:
+        """The longest suffix and skip (model.max_span, or the context)."""
+        return longest_span(self.context, self.max_span)
+
     def rows(self, contexts: Tensor) -> Tensor:
         """The rows of W each context (C,) adds up: (C, F), R where a feature has no row."""
         keys = feature_keys(
@@ -91,7 +98,7 @@ class LearnedLM(nn.Module):
             self.vocab_size,
             self.features,
             self.max_span,
-            token_classes(self.itos),
+            self.classes,
         )
         return row_index(self.row_keys, keys.to(self.row_keys.device))
 

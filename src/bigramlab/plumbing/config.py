@@ -174,7 +174,7 @@ def validate_train(cfg: DictConfig) -> None:
     check_features(cfg.model.features)
     max_span = OmegaConf.select(cfg, "model.max_span")
     check_max_span(max_span, cfg.model.context)
-    check_reg_by_length(by_length, cfg.model.context if max_span is None else max_span)
+    check_reg_by_length(by_length, cfg.model.context, max_span)
     check_loss_form(cfg.model.loss_form)
     validate_data(cfg)
 

@@ -89,7 +89,7 @@ class LearnedLMModule(L.LightningModule):
         check_loss_form(loss_form)
         check_features(features)
         check_max_span(max_span, context)
-        check_reg_by_length(reg_by_length, context if max_span is None else max_span)
+        check_reg_by_length(reg_by_length, context, max_span)
         self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
         self.lm: LearnedLM | None = None
