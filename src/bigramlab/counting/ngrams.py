@@ -31,14 +31,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bigramlab.counting.bigrams import _NEWLINE, _NOT_CLEAN, _framed, count_corpus
-from bigramlab.counting.shards import Shard
+from bigramlab.counting.bigrams import _NEWLINE, _NOT_CLEAN, _clean_pairs, _framed, count_corpus
+from bigramlab.counting.shards import Shard, sum_by_key
 from bigramlab.data.corpora import Corpus, decode_words
 from bigramlab.data.vocab import SPLITS, Vocab, split_assignment
 from bigramlab.errors import BadLine, UserError
 
 MAX_KEY = 2**62  # the keys of (part, context, next) are int64
-SMALL_TABLE = 1 << 22  # key spaces up to this size are counted with np.bincount
+SMALL_TABLE = 1 << 16  # key spaces up to this size are counted with np.bincount
+BLOCK = 1 << 15  # events whose keys are made together (gram_keys)
 
 
 def check_context(context: int, vocab_size: int) -> None:
@@ -72,30 +73,45 @@ def next_keys(keys: Tensor, tokens: Tensor, context: int, vocab_size: int) -> Te
     return keys % vocab_size ** (context - 1) * vocab_size + tokens
 
 
-def gram_keys(ids: np.ndarray, context: int, vocab_size: int, dtype: type = np.int64) -> np.ndarray:
-    """The (k+1)-gram key context · V + next of every event of a framed sequence `.w1.w2. … .wn.`
-    of token ids (0 = `.`): ids (L,) -> (L - 1,) of `dtype`, the event of ids[p] at p - 1.
+def gram_keys(
+    ids: np.ndarray,
+    context: int,
+    vocab_size: int,
+    dtype: type = np.int64,
+    parts: np.ndarray | None = None,
+    n_parts: int = 1,
+) -> np.ndarray:
+    """The key (context · V + next) · n_parts + part of every event of a framed sequence
+    `.w1.w2. … .wn.` of token ids (0 = `.`): ids (L,) -> (L - 1,) of `dtype`, the event of ids[p]
+    at p - 1; `parts` (L - 1,) the part of each event (none: the key is context · V + next).
 
-    The tokens are laid out again with `context` `.`s before each word (each `.` between two words
-    repeated k + 1 times: the closing one and the next word's padding), so that the k + 1 tokens of
-    every event are the slots up to its own: the keys of every window of k + 1 slots by Horner's
-    rule over shifted slices (k multiply-adds, no gathers), kept where the window ends at an event
-    (a character, or a `.` after one)."""
-    if context == 1:  # every pair of the framed sequence is an event: nothing to lay out
-        keys = ids[:-1].astype(dtype)
-        keys *= vocab_size
-        keys += ids[1:]
-        return keys
-    repeats = np.ones(len(ids), dtype=np.int64)
-    repeats[ids == 0] = context + 1
-    repeats[0], repeats[-1] = context, 1  # the first word's padding; the last word's closing `.`
-    laid_out = np.repeat(ids, repeats)
-    windows = laid_out[: len(laid_out) - context].astype(dtype)  # key of the slots s..s+k
-    for back in range(context - 1, -1, -1):
-        windows *= vocab_size
-        windows += laid_out[context - back : len(laid_out) - back]
-    newest, before = laid_out[context:], laid_out[context - 1 : -1]
-    return windows[(newest != 0) | (before != 0)]
+    The context of ids[p] is the k tokens before it, every token up to the last `.` among them read
+    as `.` (a word's padding). By Horner's rule over k shifted slices, each step multiplying by V,
+    or by 0 where the token it adds is a `.`, which starts the context again. The events are taken
+    in blocks of BLOCK, so that a block's keys stay in the CPU's cache through its 2k + 2 passes."""
+    n_events = len(ids) - 1
+    # The context's own key in int32 where V^k fits: half the bytes through the k steps.
+    narrow = np.int32 if vocab_size**context < 2**31 else dtype
+    # padded[o + j] is token j of the window of event o: context tokens j < k, the next one j = k.
+    padded = np.concatenate((np.zeros(context - 1, dtype=ids.dtype), ids))
+    keys = np.empty(n_events, dtype=dtype)
+    for start in range(0, n_events, BLOCK):
+        size = min(BLOCK, n_events - start)
+        window = padded[start : start + size + context].astype(narrow)
+        scale = (window != 0).astype(narrow)
+        scale *= narrow(vocab_size)
+        block = window[:size].copy()
+        for j in range(1, context):
+            block *= scale[j : j + size]
+            block += window[j : j + size]
+        wide = keys[start : start + size]
+        wide[:] = block
+        wide *= dtype(vocab_size)
+        wide += window[context : context + size]
+        if parts is not None:
+            wide *= dtype(n_parts)
+            wide += parts[start : start + size]
+    return keys
 
 
 def event_keys(ids: np.ndarray, context: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,85 +140,88 @@ def _framed_ids(words: list[str], vocab: Vocab) -> np.ndarray:
     return vocab.encode_words(words).numpy()
 
 
-def _clean_ids(chunk: bytes, lookup: np.ndarray) -> np.ndarray | None:
-    """The framed ids of a clean ASCII piece (its lines are its words: nothing str.strip() would
-    remove, no blank line, no `.`), read byte by byte through `lookup` (byte -> id, the line end
-    -> 0); None for any other piece, which is decoded line by line instead."""
-    if not chunk or not chunk.isascii() or chunk.startswith(b"\n") or b"\n\n" in chunk:
-        return None
-    framed = np.frombuffer(_framed(chunk), dtype=np.uint8)
-    ids = lookup[framed]
-    if (ids < 0).any():  # a byte that is not a character of the vocabulary, or not clean
-        return None
-    return ids
-
-
-def _pieces(corpus: Corpus, vocab: Vocab, shard: Shard) -> Iterator[np.ndarray]:
-    """The framed ids `.w1.w2. … .` of each piece of this shard's range that has words."""
-    # int8: the vocabulary is sorted, so its single-byte (ASCII) characters have ids below 128.
-    lookup = np.full(256, -1, dtype=np.int8)
+def _translation(vocab: Vocab) -> bytes:
+    """bytes.translate's table from a byte to its token id: the vocabulary's single-byte
+    characters, the line end to 0 (`.`), any other byte to 255 (-1 read as int8)."""
+    # int8 ids: the vocabulary is sorted, so its single-byte (ASCII) characters have ids below 128.
+    table = bytearray(b"\xff" * 256)
     for ch, i in vocab.stoi.items():
         if len(ch.encode()) == 1 and ord(ch) not in _NOT_CLEAN:
-            lookup[ord(ch)] = i
-    lookup[_NEWLINE] = 0
+            table[ord(ch)] = i
+    table[_NEWLINE] = 0
+    return bytes(table)
+
+
+def _pieces(
+    corpus: Corpus, vocab: Vocab, shard: Shard, clean: Sequence[bool]
+) -> Iterator[np.ndarray]:
+    """The framed ids `.w1.w2. … .` of each piece of this shard's range that has words; `clean`
+    says which pieces the survey found clean ASCII (their lines are their words: nothing
+    str.strip() would remove, no blank line, no `.`). Those are read byte by byte through one
+    bytes.translate; the others are decoded line by line."""
+    table = _translation(vocab)
     line = 1
     lowercase = corpus.lowercase
-    for chunk in corpus.byte_chunks(shard.rank, shard.world_size):
-        if lowercase and chunk.isascii():
-            chunk = chunk.lower()
-        ids = _clean_ids(chunk, lookup)
-        if ids is None:
-            words = decode_words(chunk, corpus.name, line, lowercase)
-            ids = _framed_ids(words, vocab) if words else None
-        line += chunk.count(b"\n")
-        if ids is not None:
+    for chunk, is_clean in zip(
+        corpus.byte_chunks(shard.rank, shard.world_size), clean, strict=True
+    ):
+        if is_clean:
+            if lowercase:
+                chunk = chunk.lower()
+            ids = np.frombuffer(_framed(chunk).translate(table), dtype=np.int8)
+            if (ids < 0).any():
+                raise RuntimeError(f"a piece of {corpus.name} changed between the two readings")
+            # The line ends of a clean piece: its `.`s but the framing one and any added at its end.
+            line += int(np.count_nonzero(ids == 0)) - 1 - (not chunk.endswith(b"\n"))
             yield ids
+        else:
+            words = decode_words(chunk, corpus.name, line, lowercase)
+            line += chunk.count(b"\n")
+            if words:
+                yield _framed_ids(words, vocab)
 
 
 class Survey(NamedTuple):
     """One process's byte range, read once: the characters of its words, how many words, events
-    (characters and word ends) and line ends it has, and the error that stopped it (a BadLine
-    numbered within the range), if any."""
+    (characters and word ends) and line ends it has, which of its pieces are clean ASCII, and the
+    error that stopped it (a BadLine numbered within the range), if any."""
 
     chars: frozenset[str]
     words: int
     events: int
     lines: int
+    clean: tuple[bool, ...]
     error: UserError | None
 
 
 def survey(corpus: Corpus, shard: Shard) -> Survey:
-    """Survey this shard's range. A clean ASCII piece (its lines are its words) is read as a
-    histogram of its bytes; any other is decoded line by line."""
+    """Survey this shard's range. A clean ASCII piece is read as a histogram of its byte pairs
+    (bigramlab.counting.bigrams); any other is decoded line by line."""
     chars: set[str] = set()
     words = events = lines = 0
-    not_clean = np.array(_NOT_CLEAN)
+    clean: list[bool] = []
     try:
         for chunk in corpus.byte_chunks(shard.rank, shard.world_size):
             if corpus.lowercase and chunk.isascii():
                 chunk = chunk.lower()
-            histogram = np.bincount(np.frombuffer(chunk, dtype=np.uint8), minlength=256)
-            ends = int(histogram[_NEWLINE])
-            clean = not (
-                histogram[128:].any()
-                or histogram[not_clean].any()
-                or chunk.startswith(b"\n")
-                or b"\n\n" in chunk
-            )
-            if clean:
-                chars.update(chr(b) for b in np.flatnonzero(histogram) if b != _NEWLINE)
-                in_chunk = ends + (not chunk.endswith(b"\n"))
+            found = _clean_pairs(chunk)
+            clean.append(found is not None)
+            if found is not None:
+                pairs, in_chunk = found
+                firsts = torch.nonzero(pairs.sum(dim=1))[:, 0].tolist()
+                chars.update(chr(b) for b in firsts if b != _NEWLINE)
                 words += in_chunk
-                events += len(chunk) - ends + in_chunk
+                events += int(pairs.sum())  # a word's characters and its closing `.`
+                lines += in_chunk - (not chunk.endswith(b"\n"))
             else:
-                found = decode_words(chunk, corpus.name, lines + 1, corpus.lowercase)
-                chars.update("".join(found))
-                words += len(found)
-                events += sum(map(len, found)) + len(found)
-            lines += ends
+                found_words = decode_words(chunk, corpus.name, lines + 1, corpus.lowercase)
+                chars.update("".join(found_words))
+                words += len(found_words)
+                events += sum(map(len, found_words)) + len(found_words)
+                lines += chunk.count(b"\n")
     except UserError as e:  # reported by every process once they have all surveyed their range
-        return Survey(frozenset(chars), words, events, lines, e)
-    return Survey(frozenset(chars), words, events, lines, None)
+        return Survey(frozenset(chars), words, events, lines, tuple(clean), e)
+    return Survey(frozenset(chars), words, events, lines, tuple(clean), None)
 
 
 def agree(corpus: Corpus, surveys: list[Survey]) -> Vocab:
@@ -262,7 +281,12 @@ def count_ngrams(
     mine = assignment[first : first + surveys[shard.rank].words].copy()
     del assignment
     try:
-        found, error = _count_range(corpus, vocab, context, mine, len(fractions), shard), None
+        found, error = (
+            _count_range(
+                corpus, vocab, context, mine, len(fractions), shard, surveys[shard.rank].clean
+            ),
+            None,
+        )
     except UserError as e:  # raised by every process below, not left waiting at the merge
         found, error = (np.zeros(0, np.int64), np.zeros(0, np.int64)), e
     if stopped := [e for e in shard.gather(error) if e is not None]:
@@ -271,10 +295,17 @@ def count_ngrams(
 
 
 def _count_range(
-    corpus: Corpus, vocab: Vocab, context: int, parts: np.ndarray, n_parts: int, shard: Shard
+    corpus: Corpus,
+    vocab: Vocab,
+    context: int,
+    parts: np.ndarray,
+    n_parts: int,
+    shard: Shard,
+    clean: Sequence[bool],
 ) -> tuple[np.ndarray, np.ndarray]:
     """(keys, counts) of the events of this shard's range: keys ((context · V + next) · n_parts +
-    part) sorted int64, `parts` the part (of n_parts) of each of the range's words. The part is
+    part) sorted int64, `parts` the part (of n_parts) of each of the range's words, `clean` which
+    of its pieces the survey found clean ASCII. The part is
     the lowest digit so that sorted keys are sorted by context: no sort is needed to find them.
 
     Each piece's distinct keys are merged into the range's whenever the pieces not yet merged
@@ -290,46 +321,28 @@ def _count_range(
     merged = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     pending: list[tuple[np.ndarray, np.ndarray]] = []
     first = 0
-    for ids in _pieces(corpus, vocab, shard):
-        keys = gram_keys(ids, context, V, dtype)
+    for ids in _pieces(corpus, vocab, shard, clean):
         # The part of each event: a word's events are its characters and its closing `.`.
         per_word = np.diff(np.flatnonzero(ids == 0))
         word_parts = parts[first : first + len(per_word)]
         first += len(per_word)
-        if n_parts > 1:
-            keys *= dtype(n_parts)
-            keys += np.repeat(word_parts.astype(dtype), per_word)
+        event_parts = np.repeat(word_parts, per_word) if n_parts > 1 else None
+        keys = gram_keys(ids, context, V, dtype, event_parts, n_parts)
+        del event_parts
         if tally is not None:
-            tally += np.bincount(keys, minlength=table_size)
+            tally += torch.bincount(torch.from_numpy(keys), minlength=table_size).numpy()
             continue
         pending.append(_unique_counts(keys))
         del keys
         waiting = sum(len(found[0]) for found in pending)
         check_counting_memory(corpus.name, context, len(merged[0]) + waiting)
         if waiting >= len(merged[0]):
-            merged = _merge([merged, *pending])
+            merged = sum_by_key([merged, *pending])
             pending = []
     if tally is not None:
         keys = np.flatnonzero(tally)
         return keys, tally[keys]
-    return _merge([merged, *pending]) if pending else merged
-
-
-def _merge(found: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """(key, count) pairs, each list sorted, summed where a key repeats: sorted int64 keys and
-    their int64 counts."""
-    found = [(keys, counts) for keys, counts in found if len(keys)]
-    if len(found) <= 1:
-        keys, counts = found[0] if found else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-        return keys.astype(np.int64), counts
-    keys, inverse = np.unique(
-        np.concatenate([k for k, _ in found]).astype(np.int64), return_inverse=True
-    )
-    totals = torch.zeros(len(keys), dtype=torch.int64)
-    totals.index_add_(
-        0, torch.from_numpy(inverse), torch.from_numpy(np.concatenate([c for _, c in found]))
-    )
-    return keys, totals.numpy()
+    return sum_by_key([merged, *pending]) if pending else merged
 
 
 def _per_split(
@@ -337,33 +350,43 @@ def _per_split(
 ) -> NgramCounts:
     """NgramCounts of the summed ((context · V + next) · parts + part, count) pairs, sorted."""
     V, n_parts = len(vocab), len(n_words)
-    cell, part = np.divmod(keys, n_parts)
-    context_key, token = np.divmod(cell, V)
+    # Not np.divmod: about 10x slower than a floor division and a multiply-subtract.
+    cell = keys // n_parts
+    part = keys - cell * n_parts
+    context_key = cell // V
+    token = cell - context_key * V
+    del cell
     new_context = np.empty(len(keys), dtype=bool)
     new_context[:1] = True
     np.not_equal(context_key[1:], context_key[:-1], out=new_context[1:])
-    table = context_key[new_context]
-    rows = np.cumsum(new_context) - 1
+    # Index arrays and take, not boolean masks: several times faster in numpy.
+    table = context_key.take(np.flatnonzero(new_context))
+    rows = np.cumsum(new_context, dtype=np.int64)
+    rows -= 1
     split_counts = {}
     for i, name in enumerate(n_words):
-        mine = part == i
-        index = torch.from_numpy(np.stack([rows[mine], token[mine]]))
-        N = torch.sparse_coo_tensor(
-            index,
-            torch.from_numpy(counts[mine]),
+        mine = np.flatnonzero(part == i)
+        index = np.empty((2, len(mine)), dtype=np.int64)
+        rows.take(mine, out=index[0])
+        token.take(mine, out=index[1])
+        split_counts[name] = torch.sparse_coo_tensor(
+            torch.from_numpy(index),
+            torch.from_numpy(counts.take(mine)),
             (len(table), V),
             is_coalesced=True,
             check_invariants=False,
         )
-        split_counts[name] = N
     return NgramCounts(vocab, context, n_words, torch.from_numpy(table), split_counts)
 
 
 def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """np.unique(keys, return_counts=True), sorting in place (`keys` is a scratch array)."""
     keys.sort()
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    return keys[starts], np.diff(starts, append=len(keys))
+    first = np.empty(len(keys), dtype=bool)
+    first[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    return keys.take(starts), np.diff(starts, append=len(keys))
 
 
 def ngram_counts_of_words(
