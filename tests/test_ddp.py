@@ -47,15 +47,13 @@ def assert_same_run(one: tuple[dict, torch.Tensor], ddp: tuple[dict, torch.Tenso
 def test_count_shares_are_unequal_and_sum_to_the_counts(words_file: Path) -> None:
     dm = NgramDataModule(TextFile(str(words_file)))
     dm.setup()
-    counts = dm.counts["train"]
-    shares = [shard_counts(counts, rank, 2) for rank in range(2)]
-    assert torch.equal(shares[0] + shares[1], counts)
-    assert int(shares[0].sum()) != int(shares[1].sum())
-    val = dm.counts["val"]  # sparse: shared alike
-    assert val.is_sparse
-    val_shares = [shard_counts(val, rank, 2) for rank in range(2)]
-    assert torch.equal((val_shares[0] + val_shares[1]).to_dense(), val.to_dense())
-    assert all(int(share.sum()) > 0 for share in val_shares)
+    for split in ("train", "val"):
+        counts = dm.counts[split]  # sparse, as counted
+        assert counts.is_sparse
+        shares = [shard_counts(counts, rank, 2) for rank in range(2)]
+        assert torch.equal((shares[0] + shares[1]).to_dense(), counts.to_dense())
+        assert int(shares[0].sum()) != int(shares[1].sum())
+        assert all(int(share.sum()) > 0 for share in shares)
 
 
 def test_pair_shares_of_a_batch_are_the_batch() -> None:

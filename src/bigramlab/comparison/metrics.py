@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from bigramlab.models.counted import CountedModel
+from bigramlab.models.nll import row_totals, seen_counts
 
 
 def kl_to_mle(counts: Tensor, log_probs: Tensor) -> Tensor:
@@ -21,19 +22,19 @@ def kl_to_mle(counts: Tensor, log_probs: Tensor) -> Tensor:
     to NLL(P) − NLL(P̂): the excess NLL of any model over the MLE is exactly this KL, hence ≥ 0.
     Summed over the nonzero counts alone (`counts` dense or sparse): no (C, V) temporaries.
     """
-    seen = (counts if counts.is_sparse else counts.to_sparse()).coalesce()
-    rows, tokens = seen.indices()
-    n = seen.values().double()
-    row_totals = torch.zeros(seen.shape[0], dtype=torch.float64, device=n.device)
-    row_totals.index_add_(0, rows, n)
-    log_mle = (n / row_totals[rows]).log()
+    rows, tokens, n = seen_counts(counts)
+    n = n.double()
+    totals = torch.zeros(counts.shape[0], dtype=torch.float64, device=n.device)
+    totals.index_add_(0, rows, n)
+    log_mle = (n / totals[rows]).log()
     return (n * (log_mle - log_probs[rows, tokens].double())).sum() / n.sum()
 
 
 def tv_distance(counts: Tensor, p: Tensor, q: Tensor) -> Tensor:
-    """Σ_i p̂(i) · ½ Σ_j |P[i, j] − Q[i, j]|, rows weighted by how often the data uses them."""
-    counts = counts.double()
-    row_weight = counts.sum(dim=1) / counts.sum()
+    """Σ_i p̂(i) · ½ Σ_j |P[i, j] − Q[i, j]|, rows weighted by how often the data uses them
+    (`counts` dense or sparse)."""
+    totals = row_totals(counts).double()
+    row_weight = totals / totals.sum()
     row_tv = 0.5 * (p.double() - q.double()).abs_().sum(dim=1)
     return (row_weight * row_tv).sum()
 

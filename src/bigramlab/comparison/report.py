@@ -46,7 +46,7 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 from bigramlab.comparison.figures import HeatmapFrames, heatmap, nice_ceiling, nll_curves, render
 from bigramlab.comparison.metrics import bigram_marginal, compare, row_entropy
 from bigramlab.data.vocab import SPLITS
-from bigramlab.models.nll import perplexity, split_nlls
+from bigramlab.models.nll import perplexity, row_totals, split_nlls
 from bigramlab.models.sampling import sample_words
 from bigramlab.training.callbacks import add_scalars, tensorboard
 from bigramlab.training.module import LearnedLMModule
@@ -194,7 +194,7 @@ class ComparisonReport(L.Callback):
         self.counted = counted.to(device)
         self.train_counts = data.counts["train"].to(pl_module.device)
         # How often train has each context: the heatmaps' rows average the contexts by it.
-        weights = data.counts["train"].sum(dim=1)
+        weights = row_totals(data.counts["train"])
         self.contexts, self.weights = (
             data.contexts.to(pl_module.device),
             weights.to(pl_module.device),

@@ -100,8 +100,8 @@ class PairMiniBatches(Dataset):
 class NgramData:
     """Everything training needs from a corpus: vocabulary, the contexts of `context` tokens seen in
     any split (their keys (C,), sorted; every token for the bigram), words and counts N (C, V) per
-    split (train dense; val and test sparse COO tensors: they are only scored, on the n-grams they
-    have), and the training pairs (xs, ys) when mini-batches or a pair-based loss need them."""
+    split (sparse COO tensors of the n-grams seen, as counted; the bigram's train counts of a
+    pair-based run are dense (V, V)), and the training pairs (xs, ys) when mini-batches or a pair-based loss need them."""
 
     vocab: Vocab
     n_words: dict[str, int]
@@ -136,8 +136,7 @@ def _ngram_data(
         counted = count_ngrams(corpus, context, split, split_seed, split_rule, shard)
         check_training_memory(corpus.name, context, len(counted.contexts), len(counted.vocab))
         vocab, n_words = counted.vocab, counted.n_words
-        # Train dense (every step reads all of it); val and test stay sparse, as counted.
-        counts = dict(counted.counts, train=counted.counts["train"].to_dense())
+        counts = counted.counts  # sparse, as counted: memory grows with the n-grams seen
         contexts = counted.contexts
     else:
         words = corpus.load()

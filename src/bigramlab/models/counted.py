@@ -31,7 +31,7 @@ def mle_probs(counts: Tensor, alpha: float = 0.0) -> Tensor:
     MLE (every distribution is equally likely); it is left all zero, so any event of it has
     probability 0 and an infinite NLL, like every other unseen event under α = 0.
     """
-    smoothed = counts.double() + alpha
+    smoothed = (counts.to_dense() if counts.is_sparse else counts).double() + alpha
     row_sums = smoothed.sum(dim=1, keepdim=True)
     return torch.where(row_sums > 0, smoothed / row_sums.clamp_min(1e-300), 0.0)
 

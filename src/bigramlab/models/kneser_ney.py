@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from bigramlab.models.counted import CountedModel
+from bigramlab.models.nll import seen_counts
 
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 
@@ -87,8 +88,8 @@ class KneserNey(CountedModel):
 
     def fit(self, train: Tensor) -> Tensor:
         V, k = self.vocab_size, self.context
-        rows, tokens = (t.numpy() for t in torch.nonzero(train, as_tuple=True))
-        raw = train[rows, tokens].numpy().astype(np.float64)
+        rows, tokens, raw = (t.numpy() for t in seen_counts(train))
+        raw = raw.astype(np.float64)
         context_of_event = self.contexts.numpy()[rows]
         # From the highest order down: `seen` are the distinct (suffix of j + 1 tokens, token) seen.
         seen = context_of_event * V + tokens

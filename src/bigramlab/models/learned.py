@@ -24,6 +24,7 @@ from bigramlab.models.features import (
     row_penalty_scale,
     token_classes,
 )
+from bigramlab.models.nll import row_totals
 
 
 class LearnedLM(nn.Module):
@@ -69,7 +70,7 @@ class LearnedLM(nn.Module):
         if features == "onehot":
             row_keys = contexts.clone()
         else:
-            seen = contexts[train_counts.sum(dim=1) > 0]
+            seen = contexts[row_totals(train_counts) > 0]
             keys = feature_keys(seen, context, V, features, max_span, token_classes(itos))
             row_keys = torch.unique(keys[keys >= 0])  # -1: a feature the context lacks
         return cls(

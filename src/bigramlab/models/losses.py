@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bigramlab.errors import UserError
+from bigramlab.models.nll import seen_counts
 
 LOSS_FORMS = ("onehot", "index", "counts")
 
@@ -57,7 +58,15 @@ def nll_sum_index(W: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
 
 
 def nll_sum_counts(W: Tensor, counts: Tensor) -> Tensor:
-    """−Σ_ij N[i, j] · log_softmax(W)[i, j]: the summed NLL from the counts N (V, V) alone."""
+    """−Σ_ij N[i, j] · log_softmax(W)[i, j]: the summed NLL from the counts N (V, V) alone.
+
+    N sparse (a torch sparse COO tensor, as longer contexts are counted): the same sum over the
+    n-grams seen, −Σ N[i, j] · (W[i, j] − logsumexp_j' W[i, j']), with no (C, V) tensor of counts
+    or of products beside W."""
+    if counts.is_sparse:
+        rows, tokens, n = seen_counts(counts)
+        log_p = W[rows, tokens] - W.logsumexp(dim=1)[rows]
+        return -(n.to(W.dtype) * log_p).sum()
     return -(counts * W.log_softmax(dim=1)).sum()
 
 

@@ -13,6 +13,27 @@ import torch
 from torch import Tensor
 
 
+def seen_counts(counts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(rows, tokens, N) of the nonzero counts of N (C, V), dense or a torch sparse COO tensor:
+    three (n,) tensors, rows and tokens int64."""
+    if counts.is_sparse:
+        counts = counts.coalesce()
+        rows, tokens = counts.indices()
+        return rows, tokens, counts.values()
+    rows, tokens = torch.nonzero(counts, as_tuple=True)
+    return rows, tokens, counts[rows, tokens]
+
+
+def row_totals(counts: Tensor) -> Tensor:
+    """N.sum(dim=1) (C,) of counts N (C, V), dense or sparse COO, as a dense tensor."""
+    if not counts.is_sparse:
+        return counts.sum(dim=1)
+    rows, _, values = seen_counts(counts)
+    return torch.zeros(counts.shape[0], dtype=values.dtype, device=values.device).index_add_(
+        0, rows, values
+    )
+
+
 def nll_sum(log_probs: Tensor, counts: Tensor) -> Tensor:
     """−Σ_ij N[i, j] · log P[i, j], with 0 · log 0 = 0.  log_probs, counts: (C, V) -> scalar.
 
@@ -21,9 +42,8 @@ def nll_sum(log_probs: Tensor, counts: Tensor) -> Tensor:
     N > 0 and P = 0 makes the sum +inf, not NaN: the model calls the data impossible.
     """
     if counts.is_sparse:
-        counts = counts.coalesce()
-        rows, tokens = counts.indices()
-        return -(counts.values().double() * log_probs[rows, tokens].double()).sum()
+        rows, tokens, values = seen_counts(counts)
+        return -(values.double() * log_probs[rows, tokens].double()).sum()
     terms = counts * log_probs
     return -torch.where(counts > 0, terms, torch.zeros_like(terms)).sum()
 

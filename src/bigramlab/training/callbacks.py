@@ -289,8 +289,15 @@ class FinalMetrics(L.Callback):
         self.metrics: dict[str, Any] | None = None
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
+        # Training is over (checkpoints are written before this hook): the optimizer's state,
+        # 2 x history_size copies of W for L-BFGS, is dropped before the float64 metrics, which
+        # would otherwise stack on it.
+        for optimizer in trainer.optimizers:
+            optimizer.state.clear()
         h = pl_module.hparams
-        model = copy.deepcopy(pl_module.lm).cpu()  # where the counts are, leaving W on its device
+        model = pl_module.lm
+        if model.W.device.type != "cpu":  # to where the counts are, leaving W on its device
+            model = copy.deepcopy(model).cpu()
         metrics = final_metrics(
             model,
             h.reg,
