@@ -415,10 +415,10 @@ def ngram_counts_of_words(
 # Bytes per distinct n-gram while counting: its key and count (int64 each) as a piece finds them,
 # again in the sorted merge of the pieces, and the copies all processes gather to merge.
 BYTES_PER_GRAM = 48
-# Bytes per (context, token) entry of a training run: the int64 counts of three splits, and in
-# float32 W, its gradient, the optimizer's state (L-BFGS keeps 2 x history_size = 40 copies) and
-# the logits.
-BYTES_PER_ENTRY = 3 * 8 + 44 * 4
+# Bytes per (context, token) entry of a training run (the counts are sparse): the counted model's
+# P and its log in float64, and in float32 W, its gradient, the optimizer's state (L-BFGS keeps
+# 2 x history_size = 40 copies) and the logits.
+BYTES_PER_ENTRY = 2 * 8 + 44 * 4
 
 
 def physical_memory() -> int:
@@ -440,7 +440,7 @@ def check_counting_memory(name: str, context: int, n_grams: int) -> None:
 
 
 def check_training_memory(name: str, context: int, n_contexts: int, vocab_size: int) -> None:
-    """Raise UserError, before the counts are laid out for training, where `n_contexts` contexts
+    """Raise UserError, before training starts, where `n_contexts` contexts
     x V tokens need more than the machine's memory (BYTES_PER_ENTRY each)."""
     needed = n_contexts * vocab_size * BYTES_PER_ENTRY
     if needed > physical_memory():
