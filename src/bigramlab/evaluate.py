@@ -23,7 +23,7 @@ from bigramlab.data.vocab import SPLITS, Vocab
 from bigramlab.errors import UserError
 from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.learned import LearnedLM
-from bigramlab.models.nll import mean_nll
+from bigramlab.models.nll import mean_nll, seen_counts
 from bigramlab.models.smoothing import counted_model
 from bigramlab.plumbing.cli import entry_point, exit_now
 from bigramlab.plumbing.config import checkpoint_path, smoothing_name, validate_alpha, validate_data
@@ -74,7 +74,7 @@ def split_rows(
     """
     context, vocab = model.context, Vocab(model.itos)
     counted = count_ngrams(corpus, context, split, split_seed, split_rule)
-    counts = counted.dense_counts()
+    counts = counted.counts
     counted_nll = counted_model(counts, alpha, smoothing, counted.contexts, context).nll
     if error := vocab.missing(counted.vocab.itos, corpus.name):
         raise error
@@ -85,8 +85,11 @@ def split_rows(
     rowless = ~model.has_rows(contexts)
     rows = []
     for name in SPLITS:
-        N = torch.zeros(len(contexts), len(vocab), dtype=counts[name].dtype)
-        N[:, ids] = counts[name]
+        # The data's tokens renumbered as the checkpoint's; the counts stay sparse.
+        seen, token, n = seen_counts(counts[name])
+        N = torch.sparse_coo_tensor(
+            torch.stack([seen, ids[token]]), n, (len(contexts), len(vocab)), check_invariants=True
+        ).coalesce()
         rows.append(
             SplitRow(
                 name,
@@ -94,7 +97,7 @@ def split_rows(
                 int(N.sum()),
                 mean_nll(log_probs, N),
                 counted_nll.get(name),
-                int(N[rowless].sum()),
+                int(n[rowless[seen]].sum()),
             )
         )
     return rows

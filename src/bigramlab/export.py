@@ -195,9 +195,8 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
     counted = count_ngrams(
         instantiate(cfg.dataset), context, cfg.data.split, cfg.data.split_seed, cfg.data.split_rule
     )
-    counts = counted.dense_counts()
     model = counted_model(
-        counts, float(cfg.counted.alpha), cfg.counted.smoothing, counted.contexts, context
+        counted.counts, float(cfg.counted.alpha), cfg.counted.smoothing, counted.contexts, context
     )
     itos = counted.vocab.itos
     text = arpa_text(itos, *counted_listing(model, itos))

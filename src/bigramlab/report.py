@@ -423,7 +423,7 @@ def counted_rows(
     rows = []
     for k in orders:
         counted = count_ngrams(TextFile(str(path)), k, split, seed, rule)
-        counts = counted.dense_counts()
+        counts = counted.counts
         fits = [counted_model(counts, a, "additive", counted.contexts, k) for a in ALPHAS]
         best = min(fits, key=lambda m: m.nll["val"])
         rows.append(

@@ -101,7 +101,8 @@ class NgramData:
     """Everything training needs from a corpus: vocabulary, the contexts of `context` tokens seen in
     any split (their keys (C,), sorted; every token for the bigram), words and counts N (C, V) per
     split (sparse COO tensors of the n-grams seen, as counted; the bigram's train counts of a
-    pair-based run are dense (V, V)), and the training pairs (xs, ys) when mini-batches or a pair-based loss need them."""
+    pair-based run are dense (V, V)), and the training pairs (xs, ys) when mini-batches or a
+    pair-based loss need them."""
 
     vocab: Vocab
     n_words: dict[str, int]
