@@ -37,6 +37,7 @@ from bigramlab.models.features import (
     check_max_span,
     feature_keys,
     feature_spans,
+    logits,
     row_penalty_scale,
     token_classes,
 )
@@ -215,6 +216,26 @@ def test_feature_families_read_the_words_length_start_gaps_and_classes(k, span_b
     expected = torch.tensor(kinds).expand(len(events), -1)
     has_key = keys >= 0
     assert torch.equal(scale.view_as(keys)[has_key], expected[has_key])
+
+
+@settings(max_examples=30, deadline=None)
+@given(R=st.integers(0, 6), C=st.integers(1, 5), F=st.integers(1, 4), seed=st.integers(0, 99))
+def test_logits_sum_the_rows_a_context_has_and_count_missing_rows_as_zero(R, C, F, seed):
+    """logits(W, rows)[c] = Σ_f W[rows[c, f]] over the rows below R (R marks a missing row), and
+    its gradient reaches exactly those rows: a loop over the features says the same."""
+    generator = torch.Generator().manual_seed(seed)
+    W = torch.randn(R, 3, generator=generator, requires_grad=True)
+    rows = torch.randint(0, R + 1, (C, F), generator=generator)
+    got = logits(W, rows)
+    expected = torch.stack(
+        [sum((W[r] for r in row.tolist() if r < R), W[:0].sum(dim=0)) for row in rows]
+    )
+    assert torch.allclose(got, expected, atol=1e-6)
+    if R:
+        weights = torch.randn(C, 3, generator=generator)
+        (grad,) = torch.autograd.grad((got * weights).sum(), W)
+        (grad_expected,) = torch.autograd.grad((expected * weights).sum(), W)
+        assert torch.allclose(grad, grad_expected, atol=1e-6)
 
 
 def test_feature_families_are_checked_in_one_line() -> None:

@@ -219,9 +219,15 @@ def row_index(row_keys: Tensor, keys: Tensor) -> Tensor:
 def logits(W: Tensor, rows: Tensor) -> Tensor:
     """Σ_f W[rows[:, f]], a missing row (index len(W)) counting as zeros: W (R, V), rows (C, F)
     -> (C, V). One embedding_bag sum: memory is (C, V), not (C, F, V), and its backward adds
-    into one (R, V) gradient instead of one a feature."""
-    padded = torch.cat([W, W.new_zeros(1, W.shape[1])])
-    return F.embedding_bag(rows, padded, mode="sum", padding_idx=len(W))
+    into one (R, V) gradient instead of one a feature. A missing row is weighted 0 rather than
+    read from a zero row appended to W: appending would copy W, and its gradient, at every call
+    (the same sums, bit for bit)."""
+    if len(W) == 0:
+        return W.new_zeros(rows.shape[0], W.shape[1])
+    present = rows < len(W)
+    return F.embedding_bag(
+        rows.clamp(max=len(W) - 1), W, mode="sum", per_sample_weights=present.to(W.dtype)
+    )
 
 
 def feature_spans(row_keys: Tensor, context: int, vocab_size: int) -> Tensor:
