@@ -20,7 +20,7 @@ from bigramlab.data.corpora import TextFile
 from bigramlab.data.vocab import Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
 from bigramlab.models.checkpoint import load_checkpoint
-from bigramlab.models.losses import nll_sum_counts, nll_sum_index, nll_sum_onehot
+from bigramlab.models.losses import nll_sum_counts, nll_sum_index, nll_sum_onehot, penalty
 from bigramlab.train import train
 from bigramlab.training.module import LearnedLMModule
 from tests.conftest import lecture_pairs, train_and_load
@@ -66,6 +66,36 @@ def test_three_impls_give_the_same_loss_and_gradient(V: int, n: int, seed: int, 
     for loss, grad in results[1:]:
         torch.testing.assert_close(loss, results[0][0], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(grad, results[0][1], rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    R=st.integers(1, 30),
+    V=st.integers(1, 12),
+    zero_rows=st.integers(0, 3),
+    scaled=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_penalty_is_reg_times_the_scaled_sum_of_squares_and_its_gradient(
+    R: int, V: int, zero_rows: int, scaled: bool, seed: int
+) -> None:
+    """penalty = reg · Σ_r s_r Σ_j W[r, j]² / V² (the lecture's reg · mean(W²) for a V × V W),
+    gradient 2 · reg · s_r · W[r] / V², rows of zeros included (W starts at zero)."""
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn((R, V), generator=g)
+    W[:zero_rows] = 0
+    W.requires_grad_(True)
+    scale = torch.rand(R, generator=g) * 3 if scaled else None
+    s = scale.double() if scaled else torch.ones(R, dtype=torch.float64)
+    reg = 0.37
+    value = penalty(W, reg, scale)
+    value.backward()
+    W64 = W.detach().double()
+    # Compared in float32, W's precision.
+    torch.testing.assert_close(value, (reg * (s[:, None] * W64**2).sum() / V**2).float())
+    torch.testing.assert_close(W.grad, (2 * reg * s[:, None] * W64 / V**2).float())
+    if not scaled and R == V:
+        torch.testing.assert_close(value, reg * (W.detach() ** 2).mean())
 
 
 def lecture_losses(words: list[str], steps: int, reg: float, lr: float) -> list[float]:

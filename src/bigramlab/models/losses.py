@@ -76,7 +76,13 @@ def penalty(W: Tensor, reg: float, row_scale: Tensor | None = None) -> Tensor:
     reg · mean(W²), the lecture's; at longer contexts every weight keeps the bigram's penalty
     whatever the number of rows, so that one `reg` means the same at every order (a mean over rows
     would weaken it as rows grow). row_scale: a penalty per row (per suffix length,
-    model.reg_by_length; skip rows, model.reg_skip)."""
-    if row_scale is None:
-        return reg * (W**2).mean() * (W.shape[0] / W.shape[1])
-    return reg * (row_scale[:, None] * W**2).sum() / W.shape[1] ** 2
+    model.reg_by_length; skip rows, model.reg_skip).
+
+    Summed as each row's squared norm: no (R, V) temporary in the forward and one (the gradient)
+    in the backward, where W**2 makes several; at the size of W where memory counts (words,
+    k = 6, interpolated: 64 MB) that is 0.16 GB off the peak of an L-BFGS step
+    (docs/benchmark.md)."""
+    row_squares = torch.linalg.vector_norm(W, dim=1).square()
+    if row_scale is not None:
+        row_squares = row_squares * row_scale
+    return reg * row_squares.sum() / W.shape[1] ** 2
