@@ -238,6 +238,28 @@ def test_logits_sum_the_rows_a_context_has_and_count_missing_rows_as_zero(R, C, 
         assert torch.allclose(grad, grad_expected, atol=1e-6)
 
 
+@settings(max_examples=30, deadline=None)
+@given(C=st.integers(1, 40), F=st.integers(1, 5), seed=st.integers(0, 99))
+def test_logits_gradient_adds_each_rows_contexts_in_context_order(C, F, seed):
+    """RowSum's backward gives row r Σ g[c] over the contexts c that use it, added one context at
+    a time in context order (float32, exactly), the order embedding_bag's backward takes when its
+    sort of the rows keeps ties in place; missing rows (R) get nothing."""
+    generator = torch.Generator().manual_seed(seed)
+    R = 3 * F
+    W = torch.randn(R, 5, generator=generator, requires_grad=True)
+    # Each column its own rows, as each feature kind and length has its own keys.
+    rows = 3 * torch.arange(F) + torch.randint(0, 3, (C, F), generator=generator)
+    rows[torch.rand(C, F, generator=generator) < 0.3] = R
+    g = torch.randn(C, 5, generator=generator)
+    (grad,) = torch.autograd.grad(logits(W, rows), W, g)
+    expected = torch.zeros(R, 5)
+    for c in range(C):
+        for r in rows[c].tolist():
+            if r < R:
+                expected[r] = expected[r] + g[c]
+    assert torch.equal(grad, expected)
+
+
 def test_feature_families_are_checked_in_one_line() -> None:
     """A base first, families known, each once, none on onehot; max_span within the context."""
     for bad, says in [
