@@ -70,6 +70,28 @@ def test_three_impls_give_the_same_loss_and_gradient(V: int, n: int, seed: int, 
 
 @settings(max_examples=40, deadline=None)
 @given(
+    C=st.integers(1, 60), V=st.integers(1, 9), density=st.floats(0.0, 1.0), seed=st.integers(0, 999)
+)
+def test_sparse_counts_nll_is_autograds_loss_and_gradient_bit_for_bit(C, V, density, seed):
+    """nll_sum_counts on sparse counts (SeenNLL, its own backward) gives the loss and the
+    gradient that autograd gives for −Σ n · (W[r, t] − logsumexp_j W[r, j]), exactly."""
+    generator = torch.Generator().manual_seed(seed)
+    seen = torch.rand(C, V, generator=generator) < density
+    counts = (seen * torch.randint(1, 40, (C, V), generator=generator)).to_sparse()
+    W = (3 * torch.randn(C, V, generator=generator)).requires_grad_()
+    upstream = float(torch.rand((), generator=generator)) + 0.5
+    loss = nll_sum_counts(W, counts)
+    (grad,) = torch.autograd.grad(loss * upstream, W)
+    rows, tokens = counts.indices()
+    n = counts.values().float()
+    expected = -(n * (W[rows, tokens] - W.logsumexp(dim=1)[rows])).sum()
+    (expected_grad,) = torch.autograd.grad(expected * upstream, W)
+    assert torch.equal(loss, expected)
+    assert torch.equal(grad, expected_grad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
     R=st.integers(1, 30),
     V=st.integers(1, 12),
     zero_rows=st.integers(0, 3),
