@@ -1,7 +1,7 @@
 """Benchmark of longer contexts: k-gram counting, Kneser–Ney's fit, and nltk.lm as the peer.
 
     python scripts/benchmark_ngrams.py [--repeats 3] [--nltk-order 3] [--json F]
-        [--corpus BIG.txt] [--big BIG_1G.txt]
+        [--corpus BIG.txt] [--big BIG_1G.txt] [--training]
 
 Counting: bigramlab.counting.ngrams.count_ngrams on the `words` list written out as a text file
 (MB/s of its UTF-8 text, every split counted), orders (tokens of context) 1 to 6, in one process
@@ -9,7 +9,8 @@ and in 2 processes of a gloo process group (each counting its own byte range, th
 the floors it is measured against: one np.bincount pass over the bytes, and np.sort of as many
 int64 (and int32) keys as the file has bytes. --corpus: the same on another file (a sample made by
 scripts/make_corpus.py, say). --big: peak RSS of counting that file at k = 5 in a process of its
-own. Kneser–Ney:
+own. --training: peak RSS, time and NLLs of training on `words` at k = 6 with interpolated and
+skipgram features and L-BFGS (history 1, 5 steps), each in a process of its own. Kneser–Ney:
 fitting bigramlab.models.kneser_ney.KneserNey on `words` train counts and scoring every context of
 the data, at
 k = 5 (6-grams) and 6. nltk.lm (pip install nltk): its Lidstone and KneserNeyInterpolated models
@@ -169,6 +170,51 @@ def peak_rss_of_counting(path: Path, k: int) -> dict:
     return result
 
 
+# words at k = 6 with L-BFGS: the documented configuration of docs/benchmark.md (5 steps).
+TRAINING = (
+    "dataset=words model.context=6 optim=lbfgs optim.history_size=1 model.reg=0.0003 "
+    "trainer.max_steps=5"
+)
+
+
+def peak_rss_of_training(features: str, log_dir: Path) -> dict:
+    """Peak RSS (VmHWM, read at exit) and wall time of `python -m bigramlab.train` on words at
+    k = 6 with `features` in a process of its own, and the NLLs of its metrics.json."""
+    overrides = [*TRAINING.split(), f"model.features={features}", f"paths.log_dir={log_dir}"]
+    code = (
+        "import atexit, runpy, sys\n"
+        "def peak():\n"
+        "    hwm = next(line for line in open('/proc/self/status') if line.startswith('VmHWM'))\n"
+        "    print('PEAK', hwm.split()[1], file=sys.stderr, flush=True)\n"
+        "atexit.register(peak)\n"
+        "sys.argv = ['train', *sys.argv[1:]]\n"
+        "runpy.run_module('bigramlab.train', run_name='__main__')\n"
+    )
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", code, *overrides], capture_output=True, text=True, cwd=ROOT
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"training {features} failed: {done.stderr.strip().splitlines()[-1]}")
+    peak_kib = int(done.stderr.split("PEAK")[-1].split()[0])
+    metrics = json.loads(next((log_dir / "train" / "runs").glob("*/metrics.json")).read_text())
+    result = {
+        "command": f"python -m bigramlab.train {TRAINING} model.features={features}",
+        "seconds": seconds,
+        "peak_rss_kib": peak_kib,
+        "peak_rss_gb": peak_kib * 1024 / 1e9,
+        "val_nll": metrics["val_nll"],
+        "test_nll": metrics["test_nll"],
+    }
+    print(
+        f"train words k=6 {features}, L-BFGS history 1, 5 steps: {seconds:.0f} s, peak RSS "
+        f"{peak_kib:,} KiB ({result['peak_rss_gb']:.2f} GB), val {metrics['val_nll']:.4f} / "
+        f"test {metrics['test_nll']:.4f}"
+    )
+    return result
+
+
 def kneser_ney(path: Path, repeats: int) -> list[dict]:
     rows = []
     for k in (5, 6):
@@ -239,6 +285,11 @@ def main() -> None:
     parser.add_argument(
         "--big", type=Path, default=None, help="a file whose k = 5 count's peak RSS to measure"
     )
+    parser.add_argument(
+        "--training",
+        action="store_true",
+        help="also the peak RSS of training on words at k = 6 (interpolated, skipgram; minutes)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     results: dict = {}
@@ -256,6 +307,12 @@ def main() -> None:
         }
     if args.big:
         results["big"] = peak_rss_of_counting(args.big, 5)
+    if args.training:
+        with tempfile.TemporaryDirectory() as tmp:
+            results["training"] = [
+                peak_rss_of_training(features, Path(tmp) / features)
+                for features in ("interpolated", "skipgram")
+            ]
     names = ROOT / "data" / "names.txt"
     if names.is_file():
         results["nltk"] = nltk_peer(names, args.nltk_order)

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from bigramlab.comparison.metrics import kl_to_mle, max_abs_diff, row_entropy, tv_distance
 from bigramlab.counting.bigrams import bigram_counts
-from bigramlab.models.counted import mle_probs
-from bigramlab.models.nll import mean_nll
+from bigramlab.models.counted import AdditiveModel, mle_probs
+from bigramlab.models.nll import dense_rows, mean_nll
 
 
 @st.composite
@@ -91,3 +91,27 @@ def test_tv_and_max_diff_bounds(data: tuple[torch.Tensor, torch.Tensor]) -> None
 def test_row_entropy_of_uniform_and_one_hot_rows() -> None:
     P = torch.tensor([[0.25, 0.25, 0.25, 0.25], [1.0, 0.0, 0.0, 0.0]])
     assert torch.allclose(row_entropy(P), torch.tensor([math.log(4), 0.0], dtype=torch.float64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    C=st.integers(1, 40),
+    V=st.integers(1, 8),
+    density=st.floats(0.0, 1.0),
+    m=st.integers(0, 30),
+    alpha=st.sampled_from([0.0, 0.5, 1.0]),
+    seed=st.integers(0, 999),
+)
+def test_additive_rows_from_sparse_counts_are_rows_of_its_dense_p(C, V, density, m, alpha, seed):
+    """dense_rows(N, rows) = N.to_dense()[rows] (repeated and empty rows included), and the
+    additive model's rows and P made from the sparse counts are those of the dense counts, so
+    that it can keep the counts instead of P."""
+    g = torch.Generator().manual_seed(seed)
+    dense = (torch.rand(C, V, generator=g) < density) * torch.randint(1, 9, (C, V), generator=g)
+    sparse = dense.to_sparse().coalesce()
+    rows = torch.randint(0, C, (m,), generator=g)
+    assert torch.equal(dense_rows(sparse, rows), dense[rows])
+    model = AdditiveModel({"train": sparse}, torch.arange(C), 1, alpha)
+    P = mle_probs(dense, alpha)
+    assert torch.equal(model.probs, P)
+    assert torch.equal(model.row_probs(rows), P[rows])

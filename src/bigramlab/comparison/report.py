@@ -199,8 +199,12 @@ class ComparisonReport(L.Callback):
             data.contexts.to(pl_module.device),
             weights.to(pl_module.device),
         )
-        mle = bigram_marginal(counted.probs, data.contexts, weights, data.context)
+        counted_probs = counted.probs
+        mle = bigram_marginal(counted_probs, data.contexts, weights, data.context)
         self.mle = mle.to(pl_module.device)
+        # It does not change in training: one histogram, drawn at every snapshot.
+        self.counted_entropy = row_entropy(counted_probs)
+        del counted_probs
         self.snapshots = snapshot_steps(
             trainer.max_steps, int(trainer.val_check_interval), self.figures_every_n_steps
         )
@@ -268,7 +272,7 @@ class ComparisonReport(L.Callback):
         P_W = self._marginal(P_table)
         writer.add_histogram("entropy/learned", row_entropy(P_table), step)
         del P_table
-        writer.add_histogram("entropy/counted", row_entropy(self.counted.probs), step)
+        writer.add_histogram("entropy/counted", self.counted_entropy, step)
         writer.add_histogram("weights/W", pl_module.W.detach().double(), step)
         # TensorBoard's own text summary keeps the tag as is (add_text would append /text_summary).
         writer.file_writer.add_summary(text_pb("samples", self._samples(pl_module)), step)

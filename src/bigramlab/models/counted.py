@@ -21,7 +21,7 @@ import copy
 import torch
 from torch import Tensor
 
-from bigramlab.models.nll import split_nlls
+from bigramlab.models.nll import dense_rows, split_nlls
 
 
 def mle_probs(counts: Tensor, alpha: float = 0.0) -> Tensor:
@@ -31,9 +31,13 @@ def mle_probs(counts: Tensor, alpha: float = 0.0) -> Tensor:
     MLE (every distribution is equally likely); it is left all zero, so any event of it has
     probability 0 and an infinite NLL, like every other unseen event under α = 0.
     """
-    smoothed = (counts.to_dense() if counts.is_sparse else counts).double() + alpha
-    row_sums = smoothed.sum(dim=1, keepdim=True)
-    return torch.where(row_sums > 0, smoothed / row_sums.clamp_min(1e-300), 0.0)
+    # In place on one (C, V) float64: a row of zero sum has α = 0 and zeros, and stays zeros.
+    if counts.is_sparse:
+        smoothed = counts.double().to_dense()
+    else:
+        smoothed = counts.to(torch.float64, copy=True)
+    smoothed += alpha
+    return smoothed.div_(smoothed.sum(dim=1, keepdim=True).clamp_min(1e-300))
 
 
 def smoothing_setting(smoothing: str, alpha: float) -> str:
@@ -49,20 +53,28 @@ class CountedModel:
     float64 for the data's contexts `contexts` (C,) (sorted keys, bigramlab.counting.ngrams), and
     `nll`, its mean NLL on each non-empty split. Made once a run; it does not change in training.
 
-    A subclass gives P of the data's contexts and of the contexts it has no row for
-    (`unseen_probs`), and says what it backs off to (`shorter_probs`)."""
+    A subclass fits itself to the train counts (`fit`), gives P of the data's contexts (`probs`,
+    `row_probs`) and of the contexts it has no row for (`unseen_probs`), and says what it backs
+    off to (`shorter_probs`)."""
 
     smoothing: str
+    probs: Tensor
+    # The tensors `to` moves.
+    _tensors: tuple[str, ...] = ("probs", "contexts")
 
     def __init__(self, counts: dict[str, Tensor], contexts: Tensor, context: int) -> None:
         self.contexts, self.context = contexts, context
         self.vocab_size = counts["train"].shape[1]
-        self.probs = self.fit(counts["train"])
+        self.fit(counts["train"])
         self.nll = split_nlls(self.probs.log(), counts)
 
-    def fit(self, train: Tensor) -> Tensor:
-        """P (C, V) float64 of the data's contexts, from the train counts N (C, V)."""
+    def fit(self, train: Tensor) -> None:
+        """Fit to the train counts N (C, V): `probs` is then P (C, V) of the data's contexts."""
         raise NotImplementedError
+
+    def row_probs(self, rows: Tensor) -> Tensor:
+        """P (m, V) float64 of the data's contexts at positions `rows` (m,): probs[rows]."""
+        return self.probs[rows]
 
     def unseen_probs(self, keys: Tensor) -> Tensor:
         """P(· | h) (m, V) float64 for contexts h (m,) that are not the data's."""
@@ -84,11 +96,11 @@ class CountedModel:
     def next_probs(self, contexts: Tensor) -> Tensor:
         """P(· | h) (C', V) for any contexts h (C',), on their device: the row of a data's
         context, unseen_probs for any other."""
-        device = self.probs.device  # the report keeps a run's counted model where W is
+        device = self.contexts.device  # the report keeps a run's counted model where W is
         query, known = contexts.to(device), self.contexts.to(device)
         row = torch.searchsorted(known, query).clamp(max=len(known) - 1)
         seen = known[row] == query
-        out = self.probs[row].clone()
+        out = self.row_probs(row)
         if not seen.all():
             out[~seen] = self.unseen_probs(query[~seen].cpu()).to(out)
         return out.to(contexts.device)
@@ -98,18 +110,25 @@ class CountedModel:
         return self.next_probs(contexts).double().log()
 
     def to(self, device: torch.device | str) -> CountedModel:
-        """A copy with `probs` and `contexts` on `device` (the report keeps them where W is)."""
+        """A copy with its tensors on `device` (the report keeps them where W is)."""
         moved = copy.copy(self)
-        moved.probs, moved.contexts = self.probs.to(device), self.contexts.to(device)
+        for name in self._tensors:
+            setattr(moved, name, getattr(self, name).to(device))
         return moved
 
 
 class AdditiveModel(CountedModel):
     """P = (N_train + α) / row sums (α = 0: the exact MLE). A context the data never saw gets the
     uniform distribution for α > 0 (α for each of V tokens), and zeros for α = 0 (no MLE); so does
-    every shorter history, which an ARPA file then never lists."""
+    every shorter history, which an ARPA file then never lists.
+
+    It keeps the train counts as counted (sparse at longer contexts) and makes P from them when
+    asked, all of it (`probs`) or some rows (`row_probs`): a run's report then holds the counts
+    (memory that grows with the n-grams seen) rather than a dense (C, V) float64 through training
+    (78 MB on words at k = 6)."""
 
     smoothing = "additive"
+    _tensors = ("train", "contexts")
 
     def __init__(
         self, counts: dict[str, Tensor], contexts: Tensor, context: int, alpha: float
@@ -117,8 +136,15 @@ class AdditiveModel(CountedModel):
         self.alpha = alpha
         super().__init__(counts, contexts, context)
 
-    def fit(self, train: Tensor) -> Tensor:
-        return mle_probs(train, self.alpha)
+    def fit(self, train: Tensor) -> None:
+        self.train = train.coalesce() if train.is_sparse else train
+
+    @property
+    def probs(self) -> Tensor:
+        return mle_probs(self.train, self.alpha)
+
+    def row_probs(self, rows: Tensor) -> Tensor:
+        return mle_probs(dense_rows(self.train, rows), self.alpha)
 
     def unseen_probs(self, keys: Tensor) -> Tensor:
         fill = 1.0 / self.vocab_size if self.alpha > 0 else 0.0

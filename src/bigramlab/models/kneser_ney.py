@@ -86,7 +86,7 @@ class KneserNey(CountedModel):
         self.fallback = fallback
         super().__init__(counts, contexts, context)
 
-    def fit(self, train: Tensor) -> Tensor:
+    def fit(self, train: Tensor) -> None:
         V, k = self.vocab_size, self.context
         rows, tokens, raw = (t.numpy() for t in seen_counts(train))
         raw = raw.astype(np.float64)
@@ -107,7 +107,7 @@ class KneserNey(CountedModel):
             keys, dense = _grouped(adjusted_keys, adjusted_tokens, adjusted, V)
             levels.append(Order(keys, dense, tuple(found), fell_back))
         self.orders: list[Order] = levels[::-1]  # index j: contexts of j tokens
-        return self.probs_of(self.contexts)
+        self.probs = self.probs_of(self.contexts)
 
     def unseen_probs(self, keys: Tensor) -> Tensor:
         return self.probs_of(keys)

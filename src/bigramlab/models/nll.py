@@ -24,6 +24,23 @@ def seen_counts(counts: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return rows, tokens, counts[rows, tokens]
 
 
+def dense_rows(counts: Tensor, rows: Tensor) -> Tensor:
+    """N[rows] (m, V) as a dense tensor, of N (C, V) dense or sparse COO coalesced (its indices
+    sorted by row): a sparse N gives the entries of those rows alone, found by binary search, in
+    O(m log n + their entries) rather than a pass over all n entries."""
+    if not counts.is_sparse:
+        return counts[rows]
+    entry_rows, tokens = counts.indices()
+    starts = torch.searchsorted(entry_rows, rows)
+    lengths = torch.searchsorted(entry_rows, rows, right=True) - starts
+    owner = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lengths)
+    first = torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+    position = starts[owner] + torch.arange(len(owner), device=rows.device) - first
+    out = torch.zeros(len(rows), counts.shape[1], dtype=counts.dtype, device=counts.device)
+    out[owner, tokens[position]] = counts.values()[position]
+    return out
+
+
 def row_totals(counts: Tensor) -> Tensor:
     """N.sum(dim=1) (C,) of counts N (C, V), dense or sparse COO, as a dense tensor."""
     if not counts.is_sparse:
