@@ -129,7 +129,10 @@ class LearnedLMModule(L.LightningModule):
             )
             self.hparams.vocab = data.vocab.itos
             self.hparams.n_rows = len(self.lm.row_keys)
-        self.context_rows = self.lm.rows(data.contexts).to(self.W.device)
+        rows = self.lm.rows(data.contexts)
+        # int32 where the row indices fit (every W here): half the memory of the (C, F) table.
+        rows = rows.int() if len(self.lm.row_keys) < 2**31 - 1 else rows
+        self.context_rows = rows.to(self.W.device)
         scale = self.lm.penalty_scale(self.hparams.reg_by_length, self.penalty_multipliers())
         self.row_scale = None if scale is None else scale.to(self.W.device)
 
