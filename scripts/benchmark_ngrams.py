@@ -58,8 +58,9 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
 
 
 def floors(path: Path, repeats: int) -> dict:
-    """MB/s of the passes counting cannot beat: one np.bincount over the bytes, and np.sort of as
-    many int64 and int32 keys as the file has bytes (about one event a byte)."""
+    """MB/s of the passes counting cannot beat: one np.bincount over the bytes, and a sort of as
+    many int64 and int32 keys as the file has bytes (about one event a byte): np.sort, and torch's
+    stable sort, which counting uses."""
     data = path.read_bytes()
     megabytes = len(data) / 1e6
     keys = np.random.default_rng(0).integers(0, 2**40, len(data))
@@ -69,6 +70,12 @@ def floors(path: Path, repeats: int) -> dict:
         ),
         "sort_int64": median_time(lambda: np.sort(keys), repeats),
         "sort_int32": median_time(lambda: np.sort(keys.astype(np.int32)), repeats),
+        "torch_sort_int64": median_time(
+            lambda: torch.sort(torch.from_numpy(keys), stable=True), repeats
+        ),
+        "torch_sort_int32": median_time(
+            lambda: torch.sort(torch.from_numpy(keys.astype(np.int32)), stable=True), repeats
+        ),
     }
     rates = {name: megabytes / seconds for name, seconds in found.items()}
     print("floors: " + ", ".join(f"{name} {rate:.0f} MB/s" for name, rate in rates.items()))
