@@ -231,12 +231,12 @@ class RowSum(torch.autograd.Function):
     Forward: one embedding_bag sum, a missing row weighted 0 (appending a zero row to W would
     copy W, and its gradient, at every call). Backward: one index_add_ of the incoming gradient
     g (C, V) per column f, into an (R + 1, V) gradient whose last row takes the missing ones.
-    embedding_bag's own backward lays out a (C·F, V) copy of g first (0.28 GB on `words` at
-    k = 6, interpolated: the peak of an L-BFGS step); this one adds g as it is, F times. A row
+    embedding_bag's own backward lays out a (C·F, V) copy of g first (C·F·V floats: the peak of
+    an L-BFGS step at k = 6 on `words`); this one adds g as it is, F times. A row
     key belongs to one column (each column is one feature kind and length), so each row adds
     its contexts in context order, as embedding_bag's backward does where its sort of the rows
     keeps ties in place: on words at k = 6 and names up to k = 10 with every family, the same
-    gradient bit for bit, 0.2 GB lower at the peak (docs/benchmark.md)."""
+    gradient bit for bit (docs/benchmark.md)."""
 
     @staticmethod
     def forward(ctx: Any, W: Tensor, rows: Tensor) -> Tensor:

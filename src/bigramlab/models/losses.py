@@ -78,9 +78,9 @@ class SeenNLL(torch.autograd.Function):
         ∂/∂W[r, j] = g · (N_r · softmax(W[r])[j] − N[r, j]),   N_r = Σ_t N[r, t],
 
     laid out as one (C, V) tensor that the backward works on in place (autograd's own backward of
-    the same expression holds three or four at once: 0.12 GB more at the peak of an L-BFGS step
-    on words at k = 6). The same operations in the same order as autograd's: the same loss and
-    gradient, bit for bit."""
+    the same expression holds three or four at once; docs/benchmark.md has what that is worth).
+    The same operations in the same order as autograd's: the same loss and gradient, bit for
+    bit."""
 
     @staticmethod
     def forward(ctx: Any, W: Tensor, rows: Tensor, tokens: Tensor, n: Tensor) -> Tensor:
