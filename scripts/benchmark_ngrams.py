@@ -6,16 +6,16 @@
 Counting: bigramlab.counting.ngrams.count_ngrams on the `words` list written out as a text file
 (MB/s of its UTF-8 text, every split counted), orders (tokens of context) 1 to 6, in one process
 and in 2 processes of a gloo process group (each counting its own byte range, then merging), beside
-the floors it is measured against: one np.bincount pass over the bytes, and np.sort of as many
-int64 (and int32) keys as the file has bytes. --corpus: the same on another file (a sample made by
-scripts/make_corpus.py, say). --big: peak RSS of counting that file at k = 5 in a process of its
-own. --training: peak RSS, time and NLLs of training on `words` at k = 6 with interpolated and
-skipgram features and L-BFGS (history 1, 5 steps), each in a process of its own. Kneser–Ney:
-fitting bigramlab.models.kneser_ney.KneserNey on `words` train counts and scoring every context of
-the data, at
-k = 5 (6-grams) and 6. nltk.lm (pip install nltk): its Lidstone and KneserNeyInterpolated models
-fitted on names.txt's train words (data/names.txt) and their perplexity on its dev words, against
-bigramlab's additive and Kneser–Ney models on the same words: time and the NLL each reports.
+the floors it is measured against: one np.bincount pass over the bytes, and a sort (np.sort and
+torch's stable sort) of as many int64 (and int32) keys as the file has bytes. --corpus: the same on
+another file (a sample made by scripts/make_corpus.py, say). --big: peak RSS of counting that file
+at k = 5 in a process of its own. --training: peak RSS, time and NLLs of training on `words` at k =
+6 with interpolated and skipgram features and L-BFGS (history 1, 5 steps), each in a process of its
+own. Kneser–Ney: fitting bigramlab.models.kneser_ney.KneserNey on `words` train counts and scoring
+every context of the data, at k = 5 (6-grams) and 6. nltk.lm (pip install nltk): its Lidstone and
+KneserNeyInterpolated models fitted on names.txt's train words (data/names.txt) and their
+perplexity on its dev words, against bigramlab's additive and Kneser–Ney models on the same words:
+time and the NLL each reports.
 Every time is a median over --repeats repeats (nltk's: one run, it is slow).
 """
 
@@ -184,10 +184,11 @@ TRAINING = (
 )
 
 
-def peak_rss_of_training(features: str, log_dir: Path) -> dict:
-    """Peak RSS (VmHWM, read at exit) and wall time of `python -m bigramlab.train` on words at
-    k = 6 with `features` in a process of its own, and the NLLs of its metrics.json."""
-    overrides = [*TRAINING.split(), f"model.features={features}", f"paths.log_dir={log_dir}"]
+def peak_rss_of_training(features: str, log_dir: Path, settings: str = TRAINING) -> dict:
+    """Peak RSS (VmHWM, read at exit) and wall time of `python -m bigramlab.train` with
+    `settings` (words at k = 6, L-BFGS) and `features` in a process of its own, and the NLLs of
+    its metrics.json."""
+    overrides = [*settings.split(), f"model.features={features}", f"paths.log_dir={log_dir}"]
     code = (
         "import atexit, runpy, sys\n"
         "def peak():\n"
@@ -203,11 +204,12 @@ def peak_rss_of_training(features: str, log_dir: Path) -> dict:
     )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"training {features} failed: {done.stderr.strip().splitlines()[-1]}")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"training {features} failed: {last}")
     peak_kib = int(done.stderr.split("PEAK")[-1].split()[0])
     metrics = json.loads(next((log_dir / "train" / "runs").glob("*/metrics.json")).read_text())
     result = {
-        "command": f"python -m bigramlab.train {TRAINING} model.features={features}",
+        "command": f"python -m bigramlab.train {settings} model.features={features}",
         "seconds": seconds,
         "peak_rss_kib": peak_kib,
         "peak_rss_gb": peak_kib * 1024 / 1e9,
@@ -215,7 +217,7 @@ def peak_rss_of_training(features: str, log_dir: Path) -> dict:
         "test_nll": metrics["test_nll"],
     }
     print(
-        f"train words k=6 {features}, L-BFGS history 1, 5 steps: {seconds:.0f} s, peak RSS "
+        f"train {settings} model.features={features}: {seconds:.0f} s, peak RSS "
         f"{peak_kib:,} KiB ({result['peak_rss_gb']:.2f} GB), val {metrics['val_nll']:.4f} / "
         f"test {metrics['test_nll']:.4f}"
     )

@@ -39,7 +39,7 @@ from bigramlab.errors import BadLine, UserError
 
 MAX_KEY = 2**62  # the keys of (part, context, next) are int64
 # Key spaces up to this size (32 MiB of int64 counts) are tallied in one table by bincount, not
-# sorted: k = 3 at V = 27 (1.6 million keys with three parts) counts about twice as fast so.
+# sorted: that takes k = 3 at V = 27 (1.6 million keys with three parts; docs/benchmark.md).
 SMALL_TABLE = 1 << 22
 BLOCK = 1 << 15  # events whose keys are made together (gram_keys)
 
@@ -383,8 +383,8 @@ def _per_split(
 
 def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """np.unique(keys, return_counts=True) of the 1-D int32 or int64 `keys`."""
-    # torch's stable sort of integers (a radix sort): 2 to 4 times np.sort's speed on the
-    # machine of docs/benchmark.md's 2026-12-06 figures, whose np.sort is slow.
+    # torch's stable sort of integers (a radix sort), not np.sort, whose speed depends on the
+    # CPU's vector units far more (docs/benchmark.md).
     keys = torch.sort(torch.from_numpy(keys), stable=True).values.numpy()
     first = np.empty(len(keys), dtype=bool)
     first[:1] = True

@@ -69,8 +69,7 @@ def sum_by_key(found: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, 
         return keys.astype(np.int64), counts
     keys = np.concatenate([k for k, _ in found]).astype(np.int64, copy=False)
     counts = np.concatenate([c for _, c in found])
-    # A stable sort merges the sorted runs (faster than np.unique's return_inverse; torch's
-    # radix sort of integers, faster than numpy's: _unique_counts).
+    # One stable sort merges the sorted runs (torch's radix sort, as in ngrams._unique_counts).
     order = torch.sort(torch.from_numpy(keys), stable=True).indices.numpy()
     keys, counts = keys.take(order), counts.take(order)
     del order
