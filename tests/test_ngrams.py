@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bigramlab.comparison.metrics import kl_to_mle
+from bigramlab.counting import ngrams
 from bigramlab.counting.ngrams import (
     check_context,
     context_keys,
@@ -581,19 +582,73 @@ def test_position_learns_the_words_length_and_families_evaluate_sample_resume(
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.arpa").exists()
 
 
-def test_a_count_too_large_for_memory_stops_before_its_merge(tmp_path: Path, monkeypatch):
+def test_a_corpus_too_big_to_count_is_refused_with_its_estimate_before_its_split_is_drawn(
+    tmp_path: Path, monkeypatch
+):
     path = tmp_path / "w.txt"
-    path.write_text("\n".join(make_words(2000)) + "\n")
-    monkeypatch.setattr("bigramlab.counting.ngrams.physical_memory", lambda: 100 * 2**10)
-    # 2000 words, about 14,000 events: thousands of distinct 6-grams, of 48 bytes each.
+    path.write_text("\n".join(make_words(3000, alphabet=string.ascii_lowercase)) + "\n")
+    monkeypatch.setattr("bigramlab.data.corpora.CHUNK_BYTES", 4000)  # a sample of ~4,000 events
+    monkeypatch.setattr("bigramlab.counting.ngrams.physical_memory", lambda: 2**19)
+
+    def drawn(*args, **kwargs):
+        raise AssertionError("the splits were drawn before the memory was checked")
+
+    monkeypatch.setattr("bigramlab.counting.ngrams.split_assignment", drawn)
+    # Random letters: nearly every 6-gram is new, so the sample's Heaps exponent is near 1 and
+    # the estimate near one pair an event (about 16,500 events, 48 bytes each): 0.8 MB.
     with pytest.raises(
         UserError,
-        match=r"counting .*w.txt at model.context=5 needs more than this machine's 100.0 KiB: the "
+        match=r"^counting .*w.txt at model.context=5 needs more than this machine's 512.0 KiB: "
+        r"about [0-9.]+ KiB for the splits of 3,000 words and about 1[0-9],[0-9]{3} distinct "
+        r"n-grams \(Heaps' law from the first 4,[0-9]{3} events\): use a shorter model.context or "
+        r"less data$",
+    ):
+        count_ngrams(TextFile(str(path)), 5, SPLIT, 0)
+
+
+def test_a_repetitive_corpus_over_the_bound_is_counted_when_its_estimate_fits(
+    tmp_path: Path, monkeypatch
+):
+    path = tmp_path / "w.txt"
+    path.write_text("\n".join(make_words(20, seed=4) * 1500) + "\n")
+    expected = count_ngrams(TextFile(str(path)), 5, SPLIT, 0)
+    events = sum(expected.n_words.values()) + sum(int(N.sum()) for N in expected.counts.values())
+    monkeypatch.setattr("bigramlab.data.corpora.CHUNK_BYTES", 4000)
+    # Memory for half of one pair an event: the bound (one pair an event) does not fit, the
+    # estimate of a corpus of 20 words repeated (a few hundred pairs) does.
+    monkeypatch.setattr("bigramlab.counting.ngrams.physical_memory", lambda: 32 * events)
+    sampled = []
+    real_sample = ngrams._sample_heaps
+    monkeypatch.setattr(
+        "bigramlab.counting.ngrams._sample_heaps",
+        lambda *args: sampled.append(real_sample(*args)) or sampled[-1],
+    )
+    found = count_ngrams(TextFile(str(path)), 5, SPLIT, 0)
+    assert len(sampled) == 1 and 0 < sampled[0][0] <= sampled[0][1] < 200
+    assert torch.equal(found.contexts, expected.contexts)
+    dense, counted = found.dense_counts(), expected.dense_counts()
+    assert all(torch.equal(dense[s], counted[s]) for s in SPLITS)
+
+
+def test_a_count_whose_start_misleads_its_estimate_stops_before_the_merge(
+    tmp_path: Path, monkeypatch
+):
+    path = tmp_path / "w.txt"
+    # The first pieces one word repeated, the rest random: the sample sees one n-gram in
+    # every event and the estimate is far too low.
+    path.write_text(
+        "\n".join(["abc"] * 2000 + make_words(3000, alphabet="abcdefghijklmnop")) + "\n"
+    )
+    monkeypatch.setattr("bigramlab.data.corpora.CHUNK_BYTES", 4000)
+    monkeypatch.setattr("bigramlab.counting.ngrams.physical_memory", lambda: 400 * 2**10)
+    with pytest.raises(
+        UserError,
+        match=r"counting .*w.txt at model.context=5 needs more than this machine's 400.0 KiB: the "
         r"[0-9,]+ distinct n-grams found before the end of the file already need [0-9.]+ KiB: use "
         r"a shorter model.context",
     ):
         count_ngrams(TextFile(str(path)), 5, SPLIT, 0)
-    count_ngrams(TextFile(str(path)), 2, SPLIT, 0)  # 3 x 11^3 keys: one table, no merge
+    count_ngrams(TextFile(str(path)), 2, SPLIT, 0)  # 3 x 17^3 keys: within the bound
 
 
 def test_pieces_merged_as_they_come_give_the_counts_of_one_piece(tmp_path: Path, monkeypatch):

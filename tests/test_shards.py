@@ -114,11 +114,14 @@ def test_a_count_out_of_memory_in_the_processes_fails_each_with_the_error(
 ):
     path = tmp_path / "w.txt"
     mixed_corpus(path)
-    # Forked after the patch: each process finds its range's 7-grams more than 1 KiB.
-    monkeypatch.setattr("bigramlab.counting.ngrams.physical_memory", lambda: 1024)
+    # Forked after the patch. At k = 2 the bound (one pair an event, at most V^3 a split) fits
+    # 160 KiB; at k = 6 it does not, and each process's Heaps estimate from its first piece
+    # (about 3,300 to 3,700 pairs, 48 bytes each, besides the words and a piece) does not either.
+    monkeypatch.setattr("bigramlab.counting.ngrams.physical_memory", lambda: 160 * 2**10)
     for found in count_in_processes(path, [6, 2], 2, tmp_path):
-        assert (
-            found[6].startswith("error: counting") and "needs more than this machine's" in found[6]
+        assert found[6].startswith("error: counting") and (
+            "needs more than this machine's 160.0 KiB: about" in found[6]
+            and "(Heaps' law from the first" in found[6]
         )
         assert not isinstance(found[2], str)  # and the processes go on to count again after it
 

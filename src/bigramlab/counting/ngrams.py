@@ -33,6 +33,7 @@ from torch import Tensor
 
 from bigramlab.counting.bigrams import _NEWLINE, _NOT_CLEAN, _clean_pairs, _framed, count_corpus
 from bigramlab.counting.shards import Shard, sum_by_key
+from bigramlab.data import corpora
 from bigramlab.data.corpora import Corpus, decode_words
 from bigramlab.data.vocab import SPLITS, Vocab, split_assignment
 from bigramlab.errors import BadLine, UserError
@@ -273,6 +274,7 @@ def count_ngrams(
     V = len(vocab)
     check_context(context, V)
     n_words = sum(found.words for found in surveys)
+    check_memory_before_counting(corpus, vocab, context, fractions, surveys, shard)
     assignment = split_assignment(n_words, fractions, seed, rule)
     # Not np.bincount: it would copy the assignment to 8 bytes a word.
     per_split = {
@@ -419,6 +421,12 @@ def ngram_counts_of_words(
 # Bytes per distinct n-gram while counting: its key and count (int64 each) as a piece finds them,
 # again in the sorted merge of the pieces, and the copies all processes gather to merge.
 BYTES_PER_GRAM = 48
+# Bytes per word of the corpus, on every process: its split (int8) and its place in the seeded
+# permutation that draws the splits (int32).
+BYTES_PER_WORD = 5
+# Bytes per event of the piece being counted: its id and part, its key, and the sort's keys and
+# indices (measured: 27 to 31 on `words`, docs/benchmark.md).
+BYTES_PER_EVENT = 32
 # Bytes per (context, token) entry of a training run (the counts are sparse): the counted model's
 # P and its log in float64, and in float32 W, its gradient, the optimizer's state (L-BFGS keeps
 # 2 x history_size = 40 copies) and the logits.
@@ -428,6 +436,77 @@ BYTES_PER_ENTRY = 2 * 8 + 44 * 4
 def physical_memory() -> int:
     """This machine's memory in bytes."""
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def counting_memory(n_words: int, piece_events: int, n_grams: int) -> int:
+    """Bytes a process needs to count a corpus of `n_words` words, pieces of up to `piece_events`
+    events, and `n_grams` distinct (n-gram, split) pairs."""
+    return n_words * BYTES_PER_WORD + piece_events * BYTES_PER_EVENT + n_grams * BYTES_PER_GRAM
+
+
+def heaps_estimate(half: int, whole: int, sampled: int, events: float) -> float:
+    """Distinct n-grams in `events` events by Heaps' law d(n) = d(s) · (n / s)^β, β from a
+    sample's first `sampled` events (`whole` distinct) and their first half (`half` distinct):
+    β = log2(whole / half), within [0, 1] (0: the sample saw every n-gram there is; 1: each
+    event brings a new one)."""
+    beta = min(max(math.log2(whole / half), 0.0), 1.0) if half else 1.0
+    return whole * (events / sampled) ** beta
+
+
+def _sample_heaps(
+    corpus: Corpus, vocab: Vocab, context: int, shard: Shard, clean: Sequence[bool]
+) -> tuple[int, int, int]:
+    """(distinct n-grams in the first half, in the whole, events) of the first piece of this
+    shard's range; (0, 0, 0) where the range has no words."""
+    ids = next(_pieces(corpus, vocab, shard, clean), None)
+    if ids is None:
+        return 0, 0, 0
+    keys = gram_keys(ids, context, len(vocab))
+    half = len(_unique_counts(keys[: len(keys) // 2])[0])
+    return half, len(_unique_counts(keys)[0]), len(keys)
+
+
+def check_memory_before_counting(
+    corpus: Corpus,
+    vocab: Vocab,
+    context: int,
+    fractions: Sequence[float],
+    surveys: list[Survey],
+    shard: Shard,
+) -> None:
+    """Raise UserError on every process, before the splits are drawn or anything is counted, where
+    counting the corpus would need more than the machine's memory (counting_memory).
+
+    The distinct (n-gram, split) pairs are at most one per event and V^(k+1) per split; where
+    that bound fits, nothing more is done. Otherwise each process samples the first piece of its
+    range and extrapolates by Heaps' law (heaps_estimate) to each split's share of the events;
+    the largest estimate of the processes decides. An estimate can be low (a corpus whose start
+    repeats more than the rest): check_counting_memory stops such a count before the merge that
+    would pass memory."""
+    n_words = sum(found.words for found in surveys)
+    events = sum(found.events for found in surveys)
+    piece_events = max(min(found.events, corpora.CHUNK_BYTES) for found in surveys)
+    grams = len(vocab) ** (context + 1)
+    bound = sum(min(math.ceil(events * f), grams) for f in fractions)
+    memory = physical_memory()
+    if counting_memory(n_words, piece_events, bound) <= memory:
+        return
+    sampled = shard.gather(_sample_heaps(corpus, vocab, context, shard, surveys[shard.rank].clean))
+    estimates = [
+        sum(min(heaps_estimate(half, whole, n, events * f), grams) for f in fractions)
+        for half, whole, n in sampled
+        if n
+    ]
+    n_grams = math.ceil(max(estimates))
+    needed = counting_memory(n_words, piece_events, n_grams)
+    if needed > memory:
+        first = max(n for _, _, n in sampled)
+        raise UserError(
+            f"counting {corpus.name} at model.context={context} needs more than this machine's "
+            f"{format_bytes(memory)}: about {format_bytes(needed)} for the splits of "
+            f"{n_words:,} words and about {n_grams:,} distinct n-grams (Heaps' law from the first "
+            f"{first:,} events): use a shorter model.context or less data"
+        )
 
 
 def check_counting_memory(name: str, context: int, n_grams: int) -> None:
