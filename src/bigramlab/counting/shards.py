@@ -5,6 +5,7 @@ CPU, NCCL on GPU, across nodes as Lightning set the process group up).
     Shard.this_process()  the shard of this process: (rank, world size) of the default process
                           group, (0, 1) outside one
     Shard.gather          every process's picklable value (a survey of its range), on every one
+    Shard.all_gather      every process's tensor of one shape, stacked, on every one
     Shard.merge_counts    the (key, count) pairs of every process summed by key, on every one
     sum_by_key            sorted (key, count) lists summed by key: the merge itself
 
@@ -47,17 +48,28 @@ class Shard:
         and their int64 counts, the same on every process. `keys` (n,) sorted, `counts` (n,)."""
         if self.world_size == 1:
             return keys, counts
-        sizes = self.gather(len(keys))
-        # all_gather takes tensors of one size: each process's pairs padded to the largest.
-        padded = torch.zeros(2, max(sizes), dtype=torch.int64)
-        padded[0, : len(keys)] = torch.from_numpy(keys)
-        padded[1, : len(keys)] = torch.from_numpy(counts)
         device = _collective_device()
-        gathered = [torch.empty_like(padded, device=device) for _ in range(self.world_size)]
-        dist.all_gather(gathered, padded.to(device))
-        pieces = [g[:, :n].cpu().numpy() for g, n in zip(gathered, sizes)]
-        del gathered
-        return sum_by_key([(p[0], p[1]) for p in pieces])
+        largest = [int(keys.max(initial=0)), int(counts.max(initial=0))]
+        stats = self.all_gather(torch.tensor([len(keys), *largest], device=device))
+        sizes = [int(n) for n in stats[:, 0]]
+        # The exchange is the pairs' bytes over the process group's transport (loopback TCP for
+        # gloo on one machine): int32 wherever every process's keys or counts fit.
+        pieces = []
+        for values, largest_value in ((keys, stats[:, 1].max()), (counts, stats[:, 2].max())):
+            dtype = torch.int32 if largest_value < 2**31 else torch.int64
+            # all_gather takes tensors of one size: each process's values padded to the largest.
+            padded = torch.zeros(max(sizes), dtype=dtype)
+            padded[: len(values)] = torch.from_numpy(values)
+            gathered = self.all_gather(padded.to(device))
+            pieces.append([g[:n].cpu().numpy() for g, n in zip(gathered, sizes)])
+            del gathered
+        return sum_by_key(list(zip(*pieces)))
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """(world_size, *tensor.shape): every process's `tensor`, of one shape, on every one."""
+        gathered = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(gathered, tensor)
+        return torch.stack(gathered)
 
 
 def sum_by_key(found: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -66,18 +78,20 @@ def sum_by_key(found: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, 
     found = [(keys, counts) for keys, counts in found if len(keys)]
     if len(found) <= 1:
         keys, counts = found[0] if found else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-        return keys.astype(np.int64), counts
-    keys = np.concatenate([k for k, _ in found]).astype(np.int64, copy=False)
-    counts = np.concatenate([c for _, c in found])
-    # One stable sort merges the sorted runs (torch's radix sort, as in ngrams._unique_counts).
-    order = torch.sort(torch.from_numpy(keys), stable=True).indices.numpy()
+        return keys.astype(np.int64), counts.astype(np.int64)
+    keys = np.concatenate([k for k, _ in found])
+    counts = np.concatenate([c for _, c in found]).astype(np.int64, copy=False)
+    # numpy's stable sort of integers wider than 16 bits is a timsort, which finds the sorted runs
+    # and merges them: several times faster here than a sort that does not look for runs
+    # (docs/benchmark.md).
+    order = np.argsort(keys, kind="stable")
     keys, counts = keys.take(order), counts.take(order)
     del order
     first = np.empty(len(keys), dtype=bool)
     first[:1] = True
     np.not_equal(keys[1:], keys[:-1], out=first[1:])
     starts = np.flatnonzero(first)
-    return keys.take(starts), np.add.reduceat(counts, starts)
+    return keys.take(starts).astype(np.int64, copy=False), np.add.reduceat(counts, starts)
 
 
 def _collective_device() -> torch.device:
