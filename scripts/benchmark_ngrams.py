@@ -5,7 +5,8 @@
 
 Counting: bigramlab.counting.ngrams.count_ngrams on the `words` list written out as a text file
 (MB/s of its UTF-8 text, every split counted), orders (tokens of context) 1 to 6, in one process
-and in 2 processes of a gloo process group (each counting its own byte range, then merging), beside
+and in 2 processes of a gloo process group (each counting its own byte range, then merging; every
+process's counts checked bitwise against one process's), beside
 the floors it is measured against: one np.bincount pass over the bytes, and a sort (np.sort and
 torch's stable sort) of as many int64 (and int32) keys as the file has bytes. --corpus: the same on
 another file (a sample made by scripts/make_corpus.py, say). --big: peak RSS of counting that file
@@ -38,7 +39,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from bigramlab.counting.ngrams import count_ngrams, ngram_counts_of_words
+from bigramlab.counting.ngrams import NgramCounts, count_ngrams, ngram_counts_of_words
 from bigramlab.data.corpora import EnglishWords, TextFile
 from bigramlab.data.vocab import SPLITS, Vocab, split_words
 from bigramlab.models.kneser_ney import KneserNey
@@ -96,36 +97,54 @@ def _count_worker(rank: int, world_size: int, port: int, path: str, repeats: int
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
     )
     corpus = TextFile(path)
-    seconds = {}
+    seconds, counted = {}, {}
     for k in range(1, 7):
         count_ngrams(corpus, k, SPLIT, 42)  # warm: the page cache, numpy's first calls
         times = []
         for _ in range(repeats):
             dist.barrier()
             start = time.perf_counter()
-            count_ngrams(corpus, k, SPLIT, 42)
+            found = count_ngrams(corpus, k, SPLIT, 42)
             dist.barrier()
             times.append(time.perf_counter() - start)
         seconds[k] = statistics.median(times)
+        counted[k] = (found.vocab.itos, found.n_words, found.contexts, found.counts)
     if rank == 0:
         Path(out).write_text(json.dumps(seconds))
+    torch.save(counted, f"{out}.rank{rank}.pt")
     dist.destroy_process_group()
 
 
+def same_counts(found: tuple, expected: NgramCounts) -> bool:
+    """Whether a process's (vocabulary, words per split, contexts, counts) are bitwise
+    `expected`'s."""
+    itos, n_words, contexts, counts = found
+    return (
+        (itos, n_words) == (expected.vocab.itos, expected.n_words)
+        and torch.equal(contexts, expected.contexts)
+        and counts.keys() == expected.counts.keys()
+        and all(torch.equal(counts[s].to_dense(), expected.counts[s].to_dense()) for s in counts)
+    )
+
+
 def counting(path: Path, repeats: int) -> list[dict]:
-    """Seconds, MB/s a process, and the speed-up of 2 processes over 1, for k = 1..6."""
+    """Seconds, MB/s a process, and the speed-up of 2 processes over 1, for k = 1..6; and whether
+    each process's counts are bitwise those of a count in this process."""
     megabytes = path.stat().st_size / 1e6
-    seconds = {}
+    seconds, counted = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for world_size in (1, 2):
             out = str(Path(tmp) / f"{world_size}.json")
             args = (world_size, free_port(), str(path), repeats, out)
             mp.start_processes(_count_worker, args, nprocs=world_size, start_method="fork")
             seconds[world_size] = {int(k): v for k, v in json.loads(Path(out).read_text()).items()}
+            counted[world_size] = [torch.load(f"{out}.rank{r}.pt") for r in range(world_size)]
     rows = []
     for k in range(1, 7):
         one, two = seconds[1][k], seconds[2][k]
-        contexts = len(count_ngrams(TextFile(str(path)), k, SPLIT, 42).contexts)
+        expected = count_ngrams(TextFile(str(path)), k, SPLIT, 42)
+        contexts = len(expected.contexts)
+        same = all(same_counts(found[k], expected) for c in counted.values() for found in c)
         row = {
             "k": k,
             "seconds": one,
@@ -134,13 +153,17 @@ def counting(path: Path, repeats: int) -> list[dict]:
             "MB/s_per_process_2": megabytes / 2 / two,
             "speedup_2": one / two,
             "contexts": contexts,
+            "bitwise_equal": same,
         }
         rows.append(row)
         print(
             f"count k={k}: 1 process {one:.3f} s ({megabytes / one:.1f} MB/s); 2 processes "
             f"{two:.3f} s ({megabytes / 2 / two:.1f} MB/s each, {one / two:.2f}x); "
-            f"{contexts:,} contexts"
+            f"{contexts:,} contexts; counts of 1 and 2 processes "
+            f"{'bitwise equal' if same else 'DIFFERENT'}"
         )
+        if not same:
+            raise SystemExit(f"the counts of k={k} differ between 1 and 2 processes")
     return rows
 
 

@@ -11,6 +11,7 @@ import string
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import make_words
 
@@ -45,3 +46,35 @@ def test_training_measurement_reports_the_runs_peak_rss_and_nlls(tmp_path: Path)
     assert found["peak_rss_gb"] == pytest.approx(found["peak_rss_kib"] * 1024 / 1e9)
     assert found["command"].endswith(f"{settings} model.features=skipgram")
     assert found["seconds"] > 0
+
+
+def test_counting_measurement_times_one_and_two_processes_and_checks_their_counts(
+    tmp_path: Path,
+) -> None:
+    benchmark = load_script()
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(make_words(3000, seed=6, alphabet=string.ascii_lowercase)) + "\n")
+    rows = benchmark.counting(words, repeats=1)
+    assert [row["k"] for row in rows] == [1, 2, 3, 4, 5, 6]
+    for row in rows:
+        assert row["bitwise_equal"] is True
+        assert row["seconds"] > 0 and row["seconds_2"] > 0
+        assert row["speedup_2"] == pytest.approx(row["seconds"] / row["seconds_2"])
+        assert row["MB/s"] == pytest.approx(words.stat().st_size / 1e6 / row["seconds"])
+    assert rows[-1]["contexts"] > rows[0]["contexts"]
+
+
+def test_counts_changed_by_one_are_not_the_same_counts(tmp_path: Path) -> None:
+    benchmark = load_script()
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(make_words(300, seed=7)) + "\n")
+    expected = benchmark.count_ngrams(benchmark.TextFile(str(words)), 2, benchmark.SPLIT, 42)
+    found = (expected.vocab.itos, expected.n_words, expected.contexts, dict(expected.counts))
+    assert benchmark.same_counts(found, expected)
+    train = expected.counts["train"].coalesce()
+    values = train.values().clone()
+    values[0] += 1
+    changed = torch.sparse_coo_tensor(
+        train.indices(), values, train.shape, check_invariants=True
+    ).coalesce()
+    assert not benchmark.same_counts((*found[:3], {**found[3], "train": changed}), expected)

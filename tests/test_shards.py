@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bigramlab.counting.ngrams import _count_range, _per_split, agree, count_ngrams, survey
 from bigramlab.counting.shards import Shard
 from bigramlab.data import corpora
-from bigramlab.data.corpora import TextFile, read_chunks
+from bigramlab.data.corpora import EnglishWords, TextFile, read_chunks
 from bigramlab.data.vocab import SPLITS, split_assignment
 from bigramlab.errors import UserError
 from tests.conftest import make_words
@@ -53,11 +53,14 @@ def _count_in_process(
     dist.destroy_process_group()
 
 
-def count_in_processes(path: Path, contexts: list[int], world_size: int, tmp: Path) -> list[dict]:
-    """What count_ngrams gives in each of `world_size` processes of a gloo process group."""
+def count_in_processes(
+    path: Path, contexts: list[int], world_size: int, tmp: Path, chunk: int = 200
+) -> list[dict]:
+    """What count_ngrams gives in each of `world_size` processes of a gloo process group, reading
+    pieces of `chunk` bytes."""
     out = tmp / f"world{world_size}"
     out.mkdir()
-    args = (world_size, free_port(), str(path), contexts, str(out), 200)
+    args = (world_size, free_port(), str(path), contexts, str(out), chunk)
     mp.start_processes(_count_in_process, args, nprocs=world_size, start_method="fork")
     return [torch.load(out / f"{rank}.pt") for rank in range(world_size)]
 
@@ -92,6 +95,22 @@ def test_counts_of_several_processes_are_bitwise_one_process(
     contexts = [1, 2, 3, 4, 5, 6]
     one = {k: count_ngrams(TextFile(str(path), lowercase=True), k, SPLIT, 7) for k in contexts}
     for found in count_in_processes(path, contexts, world_size, tmp_path):
+        for k in contexts:
+            c = one[k]
+            assert_same_counts(found[k], (c.vocab.itos, c.n_words, c.contexts, c.dense_counts()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_counts_of_the_words_list_in_several_processes_are_bitwise_one_process(
+    tmp_path: Path, world_size
+):
+    path = tmp_path / "words.txt"
+    path.write_text("\n".join(EnglishWords().load()) + "\n")  # 234,450 words, 2.5 MB
+    contexts = [1, 2, 3, 4, 5, 6]
+    one = {k: count_ngrams(TextFile(str(path), lowercase=True), k, SPLIT, 7) for k in contexts}
+    # Pieces of 256 KiB: each process's range is read in several.
+    for found in count_in_processes(path, contexts, world_size, tmp_path, chunk=1 << 18):
         for k in contexts:
             c = one[k]
             assert_same_counts(found[k], (c.vocab.itos, c.n_words, c.contexts, c.dense_counts()))
