@@ -30,7 +30,10 @@ from bigramlab.data.download import fetch
 from bigramlab.errors import BadLine, UserError
 
 BOUNDARY = "."  # the word-boundary token; no word may contain it
-CHUNK_BYTES = 1 << 23  # pieces of 8 MiB: counting holds one piece, not the corpus
+# Pieces of 2 MiB: counting holds one piece, not the corpus. A piece's per-event int64 arrays
+# (16 MiB) then stay below glibc's largest mmap threshold (32 MiB), so the heap hands the same
+# memory to the next piece instead of mapping fresh pages for each (docs/benchmark.md).
+CHUNK_BYTES = 1 << 21
 
 
 class Corpus(Protocol):
