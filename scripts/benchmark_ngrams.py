@@ -7,8 +7,9 @@ Counting: bigramlab.counting.ngrams.count_ngrams on the `words` list written out
 (MB/s of its UTF-8 text, every split counted), orders (tokens of context) 1 to 6, in one process
 and in 2 processes of a gloo process group (each counting its own byte range, then merging; every
 process's counts checked bitwise against one process's), beside
-the floors it is measured against: one np.bincount pass over the bytes, and a sort (np.sort and
-torch's stable sort) of as many int64 (and int32) keys as the file has bytes. --corpus: the same on
+the floors it is measured against (in one thread, as the counting processes run): one
+np.bincount pass over the bytes, a sort of a piece's worth of keys (torch's stable sort, int64
+and int32, and np.sort) and drawing the split of the file's words. --corpus: the same on
 another file (a sample made by scripts/make_corpus.py, say). --big: peak RSS of counting that file
 at k = 5 in a process of its own. --training: peak RSS, time and NLLs of training on `words` at k =
 6 with interpolated and skipgram features and L-BFGS (history 1, 5 steps), each in a process of its
@@ -40,8 +41,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from bigramlab.counting.ngrams import NgramCounts, count_ngrams, ngram_counts_of_words
+from bigramlab.data import corpora
 from bigramlab.data.corpora import EnglishWords, TextFile
-from bigramlab.data.vocab import SPLITS, Vocab, split_words
+from bigramlab.data.vocab import SPLITS, Vocab, split_assignment, split_words
 from bigramlab.models.kneser_ney import KneserNey
 from bigramlab.models.smoothing import counted_model
 
@@ -59,27 +61,45 @@ def median_time(fn: Callable[[], object], repeats: int) -> float:
 
 
 def floors(path: Path, repeats: int) -> dict:
-    """MB/s of the passes counting cannot beat: one np.bincount over the bytes, and a sort of as
-    many int64 and int32 keys as the file has bytes (about one event a byte): np.sort, and torch's
-    stable sort, which counting uses."""
+    """MB/s of the passes counting cannot beat, in one thread as the counting processes run: one
+    np.bincount pass over the bytes; a sort of a piece's worth of keys (one key a byte, as many
+    as a piece of CHUNK_BYTES or the whole file holds, the count's unit of work; as wide as the
+    keys of k = 6 at V = 27, or in int32 those of k = 4 and 5), by torch's stable sort (which
+    counting uses) in int64 and int32, and by np.sort; and drawing the split
+    (bigramlab.data.vocab.split_assignment of the file's words), which every process does whole.
+    The sorts' rates are a piece's megabytes over its sort's time."""
     data = path.read_bytes()
     megabytes = len(data) / 1e6
-    keys = np.random.default_rng(0).integers(0, 2**40, len(data))
+    piece = min(len(data), corpora.CHUNK_BYTES)
+    # As wide as the keys of k = 6 at V = 27 (3 parts x 27^7 < 2^35), and of k = 4, 5 (int32).
+    keys = np.random.default_rng(0).integers(0, 2**35, piece)
+    narrow = np.random.default_rng(1).integers(0, 2**31, piece, dtype=np.int32)
+    n_words = data.count(b"\n")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     found = {
         "bincount": median_time(
             lambda: np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256), repeats
         ),
-        "sort_int64": median_time(lambda: np.sort(keys), repeats),
-        "sort_int32": median_time(lambda: np.sort(keys.astype(np.int32)), repeats),
+        "np_sort_int64": median_time(lambda: np.sort(keys), repeats) * len(data) / piece,
         "torch_sort_int64": median_time(
             lambda: torch.sort(torch.from_numpy(keys), stable=True), repeats
-        ),
+        )
+        * len(data)
+        / piece,
         "torch_sort_int32": median_time(
-            lambda: torch.sort(torch.from_numpy(keys.astype(np.int32)), stable=True), repeats
-        ),
+            lambda: torch.sort(torch.from_numpy(narrow), stable=True), repeats
+        )
+        * len(data)
+        / piece,
+        "split_draw": median_time(lambda: split_assignment(n_words, SPLIT, 42), repeats),
     }
+    torch.set_num_threads(threads)
     rates = {name: megabytes / seconds for name, seconds in found.items()}
-    print("floors: " + ", ".join(f"{name} {rate:.0f} MB/s" for name, rate in rates.items()))
+    print(
+        f"floors ({piece / 2**20:.1f} MiB pieces, one thread): "
+        + ", ".join(f"{name} {rate:.0f} MB/s" for name, rate in rates.items())
+    )
     return rates
 
 

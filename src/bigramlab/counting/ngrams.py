@@ -497,7 +497,7 @@ def check_memory_before_counting(
         for half, whole, n in sampled
         if n
     ]
-    n_grams = math.ceil(max(estimates))
+    n_grams = math.ceil(max(estimates, default=bound))
     needed = counting_memory(n_words, piece_events, n_grams)
     if needed > memory:
         first = max(n for _, _, n in sampled)
