@@ -78,7 +78,7 @@ def sum_by_key(found: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, 
     found = [(keys, counts) for keys, counts in found if len(keys)]
     if len(found) <= 1:
         keys, counts = found[0] if found else (np.zeros(0, np.int64), np.zeros(0, np.int64))
-        return keys.astype(np.int64), counts.astype(np.int64)
+        return keys.astype(np.int64, copy=False), counts.astype(np.int64, copy=False)
     keys = np.concatenate([k for k, _ in found])
     counts = np.concatenate([c for _, c in found]).astype(np.int64, copy=False)
     # numpy's stable sort of integers wider than 16 bits is a timsort, which finds the sorted runs
