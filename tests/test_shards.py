@@ -179,9 +179,7 @@ def test_ranges_counted_apart_and_summed_are_the_whole_corpus(
         for s, found in zip(shards, surveys):
             mine = assignment[first : first + found.words]
             first += found.words
-            found_keys, found_counts = _count_range(
-                corpus, vocab, k, mine, len(SPLIT), s, found.clean
-            )
+            found_keys, found_counts = _count_range(corpus, vocab, k, mine, len(SPLIT), s, found)
             keys.append(found_keys)
             counts.append(found_counts)
         merged, inverse = np.unique(np.concatenate(keys), return_inverse=True)

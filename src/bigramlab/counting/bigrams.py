@@ -3,6 +3,8 @@
     bigram_counts(xs, ys, V)         N of given pairs (a mini-batch, a word list in memory)
     count_corpus(corpus, split, seed) vocabulary, words and N per split of a whole corpus, read in
                                      pieces so that memory does not grow with the corpus
+    count_range_pairs(corpus, ...)   the same counting on one process's byte range, its
+                                     vocabulary and split found by a survey of every range
 
 Both count (context, next token) pairs; the context is one token here, and a longer context is a
 change of the first axis (contexts instead of tokens), not of the engine's structure.
@@ -156,6 +158,80 @@ def _decoded_pairs(
         pairs[p, a, b] = pairs.get((p, a, b), 0) + n
 
 
+def _move_to_parts(framed: bytearray, word_parts: np.ndarray, byte_pairs: Tensor) -> None:
+    """Move the byte pairs of a framed clean piece's words outside part 0 from byte_pairs[0] to
+    their part: byte_pairs (parts, 128, 128), `word_parts` (words of the piece,) their parts."""
+    symbols = np.frombuffer(framed, dtype=np.uint8)
+    bounds = np.flatnonzero(symbols == _NEWLINE)
+    for part in range(1, byte_pairs.shape[0]):
+        words = np.flatnonzero(word_parts == part)
+        if len(words):
+            moved = _word_pair_counts(symbols, bounds, words)
+            byte_pairs[part] += moved
+            byte_pairs[0] -= moved
+
+
+def _used_bytes(byte_pairs: Tensor) -> Tensor:
+    """The bytes that occur in any pair of byte_pairs (parts, 128, 128), ascending."""
+    return torch.nonzero(byte_pairs.sum(dim=(0, 2)) + byte_pairs.sum(dim=(0, 1)))[:, 0]
+
+
+def _in_vocab(
+    byte_pairs: Tensor, codepoint_pairs: dict[tuple[int, int, int], int], vocab: Vocab
+) -> Tensor:
+    """N (parts, V, V) of byte pairs (parts, 128, 128) and code-point pairs {(part, code point,
+    next): count}, the line end read as the boundary `.`."""
+    stoi = vocab.stoi
+    V = len(vocab)
+    counts = torch.zeros(byte_pairs.shape[0], V, V, dtype=torch.int64)
+    used_bytes = _used_bytes(byte_pairs)
+    byte_ids = torch.tensor(
+        [0 if b == _NEWLINE else stoi[chr(b)] for b in used_bytes.tolist()], dtype=torch.long
+    )
+    used = byte_pairs[:, used_bytes][:, :, used_bytes]
+    counts[:, byte_ids[:, None], byte_ids[None, :]] += used
+    for (p, x, y), count in codepoint_pairs.items():
+        counts[p, stoi[chr(x)], stoi[chr(y)]] += count
+    return counts
+
+
+def count_range_pairs(
+    corpus: Corpus,
+    vocab: Vocab,
+    word_parts: np.ndarray,
+    n_parts: int,
+    shard_rank: int,
+    world_size: int,
+    clean: Sequence[bool],
+    clean_pairs: Tensor,
+) -> Tensor:
+    """N (n_parts, V, V) of the words of one process's byte range of a corpus (range
+    `shard_rank` of `world_size`, Corpus.byte_chunks): count_corpus's counting on a range whose
+    vocabulary (`vocab`), words' parts (`word_parts`, one a word of the range), clean pieces
+    (`clean`) and the byte pairs of those, whatever the split (`clean_pairs` (128, 128)), a survey
+    of every range has found (bigramlab.counting.ngrams.survey): the pairs of the clean pieces'
+    words outside part 0 are moved to their part; the other pieces are decoded."""
+    byte_pairs = torch.zeros(n_parts, _ASCII, _ASCII, dtype=torch.int64)
+    byte_pairs[0] = clean_pairs
+    codepoint_pairs: dict[tuple[int, int, int], int] = {}
+    first, line = 0, 1
+    for chunk, is_clean in zip(corpus.byte_chunks(shard_rank, world_size), clean, strict=True):
+        if corpus.lowercase and chunk.isascii():
+            chunk = chunk.lower()
+        if is_clean:
+            framed = _framed(chunk)
+            k = framed.count(b"\n") - 1
+            _move_to_parts(framed, word_parts[first : first + k], byte_pairs)
+        else:
+            words = decode_words(chunk, corpus.name, line, corpus.lowercase)
+            k = len(words)
+            if k:
+                _decoded_pairs(words, word_parts[first : first + k], codepoint_pairs)
+        first += k
+        line += _line_ends(chunk, k if is_clean else None)
+    return _in_vocab(byte_pairs, codepoint_pairs, vocab)
+
+
 def count_corpus(
     corpus: Corpus, fractions: Sequence[float], seed: int, rule: str = "randperm"
 ) -> CorpusCounts:
@@ -198,33 +274,17 @@ def count_corpus(
         word_parts = assignment[first : first + k]
         first += k
         if is_clean:
-            symbols = np.frombuffer(_framed(chunk), dtype=np.uint8)
-            bounds = np.flatnonzero(symbols == _NEWLINE)
-            for part in range(1, parts):
-                words = np.flatnonzero(word_parts == part)
-                if len(words):
-                    moved = _word_pair_counts(symbols, bounds, words)
-                    byte_pairs[part] += moved
-                    byte_pairs[0] -= moved
+            _move_to_parts(_framed(chunk), word_parts, byte_pairs)
         elif k:  # a piece of blank lines alone has no words
             words = decode_words(chunk, corpus.name, line, lowercase)
             _decoded_pairs(words, word_parts, codepoint_pairs)
         line += _line_ends(chunk, k if is_clean else None)
 
-    used_bytes = torch.nonzero(byte_pairs.sum(dim=(0, 2)) + byte_pairs.sum(dim=(0, 1)))[:, 0]
+    used_bytes = _used_bytes(byte_pairs)
     chars = {chr(b) for b in used_bytes.tolist() if b != _NEWLINE}
     chars |= {chr(c) for _, x, y in codepoint_pairs for c in (x, y) if c != ord(BOUNDARY)}
     vocab = Vocab.from_chars(chars)
-    stoi = vocab.stoi
-    V = len(vocab)
-    counts = torch.zeros(parts, V, V, dtype=torch.int64)
-    byte_ids = torch.tensor(
-        [0 if b == _NEWLINE else stoi[chr(b)] for b in used_bytes.tolist()], dtype=torch.long
-    )
-    used = byte_pairs[:, used_bytes][:, :, used_bytes]
-    counts[:, byte_ids[:, None], byte_ids[None, :]] += used
-    for (p, x, y), count in codepoint_pairs.items():
-        counts[p, stoi[chr(x)], stoi[chr(y)]] += count
+    counts = _in_vocab(byte_pairs, codepoint_pairs, vocab)
     # Not np.bincount: it would copy the assignment to 8 bytes a word.
     n_per_split = [int(np.count_nonzero(assignment == part)) for part in range(parts)]
     return CorpusCounts(

@@ -31,7 +31,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bigramlab.counting.bigrams import _NEWLINE, _NOT_CLEAN, _clean_pairs, _framed, count_corpus
+from bigramlab.counting.bigrams import (
+    _NEWLINE,
+    _NOT_CLEAN,
+    _clean_pairs,
+    _framed,
+    count_corpus,
+    count_range_pairs,
+)
 from bigramlab.counting.shards import Shard, sum_by_key
 from bigramlab.data import corpora
 from bigramlab.data.corpora import Corpus, decode_words
@@ -186,8 +193,10 @@ def _pieces(
 
 class Survey(NamedTuple):
     """One process's byte range, read once: the characters of its words, how many words, events
-    (characters and word ends) and line ends it has, which of its pieces are clean ASCII, and the
-    error that stopped it (a BadLine numbered within the range), if any."""
+    (characters and word ends) and line ends it has, which of its pieces are clean ASCII, the
+    error that stopped it (a BadLine numbered within the range), if any, and the byte pairs of its
+    clean pieces (128, 128), which the bigram's count starts from (None in the copies the
+    processes exchange)."""
 
     chars: frozenset[str]
     words: int
@@ -195,6 +204,7 @@ class Survey(NamedTuple):
     lines: int
     clean: tuple[bool, ...]
     error: UserError | None
+    clean_pairs: Tensor | None = None
 
 
 def survey(corpus: Corpus, shard: Shard) -> Survey:
@@ -203,6 +213,7 @@ def survey(corpus: Corpus, shard: Shard) -> Survey:
     chars: set[str] = set()
     words = events = lines = 0
     clean: list[bool] = []
+    clean_pairs = torch.zeros(128, 128, dtype=torch.int64)
     try:
         for chunk in corpus.byte_chunks(shard.rank, shard.world_size):
             if corpus.lowercase and chunk.isascii():
@@ -211,6 +222,7 @@ def survey(corpus: Corpus, shard: Shard) -> Survey:
             clean.append(found is not None)
             if found is not None:
                 pairs, in_chunk = found
+                clean_pairs += pairs
                 firsts = torch.nonzero(pairs.sum(dim=1))[:, 0].tolist()
                 chars.update(chr(b) for b in firsts if b != _NEWLINE)
                 words += in_chunk
@@ -224,7 +236,7 @@ def survey(corpus: Corpus, shard: Shard) -> Survey:
                 lines += chunk.count(b"\n")
     except UserError as e:  # reported by every process once they have all surveyed their range
         return Survey(frozenset(chars), words, events, lines, tuple(clean), e)
-    return Survey(frozenset(chars), words, events, lines, tuple(clean), None)
+    return Survey(frozenset(chars), words, events, lines, tuple(clean), None, clean_pairs)
 
 
 def agree(corpus: Corpus, surveys: list[Survey]) -> Vocab:
@@ -269,7 +281,8 @@ def count_ngrams(
         bigram = count_corpus(corpus, fractions, seed, rule)
         sparse = {name: N.to_sparse() for name, N in bigram.counts.items()}
         return NgramCounts(bigram.vocab, 1, bigram.n_words, torch.arange(len(bigram.vocab)), sparse)
-    surveys = shard.gather(survey(corpus, shard))
+    own = survey(corpus, shard)
+    surveys = shard.gather(own._replace(clean_pairs=None))
     vocab = agree(corpus, surveys)
     V = len(vocab)
     check_context(context, V)
@@ -286,9 +299,7 @@ def count_ngrams(
     del assignment
     try:
         found, error = (
-            _count_range(
-                corpus, vocab, context, mine, len(fractions), shard, surveys[shard.rank].clean
-            ),
+            _count_range(corpus, vocab, context, mine, len(fractions), shard, own),
             None,
         )
     except UserError as e:  # raised by every process below, not left waiting at the merge
@@ -305,11 +316,11 @@ def _count_range(
     parts: np.ndarray,
     n_parts: int,
     shard: Shard,
-    clean: Sequence[bool],
+    surveyed: Survey,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(keys, counts) of the events of this shard's range: keys ((context · V + next) · n_parts +
-    part) sorted int64, `parts` the part (of n_parts) of each of the range's words, `clean` which
-    of its pieces the survey found clean ASCII. The part is
+    part) sorted int64, `parts` the part (of n_parts) of each of the range's words, `surveyed` the
+    range's own survey (which pieces are clean ASCII, their byte pairs). The part is
     the lowest digit so that sorted keys are sorted by context: no sort is needed to find them.
 
     Each piece's distinct keys are merged into the range's whenever the pieces not yet merged
@@ -317,6 +328,16 @@ def _count_range(
     and each key is merged O(log pieces) times); before each merge, a UserError where the
     n-grams found so far would need more than the machine's memory."""
     V = len(vocab)
+    clean = surveyed.clean
+    if context == 1:
+        # The bigram: the byte-pair histograms the survey drew of the clean pieces, as one process
+        # counts (count_corpus), laid out as the keys below.
+        N = count_range_pairs(
+            corpus, vocab, parts, n_parts, shard.rank, shard.world_size, clean, surveyed.clean_pairs
+        )
+        flat = N.permute(1, 2, 0).reshape(-1).numpy()  # at (context · V + next) · n_parts + part
+        keys = np.flatnonzero(flat)
+        return keys, flat[keys]
     grams = V ** (context + 1)
     table_size = n_parts * grams
     # Keys in int32 where (part, context, next) fits: half the memory traffic, a faster sort.
