@@ -18,6 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from bigramlab.counting.ngrams import NgramCounts
 from bigramlab.plumbing import config
 from bigramlab.train import train
 
@@ -28,6 +29,15 @@ def make_words(n: int, seed: int = 0, alphabet: str = "abcdefghij") -> list[str]
     """n random lowercase 'names' of 1 to 8 letters, reproducible from seed."""
     rng = random.Random(seed)
     return ["".join(rng.choices(alphabet, k=rng.randint(1, 8))) for _ in range(n)]
+
+
+def assert_same_counts(got: NgramCounts, expected: NgramCounts) -> None:
+    """The same vocabulary, words per split, contexts and N of every split, bitwise."""
+    assert got.vocab.itos == expected.vocab.itos and got.n_words == expected.n_words
+    assert torch.equal(got.contexts, expected.contexts)
+    dense, counted = got.dense_counts(), expected.dense_counts()
+    assert dense.keys() == counted.keys()
+    assert all(torch.equal(dense[s], counted[s]) for s in dense)
 
 
 def lecture_pairs(words: list[str]) -> tuple[list[int], list[int]]:

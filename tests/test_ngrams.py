@@ -46,7 +46,7 @@ from bigramlab.models.kneser_ney import FALLBACK_DISCOUNTS, KneserNey
 from bigramlab.models.nll import mean_nll
 from bigramlab.models.smoothing import counted_model
 from bigramlab.train import optimizer_note
-from tests.conftest import make_words, train_and_load
+from tests.conftest import assert_same_counts, make_words, train_and_load
 
 SPLIT = [0.7, 0.2, 0.1]
 
@@ -625,9 +625,7 @@ def test_a_repetitive_corpus_over_the_bound_is_counted_when_its_estimate_fits(
     )
     found = count_ngrams(TextFile(str(path)), 5, SPLIT, 0)
     assert len(sampled) == 1 and 0 < sampled[0][0] <= sampled[0][1] < 200
-    assert torch.equal(found.contexts, expected.contexts)
-    dense, counted = found.dense_counts(), expected.dense_counts()
-    assert all(torch.equal(dense[s], counted[s]) for s in SPLITS)
+    assert_same_counts(found, expected)
 
 
 def test_a_count_whose_start_misleads_its_estimate_stops_before_the_merge(
@@ -657,9 +655,7 @@ def test_pieces_merged_as_they_come_give_the_counts_of_one_piece(tmp_path: Path,
     whole = count_ngrams(TextFile(str(path)), 5, SPLIT, 3)
     monkeypatch.setattr("bigramlab.data.corpora.CHUNK_BYTES", 300)  # about 70 pieces
     pieces = count_ngrams(TextFile(str(path)), 5, SPLIT, 3)
-    assert torch.equal(pieces.contexts, whole.contexts)
-    dense, expected = pieces.dense_counts(), whole.dense_counts()
-    assert all(torch.equal(dense[s], expected[s]) for s in SPLITS)
+    assert_same_counts(pieces, whole)
 
 
 def test_an_order_too_large_to_train_in_memory_is_refused_before_its_dense_counts(

@@ -15,13 +15,20 @@ import torch.multiprocessing as mp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bigramlab.counting.ngrams import _count_range, _per_split, agree, count_ngrams, survey
+from bigramlab.counting.ngrams import (
+    NgramCounts,
+    _count_range,
+    _per_split,
+    agree,
+    count_ngrams,
+    survey,
+)
 from bigramlab.counting.shards import Shard
 from bigramlab.data import corpora
 from bigramlab.data.corpora import EnglishWords, TextFile, read_chunks
 from bigramlab.data.vocab import SPLITS, split_assignment
 from bigramlab.errors import UserError
-from tests.conftest import make_words
+from tests.conftest import assert_same_counts, make_words
 
 SPLIT = (0.8, 0.1, 0.1)
 
@@ -65,12 +72,15 @@ def count_in_processes(
     return [torch.load(out / f"{rank}.pt") for rank in range(world_size)]
 
 
-def assert_same_counts(got: object, expected: object) -> None:
-    itos, n_words, table, counts = got
-    assert (itos, n_words) == expected[:2]
-    assert torch.equal(table, expected[2])
-    assert counts.keys() == expected[3].keys()
-    assert all(torch.equal(counts[s], expected[3][s]) for s in counts)
+def assert_same_saved_counts(got: tuple | str, expected: NgramCounts) -> None:
+    """`got` as _count_in_process saved it: (itos, n_words, contexts, dense N per split)."""
+    assert not isinstance(got, str), got
+    itos, n_words, contexts, counts = got
+    assert (itos, n_words) == (expected.vocab.itos, expected.n_words)
+    assert torch.equal(contexts, expected.contexts)
+    dense = expected.dense_counts()
+    assert counts.keys() == dense.keys()
+    assert all(torch.equal(counts[s], dense[s]) for s in counts)
 
 
 def mixed_corpus(path: Path) -> None:
@@ -96,8 +106,7 @@ def test_counts_of_several_processes_are_bitwise_one_process(
     one = {k: count_ngrams(TextFile(str(path), lowercase=True), k, SPLIT, 7) for k in contexts}
     for found in count_in_processes(path, contexts, world_size, tmp_path):
         for k in contexts:
-            c = one[k]
-            assert_same_counts(found[k], (c.vocab.itos, c.n_words, c.contexts, c.dense_counts()))
+            assert_same_saved_counts(found[k], one[k])
 
 
 @pytest.mark.slow
@@ -112,8 +121,7 @@ def test_counts_of_the_words_list_in_several_processes_are_bitwise_one_process(
     # Pieces of 256 KiB: each process's range is read in several.
     for found in count_in_processes(path, contexts, world_size, tmp_path, chunk=1 << 18):
         for k in contexts:
-            c = one[k]
-            assert_same_counts(found[k], (c.vocab.itos, c.n_words, c.contexts, c.dense_counts()))
+            assert_same_saved_counts(found[k], one[k])
 
 
 def test_a_bad_line_in_one_range_fails_every_process_naming_its_line(tmp_path: Path):
@@ -186,10 +194,7 @@ def test_ranges_counted_apart_and_summed_are_the_whole_corpus(
         totals = np.bincount(inverse, weights=np.concatenate(counts)).astype(np.int64)
         per_split = {n: int((assignment == p).sum()) for p, n in enumerate(SPLITS)}
         sharded = _per_split(vocab, k, per_split, merged, totals)
-        assert sharded.vocab.itos == one.vocab.itos and sharded.n_words == one.n_words
-        assert torch.equal(sharded.contexts, one.contexts)
-        dense, expected = sharded.dense_counts(), one.dense_counts()
-        assert all(torch.equal(dense[s], expected[s]) for s in SPLITS)
+        assert_same_counts(sharded, one)
     finally:
         corpora.CHUNK_BYTES = saved
 
