@@ -167,6 +167,29 @@ def test_lightning_ddp_from_the_command_line_gives_the_single_process_model(tmp_
 
 
 @pytest.mark.slow
+def test_ddp_cpu_with_lbfgs_reaches_the_single_process_objective(tmp_path: Path) -> None:
+    """L-BFGS evaluates the loss as many times a step as its line search decides from the loss's
+    value, and every evaluation all-reduces the gradient: each process must see the whole batch's
+    value, or they run different numbers of all-reduces (each seeing its own part, this hung at
+    k = 1 and aborted at k = 3). Its path follows the last bits of the gradient, which DDP's
+    average sums in another order than one process: the objective it reaches is one process's,
+    W only as far as the objective pins it (README, CPU, GPU and several processes)."""
+    words = tmp_path / "words.txt"
+    words.write_text("\n".join(make_words(800, seed=6)) + "\n")
+    data = ["dataset=text_file", f"dataset.path={words}", "model.context=3"]
+    data += ["model.features=interpolated", "optim=lbfgs", "trainer.max_steps=15"]
+    runs = {}
+    for name, trainer in (("one", []), ("ddp", ["trainer=ddp_cpu"])):
+        result = run_module(
+            "bigramlab.train", *data, *trainer, f"hydra.run.dir={name}", cwd=tmp_path, timeout=300
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert runs["ddp"]["steps"] == runs["one"]["steps"] == 15
+    assert runs["ddp"]["final_loss"] == pytest.approx(runs["one"]["final_loss"], abs=ATOL)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp_fork", "ddp_spawn"])
 def test_ddp_cpu_inside_a_two_job_multirun(tmp_path: Path, strategy: str) -> None:
     words = tmp_path / "words.txt"

@@ -193,7 +193,8 @@ class LearnedLMModule(L.LightningModule):
         return summed * world_size / batch.batch_events
 
     def training_step(self, batch: CountsBatch | PairBatch, batch_idx: int) -> dict[str, Tensor]:
-        """loss = NLL + reg · ΣW²/V², this process's part of it (see data_nll).
+        """loss = NLL + reg · ΣW²/V²: its value the whole batch's, on every process; its gradient
+        this process's part (see data_nll), which DDP averages into the whole batch's.
 
         Returned beside it for the callbacks, detached and over all processes: `objective`, `nll`
         and `penalty`. They stay on the device: StepLosses (bigramlab.training.callbacks) reads
@@ -203,8 +204,12 @@ class LearnedLMModule(L.LightningModule):
         reg_loss = penalty(self.W, self.hparams.reg, self.row_scale)
         # The parts average to the whole batch's NLL: one all-reduce (none in one process).
         nll = self.trainer.strategy.reduce(data_nll.detach().clone(), reduce_op="mean")
+        # L-BFGS decides from the loss's value how many times to evaluate it within a step (its
+        # line search and stopping tests), and each evaluation all-reduces the gradient: the value
+        # must be the same on every process, or they run different numbers of all-reduces and
+        # hang. In one process nll is data_nll and the loss is data_nll + reg_loss bit for bit.
         return {
-            "loss": data_nll + reg_loss,
+            "loss": (data_nll - data_nll.detach()) + nll + reg_loss,
             "objective": nll + reg_loss.detach(),
             "nll": nll,
             "penalty": reg_loss.detach(),
