@@ -40,6 +40,7 @@ from bigramlab.counting.bigrams import (
     count_range_pairs,
 )
 from bigramlab.counting.shards import Shard, sum_by_key
+from bigramlab.counting.sorting import sort_keys
 from bigramlab.data import corpora
 from bigramlab.data.corpora import Corpus, decode_words
 from bigramlab.data.vocab import SPLITS, Vocab, split_assignment
@@ -406,9 +407,7 @@ def _per_split(
 
 def _unique_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """np.unique(keys, return_counts=True) of the 1-D int32 or int64 `keys`."""
-    # torch's stable sort of integers (a radix sort), not np.sort, whose speed depends on the
-    # CPU's vector units far more (docs/benchmark.md).
-    keys = torch.sort(torch.from_numpy(keys), stable=True).values.numpy()
+    keys = sort_keys(keys)
     first = np.empty(len(keys), dtype=bool)
     first[:1] = True
     np.not_equal(keys[1:], keys[:-1], out=first[1:])
