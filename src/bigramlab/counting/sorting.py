@@ -5,11 +5,10 @@ torch's sorts is the faster on this machine.
 
 np.sort of integers is a vectorised quicksort where numpy has one for the CPU (x86-simd-sort:
 AVX-512, AVX2), a scalar introsort elsewhere; torch's stable sort of integers is a radix sort,
-the same everywhere. Which is faster depends on the CPU, by up to six times either way between
-the two machines of docs/benchmark.md (a piece of `words`' int64 keys, one thread: np.sort 18
-against torch's 40 MB/s on one; 155 to 171 against 24 to 40 on the other). So the first sort of
-each key width in a process times both on the same random keys and keeps the faster. Both give
-the same sorted array, so the choice changes the time a count takes, never its result.
+the same everywhere. Which is faster depends on the CPU, by several times either way on the
+machines of docs/benchmark.md. So the first sort of each key width in a process times both on the
+same random keys and keeps the faster. Both give the same sorted array, so the choice changes
+the time a count takes, never its result.
 """
 
 from __future__ import annotations
