@@ -8,8 +8,9 @@ Counting: bigramlab.counting.ngrams.count_ngrams on the `words` list written out
 and in 2 processes of a gloo process group (each counting its own byte range, then merging; every
 process's counts checked bitwise against one process's), beside
 the floors it is measured against (in one thread, as the counting processes run): one
-np.bincount pass over the bytes, a sort of a piece's worth of keys (torch's stable sort, int64
-and int32, and np.sort) and drawing the split of the file's words. --corpus: the same on
+np.bincount pass over the bytes, a sort of a piece's worth of keys (np.sort and torch's stable
+sort, int64 and int32; counting uses whichever is faster, bigramlab.counting.sorting, and the
+script prints which) and drawing the split of the file's words. --corpus: the same on
 another file (a sample made by scripts/make_corpus.py, say). --big: peak RSS of counting that file
 at k = 5 in a process of its own. --training: peak RSS, time and NLLs of training on `words` at k =
 6 with interpolated and skipgram features and L-BFGS (history 1, 5 steps), each in a process of its
@@ -41,6 +42,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from bigramlab.counting.ngrams import NgramCounts, count_ngrams, ngram_counts_of_words
+from bigramlab.counting.sorting import fastest_sort
 from bigramlab.data import corpora
 from bigramlab.data.corpora import EnglishWords, TextFile
 from bigramlab.data.vocab import SPLITS, Vocab, split_assignment, split_words
@@ -64,10 +66,11 @@ def floors(path: Path, repeats: int) -> dict:
     """MB/s of the passes counting cannot beat, in one thread as the counting processes run: one
     np.bincount pass over the bytes; a sort of a piece's worth of keys (one key a byte, as many
     as a piece of CHUNK_BYTES or the whole file holds, the count's unit of work; as wide as the
-    keys of k = 6 at V = 27, or in int32 those of k = 4 and 5), by torch's stable sort (which
-    counting uses) in int64 and int32, and by np.sort; and drawing the split
-    (bigramlab.data.vocab.split_assignment of the file's words), which every process does whole.
-    The sorts' rates are a piece's megabytes over its sort's time."""
+    keys of k = 6 at V = 27, or in int32 those of k = 4 and 5), by np.sort and by torch's stable
+    sort, in int64 and int32 (counting sorts with the faster: the choice in this process is
+    printed); and drawing the split (bigramlab.data.vocab.split_assignment of the file's words),
+    which every process does whole. The sorts' rates are a piece's megabytes over its sort's
+    time."""
     data = path.read_bytes()
     megabytes = len(data) / 1e6
     piece = min(len(data), corpora.CHUNK_BYTES)
@@ -82,6 +85,7 @@ def floors(path: Path, repeats: int) -> dict:
             lambda: np.bincount(np.frombuffer(data, dtype=np.uint8), minlength=256), repeats
         ),
         "np_sort_int64": median_time(lambda: np.sort(keys), repeats) * len(data) / piece,
+        "np_sort_int32": median_time(lambda: np.sort(narrow), repeats) * len(data) / piece,
         "torch_sort_int64": median_time(
             lambda: torch.sort(torch.from_numpy(keys), stable=True), repeats
         )
@@ -94,11 +98,14 @@ def floors(path: Path, repeats: int) -> dict:
         / piece,
         "split_draw": median_time(lambda: split_assignment(n_words, SPLIT, 42), repeats),
     }
+    chosen = {str(a.dtype): fastest_sort(a.dtype) for a in (narrow, keys)}
     torch.set_num_threads(threads)
     rates = {name: megabytes / seconds for name, seconds in found.items()}
     print(
         f"floors ({piece / 2**20:.1f} MiB pieces, one thread): "
         + ", ".join(f"{name} {rate:.0f} MB/s" for name, rate in rates.items())
+        + "; counting's sort here: "
+        + ", ".join(f"{dtype} {name}" for dtype, name in chosen.items())
     )
     return rates
 
