@@ -5,6 +5,7 @@
                                      pieces so that memory does not grow with the corpus
     count_range_pairs(corpus, ...)   the same counting on one process's byte range, its
                                      vocabulary and split found by a survey of every range
+    lowered_pieces(corpus, part, parts) the pieces of a byte range as counting reads them
 
 Both count (context, next token) pairs; the context is one token here, and a longer context is a
 change of the first axis (contexts instead of tokens), not of the engine's structure.
@@ -13,7 +14,7 @@ change of the first axis (contexts instead of tokens), not of the engine's struc
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -158,17 +159,46 @@ def _decoded_pairs(
         pairs[p, a, b] = pairs.get((p, a, b), 0) + n
 
 
-def _move_to_parts(framed: bytearray, word_parts: np.ndarray, byte_pairs: Tensor) -> None:
-    """Move the byte pairs of a framed clean piece's words outside part 0 from byte_pairs[0] to
-    their part: byte_pairs (parts, 128, 128), `word_parts` (words of the piece,) their parts."""
-    symbols = np.frombuffer(framed, dtype=np.uint8)
-    bounds = np.flatnonzero(symbols == _NEWLINE)
-    for part in range(1, byte_pairs.shape[0]):
-        words = np.flatnonzero(word_parts == part)
-        if len(words):
-            moved = _word_pair_counts(symbols, bounds, words)
-            byte_pairs[part] += moved
-            byte_pairs[0] -= moved
+def lowered_pieces(corpus: Corpus, part: int = 0, parts: int = 1) -> Iterator[bytes]:
+    """The pieces of byte range `part` of `parts` (Corpus.byte_chunks), ASCII ones lower-cased
+    where the corpus asks for it (the others are lower-cased as they are decoded)."""
+    for chunk in corpus.byte_chunks(part, parts):
+        yield chunk.lower() if corpus.lowercase and chunk.isascii() else chunk
+
+
+def _move_to_parts(
+    pieces: Iterable[bytes],
+    clean: Sequence[bool],
+    word_parts: np.ndarray,
+    byte_pairs: Tensor,
+    corpus: Corpus,
+) -> dict[tuple[int, int, int], int]:
+    """The second pass of a count, with every word's part known (`word_parts`, one a word of the
+    pieces): the byte pairs of the clean pieces' words outside part 0 are moved from
+    byte_pairs[0] (which holds all of those pieces' pairs) to their part, byte_pairs (parts, 128,
+    128) in place; the other pieces are decoded. Returns their (part, code point, next) counts."""
+    codepoint_pairs: dict[tuple[int, int, int], int] = {}
+    first, line = 0, 1
+    for chunk, is_clean in zip(pieces, clean, strict=True):
+        if is_clean:
+            symbols = np.frombuffer(_framed(chunk), dtype=np.uint8)
+            bounds = np.flatnonzero(symbols == _NEWLINE)
+            k = len(bounds) - 1
+            mine = word_parts[first : first + k]
+            for part in range(1, byte_pairs.shape[0]):
+                words = np.flatnonzero(mine == part)
+                if len(words):
+                    moved = _word_pair_counts(symbols, bounds, words)
+                    byte_pairs[part] += moved
+                    byte_pairs[0] -= moved
+        else:
+            words = decode_words(chunk, corpus.name, line, corpus.lowercase)
+            k = len(words)
+            if k:  # a piece of blank lines alone has no words
+                _decoded_pairs(words, word_parts[first : first + k], codepoint_pairs)
+        first += k
+        line += _line_ends(chunk, k if is_clean else None)
+    return codepoint_pairs
 
 
 def _used_bytes(byte_pairs: Tensor) -> Tensor:
@@ -213,22 +243,8 @@ def count_range_pairs(
     words outside part 0 are moved to their part; the other pieces are decoded."""
     byte_pairs = torch.zeros(n_parts, _ASCII, _ASCII, dtype=torch.int64)
     byte_pairs[0] = clean_pairs
-    codepoint_pairs: dict[tuple[int, int, int], int] = {}
-    first, line = 0, 1
-    for chunk, is_clean in zip(corpus.byte_chunks(shard_rank, world_size), clean, strict=True):
-        if corpus.lowercase and chunk.isascii():
-            chunk = chunk.lower()
-        if is_clean:
-            framed = _framed(chunk)
-            k = framed.count(b"\n") - 1
-            _move_to_parts(framed, word_parts[first : first + k], byte_pairs)
-        else:
-            words = decode_words(chunk, corpus.name, line, corpus.lowercase)
-            k = len(words)
-            if k:
-                _decoded_pairs(words, word_parts[first : first + k], codepoint_pairs)
-        first += k
-        line += _line_ends(chunk, k if is_clean else None)
+    pieces = lowered_pieces(corpus, shard_rank, world_size)
+    codepoint_pairs = _move_to_parts(pieces, clean, word_parts, byte_pairs, corpus)
     return _in_vocab(byte_pairs, codepoint_pairs, vocab)
 
 
@@ -243,42 +259,27 @@ def count_corpus(
     """
     lowercase = corpus.lowercase
     parts = len(fractions)
-
-    def pieces() -> Iterator[bytes]:
-        for chunk in corpus.byte_chunks():
-            yield chunk.lower() if lowercase and chunk.isascii() else chunk
-
     # Pass 1: words per piece; the byte pairs of the clean pieces.
     byte_pairs = torch.zeros(parts, _ASCII, _ASCII, dtype=torch.int64)  # [part, byte, next byte]
-    sizes: list[int] = []
+    n_words = 0
     clean: list[bool] = []
     line = 1
-    for chunk in pieces():
+    for chunk in lowered_pieces(corpus):
         found = _clean_pairs(chunk)
         if found is not None:
             byte_pairs[0] += found[0]
-            sizes.append(found[1])
+            k = found[1]
         else:
-            sizes.append(len(decode_words(chunk, corpus.name, line, lowercase)))
+            k = len(decode_words(chunk, corpus.name, line, lowercase))
+        n_words += k
         clean.append(found is not None)
-        line += _line_ends(chunk, sizes[-1] if found is not None else None)
-    n_words = sum(sizes)
+        line += _line_ends(chunk, k if found is not None else None)
     if n_words == 0:
         raise UserError(f"{corpus.name} has no words (it is empty or only blank lines)")
 
     # Pass 2: with the split known, move the pairs of words outside train to their part.
     assignment = split_assignment(n_words, fractions, seed, rule)
-    codepoint_pairs: dict[tuple[int, int, int], int] = {}  # (part, code point, next) -> count
-    first, line = 0, 1
-    for chunk, k, is_clean in zip(pieces(), sizes, clean):
-        word_parts = assignment[first : first + k]
-        first += k
-        if is_clean:
-            _move_to_parts(_framed(chunk), word_parts, byte_pairs)
-        elif k:  # a piece of blank lines alone has no words
-            words = decode_words(chunk, corpus.name, line, lowercase)
-            _decoded_pairs(words, word_parts, codepoint_pairs)
-        line += _line_ends(chunk, k if is_clean else None)
+    codepoint_pairs = _move_to_parts(lowered_pieces(corpus), clean, assignment, byte_pairs, corpus)
 
     used_bytes = _used_bytes(byte_pairs)
     chars = {chr(b) for b in used_bytes.tolist() if b != _NEWLINE}

@@ -38,6 +38,7 @@ from bigramlab.counting.bigrams import (
     _framed,
     count_corpus,
     count_range_pairs,
+    lowered_pieces,
 )
 from bigramlab.counting.shards import Shard, sum_by_key
 from bigramlab.counting.sorting import sort_keys
@@ -216,9 +217,7 @@ def survey(corpus: Corpus, shard: Shard) -> Survey:
     clean: list[bool] = []
     clean_pairs = torch.zeros(128, 128, dtype=torch.int64)
     try:
-        for chunk in corpus.byte_chunks(shard.rank, shard.world_size):
-            if corpus.lowercase and chunk.isascii():
-                chunk = chunk.lower()
+        for chunk in lowered_pieces(corpus, shard.rank, shard.world_size):
             found = _clean_pairs(chunk)
             clean.append(found is not None)
             if found is not None:
