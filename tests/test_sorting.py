@@ -32,7 +32,7 @@ def fresh_choice():
 def test_every_sort_gives_the_keys_sorted_and_unique_counts_np_uniques(keys, wide, sort):
     # Wide keys past 32 bits, as those of k = 6.
     values = np.array(keys, dtype=np.int64) * 16 if wide else np.array(keys, dtype=np.int32)
-    assert np.array_equal(SORTS[sort](values), np.sort(values))
+    assert SORTS[sort](values).tolist() == sorted(keys if not wide else [16 * k for k in keys])
     original = sorting.fastest_sort
     try:
         sorting.fastest_sort = lambda dtype: sort
