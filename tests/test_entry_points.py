@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def names_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
-    """(working directory with a cached names.txt, a 40-step names run in it, its checksum)."""
+    """(working directory with a cached names.txt, a 40-step names run in it, its checksum). The
+    run is split as the lecture splits and compared with Kneser–Ney, neither of them evaluate's
+    defaults."""
     cwd = tmp_path_factory.mktemp("names")
     names = cwd / "data" / "names.txt"
     names.parent.mkdir()
@@ -31,6 +33,8 @@ def names_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
         "bigramlab.train",
         "dataset=names",
         f"dataset.sha256={sha}",
+        "data.split_rule=lecture",
+        "counted.smoothing=kneser_ney",
         "trainer.max_steps=40",
         "trainer.val_check_interval=20",
         cwd=cwd,
@@ -40,14 +44,40 @@ def names_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
     return cwd, run_dir, sha
 
 
-def test_evaluate_on_names_as_readme_shows_it(names_run) -> None:
-    cwd, run_dir, sha = names_run
+def table(stdout: str) -> dict[str, list[str]]:
+    """evaluate's table: split -> its columns (words, events, nll, ppl, counted_nll and
+    counted_ppl)."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("split "))
+    return {line.split()[0]: line.split()[1:] for line in lines[start + 1 : start + 4]}
+
+
+@pytest.mark.parametrize("data", [["dataset=names"], []], ids=["readme", "no-data-given"])
+def test_evaluate_scores_the_run_on_its_own_split_and_counted_model(names_run, data) -> None:
+    """README's command on a run split as the lecture splits, compared with Kneser–Ney: the
+    run's own NLLs (metrics.json), not those of evaluate's default split and α = 1."""
+    cwd, run_dir, _ = names_run
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    result = run_module(
-        "bigramlab.evaluate", f"ckpt={ckpt}", "dataset=names", f"dataset.sha256={sha}", cwd=cwd
-    )
+    result = run_module("bigramlab.evaluate", f"ckpt={ckpt}", *data, cwd=cwd)
     assert result.returncode == 0, result.stderr
-    assert [line.split()[0] for line in result.stdout.splitlines()[2:]] == ["train", "val", "test"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rows = table(result.stdout)
+    assert list(rows) == ["train", "val", "test"]
+    for split, (_, _, nll, _, counted, _) in rows.items():
+        assert float(nll) == pytest.approx(metrics[f"{split}_nll"], abs=1e-6)
+        assert float(counted) == pytest.approx(metrics[f"counted_{split}_nll"], abs=1e-6)
+    assert "data.split_rule=lecture, from the checkpoint" in result.stdout
+    assert "counted: counted.smoothing=kneser_ney, from the checkpoint" in result.stdout
+
+
+def test_evaluate_says_which_settings_are_overridden(names_run) -> None:
+    cwd, run_dir, _ = names_run
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    result = run_module("bigramlab.evaluate", f"ckpt={ckpt}", "data.split_rule=randperm", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    assert "data.split_rule=randperm: overridden; the run used lecture" in result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert float(table(result.stdout)["test"][2]) != pytest.approx(metrics["test_nll"], abs=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -160,7 +190,7 @@ def test_resuming_on_other_data_is_refused_and_the_run_record_kept(names_run) ->
         "trainer.max_steps=60",
         cwd=cwd,
     )
-    assert_one_error_line(result, "was trained with other data (dataset._target_ was")
+    assert_one_error_line(result, "was trained with other data (dataset was names, is words)")
     assert "dataset=names" in result.stderr  # the overrides to resume with
     assert (run_dir / ".hydra" / "config.yaml").read_text() == record
     assert [p.name for p in (run_dir / ".hydra").iterdir() if p.is_dir()] == []
@@ -172,6 +202,7 @@ def test_resuming_to_a_step_not_past_the_checkpoint_is_refused(names_run) -> Non
         "bigramlab.train",
         "dataset=names",
         f"dataset.sha256={sha}",
+        "data.split_rule=lecture",
         f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
         "trainer.max_steps=40",
         cwd=cwd,

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from bigramlab.counting.bigrams import bigram_counts
 from bigramlab.data.corpora import TextFile
 from bigramlab.data.vocab import Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
-from bigramlab.evaluate import split_rows
+from bigramlab.evaluate import evaluate, split_rows
+from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.counted import mle_probs
 from bigramlab.models.learned import LearnedLM
 from bigramlab.models.nll import mean_nll
-from tests.conftest import make_words
+from tests.conftest import compose_config, make_words, train_and_load
 
 SPLIT = [0.7, 0.2, 0.1]
 
@@ -64,3 +68,78 @@ def test_a_character_the_checkpoint_lacks_is_named(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"character 'd' \(in .*words.txt\) is not in the vocab"):
         model = LearnedLM(".abc", 1, "onehot", torch.arange(4), torch.zeros(4, 4))
         split_rows(model, TextFile(str(path)), SPLIT, 0)
+
+
+def trained_run(train_config, tmp_path: Path, *overrides: str) -> Path:
+    """A 20-step run of the small words file (conftest) with `overrides`: its checkpoint."""
+    cfg = train_config(*overrides)
+    train_and_load(cfg, tmp_path / "run")
+    return tmp_path / "run" / "checkpoints" / "last.ckpt"
+
+
+def evaluate_output(tmp_path: Path, capsys: pytest.CaptureFixture[str], *overrides: str) -> str:
+    capsys.readouterr()
+    evaluate(compose_config("evaluate", list(overrides), tmp_path))
+    return capsys.readouterr().out
+
+
+def test_a_checkpoint_records_the_data_settings_of_its_run(
+    train_config, tmp_path: Path, words_file: Path
+) -> None:
+    ckpt = trained_run(train_config, tmp_path, "data.split_rule=lecture", "data.split_seed=7")
+    settings = load_checkpoint(ckpt).run_settings
+    assert settings is not None
+    assert settings["dataset"] == "text_file"
+    assert settings["dataset.path"] == str(words_file.absolute())
+    assert (settings["data.split_rule"], settings["data.split_seed"]) == ("lecture", 7)
+    assert (settings["counted.smoothing"], settings["counted.alpha"]) == ("additive", 1.0)
+
+
+def test_evaluate_on_other_data_says_every_split_is_held_out(
+    train_config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = trained_run(train_config, tmp_path, "data.split_rule=lecture")
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(make_words(100, seed=9)) + "\n")
+    out = evaluate_output(
+        tmp_path, capsys, f"ckpt={ckpt}", "dataset=text_file", f"dataset.path={other}"
+    )
+    assert f"data: dataset=text_file dataset.path={other}: not the run's data" in out
+    assert "every split is held-out to this model" in out
+
+
+def test_a_checkpoint_without_the_record_takes_its_run_directorys_config(
+    train_config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checkpoints written before the record: the run's .hydra/config.yaml says the split."""
+    cfg = train_config("data.split_rule=lecture", "counted.alpha=0.5")
+    train_and_load(cfg, tmp_path / "run")
+    ckpt_path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    del ckpt["run_settings"]
+    torch.save(ckpt, ckpt_path)
+    (tmp_path / "run" / ".hydra").mkdir()
+    OmegaConf.save(cfg, tmp_path / "run" / ".hydra" / "config.yaml")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    out = evaluate_output(tmp_path, capsys, f"ckpt={ckpt_path}")
+    assert "data.split_rule=lecture, from the run's .hydra/config.yaml" in out
+    lines = out.splitlines()
+    test_row = next(line.split() for line in lines if line.startswith("test "))
+    assert float(test_row[3]) == pytest.approx(metrics["test_nll"], abs=1e-6)
+    assert float(test_row[5]) == pytest.approx(metrics["counted_test_nll"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["words=[]"], "words=[] holds no word"),
+        (['words=[emma,""]'], "holds an empty word"),
+        (["+model.context=8"], "model.context=8 is not used by evaluate"),
+    ],
+)
+def test_evaluate_refuses_what_it_would_ignore_or_misread(
+    train_config, tmp_path: Path, capsys: pytest.CaptureFixture[str], args, message
+) -> None:
+    ckpt = trained_run(train_config, tmp_path)
+    with pytest.raises(UserError, match=re.escape(message)):
+        evaluate_output(tmp_path, capsys, f"ckpt={ckpt}", *args)

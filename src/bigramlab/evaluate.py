@@ -1,21 +1,24 @@
 """NLL and perplexity of a trained model on a data set's splits, beside the counted model's
 (additive or Kneser–Ney, from the same split's train words); or on given words.
 
-python -m bigramlab.evaluate ckpt=<run>/checkpoints/last.ckpt dataset=names
+python -m bigramlab.evaluate ckpt=<run>/checkpoints/last.ckpt
 python -m bigramlab.evaluate ckpt=<run>/checkpoints/last.ckpt 'words=[emma,zzz]'
 
-At the checkpoint's context length; the counted model with counted.smoothing and counted.alpha.
+At the checkpoint's context length. The data set, its split and the counted model are the run's
+(recorded in the checkpoint) unless the command line sets them; the output says which is which.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from bigramlab.counting.ngrams import context_keys, context_tokens, count_ngrams, event_keys
 from bigramlab.data.corpora import Corpus
@@ -26,7 +29,18 @@ from bigramlab.models.learned import LearnedLM
 from bigramlab.models.nll import mean_nll, seen_counts
 from bigramlab.models.smoothing import counted_model
 from bigramlab.plumbing.cli import entry_point, exit_now
-from bigramlab.plumbing.config import checkpoint_path, smoothing_name, validate_alpha, validate_data
+from bigramlab.plumbing.config import (
+    CONFIG_DIR,
+    COUNTED_KEYS,
+    SPLIT_KEYS,
+    checkpoint_path,
+    given_settings,
+    recorded_run_settings,
+    run_data_settings,
+    smoothing_name,
+    validate_alpha,
+    validate_data,
+)
 
 
 class SplitRow(NamedTuple):
@@ -111,19 +125,131 @@ def _ppl(value: float | None) -> str:
     return "null" if value is None else f"{math.exp(value):.4f}"
 
 
+def dataset_name(choice: str | None, settings: dict[str, Any]) -> str:
+    """A data set as the command line names it: `dataset=names`, `dataset=text_file
+    dataset.path=/data/w.txt dataset.lowercase=true` (the settings that are not the option's
+    defaults, where the option is known)."""
+    if choice is None:
+        return f"a data set of class {settings.get('dataset._target_')}"
+    shown = [f"dataset={choice}"]
+    defaults = _option_defaults(choice)
+    for key, value in settings.items():
+        name = key.partition(".")[2]
+        shown_here = key.startswith("dataset.") and name not in ("_target_", "cache_dir")
+        if shown_here and (name not in defaults or defaults[name] != value):
+            shown.append(f"{key}={value}")
+    return " ".join(shown)
+
+
+def _option_defaults(choice: str) -> dict[str, Any]:
+    path = Path(CONFIG_DIR) / "dataset" / f"{choice}.yaml"
+    return dict(OmegaConf.to_container(OmegaConf.load(path))) if path.is_file() else {}
+
+
+def _show_setting(value: Any) -> str:
+    return f"[{','.join(str(v) for v in value)}]" if isinstance(value, list) else str(value)
+
+
+def take_run_settings(cfg: DictConfig, run: dict[str, Any] | None, source: str) -> list[str]:
+    """Set in `cfg` the run's data settings (`run`, run_data_settings of the run that made the
+    checkpoint, found in `source`) that the command line does not set; the lines that say which
+    data the model is scored on and where each setting came from.
+
+    The run's data set unless `dataset=` names another option; of the same option, every
+    `dataset.<key>` not given is the run's (its file, its checksum). The split (data.split,
+    split_seed, split_rule) and the counted model (counted.smoothing, alpha) are the run's unless
+    given, on the run's data or on another.
+    """
+    given = given_settings()
+    choice = HydraConfig.get().runtime.choices.get("dataset")
+    if run is None:
+        return [
+            f"note: {source} records no data settings of its run: scored on "
+            f"{dataset_name(choice, run_data_settings(cfg, choice))} and the split and counted "
+            "model set here (the defaults, where not given)"
+        ]
+    lines = []
+    with open_dict(cfg):
+        if run["dataset"] is not None and (choice is None or "dataset" not in given):
+            defaults = Path(CONFIG_DIR) / "dataset" / f"{run['dataset']}.yaml"
+            if not defaults.is_file():
+                raise UserError(
+                    f"{source} was trained on dataset={run['dataset']}, which this version of "
+                    "bigramlab does not have: name the data to score, e.g. dataset=text_file "
+                    "dataset.path=<its file>"
+                )
+            cfg.dataset = OmegaConf.load(defaults)
+            choice = run["dataset"]
+        if choice == run["dataset"]:
+            for key, value in run.items():
+                name = key.partition(".")[2]
+                if key.startswith("dataset.") and name != "_target_" and key not in given:
+                    cfg.dataset[name] = value
+        for key in (*SPLIT_KEYS, *COUNTED_KEYS):
+            if key in given:
+                value = OmegaConf.select(cfg, key)
+                value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+                # Kneser–Ney has no α: a run that used it used none.
+                unused = key == "counted.alpha" and run.get("counted.smoothing") == "kneser_ney"
+                if value != run.get(key) and run.get(key) is not None and not unused:
+                    lines.append(
+                        f"{key}={_show_setting(value)}: overridden; the run used "
+                        f"{_show_setting(run[key])}"
+                    )
+            elif run.get(key) is not None:
+                OmegaConf.update(cfg, key, run[key])
+    now = run_data_settings(cfg, choice)
+    data = dataset_name(choice, now)
+    split_given = any(key in given and now[key] != run.get(key) for key in SPLIT_KEYS)
+    split = " ".join(f"{key}={_show_setting(now[key])}" for key in SPLIT_KEYS)
+    same_data = all(
+        now.get(key) == run.get(key)
+        for key in now.keys() | run.keys()
+        if key.startswith("dataset.") or (key == "dataset" and run["dataset"] is not None)
+    )
+    if not same_data:
+        lines.insert(
+            0,
+            f"data: {data}: not the run's data (it trained on "
+            f"{dataset_name(run['dataset'], run)}); every split is held-out to this model",
+        )
+    elif split_given:
+        lines.insert(0, f"data: {data}, the run's data, split as given: {split}")
+    else:
+        lines.insert(0, f"data: {data}, split as the run's: {split}, from {source}")
+    counted = smoothing_name(cfg)
+    if not any(key in given for key in COUNTED_KEYS):
+        lines.append(f"counted: {counted}, from {source}")
+    return lines
+
+
 def evaluate(cfg: DictConfig) -> None:
-    model = load_checkpoint(checkpoint_path(cfg)).model
+    refuse_model_settings()
+    checkpoint = load_checkpoint(checkpoint_path(cfg))
+    model = checkpoint.model
     kind = f"{len(model.itos)} tokens, {model.describe()}"
     if cfg.words is not None:
         if not isinstance(cfg.words, ListConfig):
             # words=emma is a string, which would be scored letter by letter.
             raise UserError(f"words={cfg.words!r} is not a list: write words=[{cfg.words}]")
+        if len(cfg.words) == 0:
+            raise UserError("words=[] holds no word: give at least one, e.g. words=[emma]")
+        if any(str(w) == "" for w in cfg.words):
+            raise UserError(
+                f"words={list(cfg.words)} holds an empty word, which no data set has (blank "
+                "lines are skipped): remove it"
+            )
         rows = word_nlls(model, [str(w) for w in cfg.words])
         print(f"checkpoint {cfg.ckpt} ({kind})")
         print(f"{'word':<20} {'events':>8} {'nll':>10} {'ppl':>10}")
         for word, n, value in rows:
             print(f"{word:<20} {n:>8} {value:>10.6f} {_ppl(value):>10}")
         return
+    run = recorded_run_settings(cfg.ckpt, checkpoint.run_settings)
+    source = "the checkpoint" if checkpoint.run_settings else "the run's .hydra/config.yaml"
+    if checkpoint.run_settings is None and run is None:
+        source = f"checkpoint {cfg.ckpt}"
+    settings_lines = take_run_settings(cfg, run, source)
     validate_data(cfg)
     validate_alpha(cfg)
     smoothing = cfg.counted.smoothing
@@ -136,10 +262,9 @@ def evaluate(cfg: DictConfig) -> None:
         float(cfg.counted.alpha),
         smoothing,
     )
-    print(
-        f"checkpoint {cfg.ckpt} ({kind}); counted: the counted model, "
-        f"{smoothing_name(cfg)}, fitted on the same train split"
-    )
+    print(f"checkpoint {cfg.ckpt} ({kind})")
+    print("\n".join(settings_lines))
+    print(f"counted_nll: the counted model ({smoothing_name(cfg)}) fitted on the train split above")
     print(
         f"{'split':<6} {'words':>8} {'events':>10} {'nll':>10} {'ppl':>10} "
         f"{'counted_nll':>10} {'counted_ppl':>10}"
@@ -165,6 +290,17 @@ def evaluate(cfg: DictConfig) -> None:
                 "model has no row for (never in its training data): it predicts them uniformly; "
                 "model.features=interpolated or skipgram backs off to shorter "
                 "contexts"
+            )
+
+
+def refuse_model_settings() -> None:
+    """evaluate scores the checkpoint's model as it was trained: a `model.*` setting (its context,
+    features) would be ignored, so it is refused."""
+    for key, value in given_settings().items():
+        if key.partition(".")[0] == "model":
+            raise UserError(
+                f"{key}={value} is not used by evaluate (the checkpoint's model is scored as "
+                f"trained, at its own context and features): remove {key}"
             )
 
 

@@ -25,38 +25,49 @@ from omegaconf import DictConfig, OmegaConf
 from torch.multiprocessing import ProcessRaisedException
 
 from bigramlab.data.datamodule import NgramDataModule
-from bigramlab.data.vocab import SPLIT_RULES
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.models.checkpoint import Checkpoint, load_checkpoint
 from bigramlab.models.learned import describe
 from bigramlab.plumbing.cli import config_error, entry_point, exit_now
-from bigramlab.plumbing.config import smoothing_name, validate_train
+from bigramlab.plumbing.config import (
+    recorded_run_settings,
+    run_data_settings,
+    smoothing_name,
+    validate_train,
+)
 from bigramlab.plumbing.results import failed_metrics, read_metrics, write_metrics
-from bigramlab.training.callbacks import FinalMetrics
+from bigramlab.training.callbacks import FinalMetrics, RunSettings
 from bigramlab.training.module import LearnedLMModule
 
 log = logging.getLogger(__name__)
 
 
-def check_resume(cfg: DictConfig) -> Checkpoint:
+def check_resume(cfg: DictConfig, settings: dict[str, Any]) -> Checkpoint:
     """The checkpoint `cfg.ckpt_path`, after checking that it is a training checkpoint made by a
-    run with the same data and model settings, and that there are steps left (before any data is
-    read; LearnedLMModule.on_load_checkpoint checks the data's vocabulary once it is)."""
+    run with the same data (`settings`, this run's run_data_settings, against those the
+    checkpoint or its run directory recorded) and model settings, and that there are steps left
+    (before any data is read; LearnedLMModule.on_load_checkpoint checks the data's vocabulary
+    once it is)."""
     ckpt = load_checkpoint(cfg.ckpt_path, key="ckpt_path")
     if not ckpt.resumable:
         raise UserError(f"{cfg.ckpt_path} holds weights only: resume from a last.ckpt of a run")
-    run_dir = Path(cfg.ckpt_path).absolute().parent.parent
-    original = run_dir / ".hydra" / "config.yaml"
-    if original.is_file():
-        then, now = _data_settings(OmegaConf.load(original)), _data_settings(cfg)
-        if changed := [key for key in then.keys() | now.keys() if then.get(key) != now.get(key)]:
-            key = sorted(changed)[0]
-            overrides = run_dir / ".hydra" / "overrides.yaml"
+    then = recorded_run_settings(cfg.ckpt_path, ckpt.run_settings)
+    if then is not None:
+        # The counted model compared with may change on a resume; the data may not.
+        keys = [k for k in then.keys() | settings.keys() if not k.startswith("counted.")]
+        # A run recorded without its data set's option is compared by its settings alone.
+        if then.get("dataset") is None:
+            keys.remove("dataset")
+        if changed := sorted(key for key in keys if then.get(key) != settings.get(key)):
+            key = changed[0]
+            if "dataset" in changed:
+                key = "dataset"
+            overrides = Path(cfg.ckpt_path).absolute().parent.parent / ".hydra" / "overrides.yaml"
             given = " ".join(OmegaConf.load(overrides)) if overrides.is_file() else "?"
             raise UserError(
                 f"{cfg.ckpt_path} was trained with other data ({key} was {then.get(key)}, is "
-                f"{now.get(key)}): resume with the overrides of that run ({given or 'none'}) "
-                "and the new ones"
+                f"{settings.get(key)}): resume with the overrides of that run "
+                f"({given or 'none'}) and the new ones"
             )
     now = describe(cfg.model.context, cfg.model.features, cfg.model.max_span)
     if ckpt.model.describe() != now:
@@ -70,21 +81,6 @@ def check_resume(cfg: DictConfig) -> Checkpoint:
             f"{ckpt.global_step}: set trainer.max_steps above {ckpt.global_step} to train further"
         )
     return ckpt
-
-
-def _data_settings(cfg: DictConfig) -> dict[str, Any]:
-    """What decides a run's data, flat (`dataset.path`, `data.split`, ...): the data set's settings
-    but for where it is cached, and the split."""
-    dataset = {f"dataset.{k}": v for k, v in cfg.dataset.items() if k != "cache_dir"}
-    # The data set's class by name: runs from before the package's subpackages name its old module.
-    dataset["dataset._target_"] = str(cfg.dataset._target_).rpartition(".")[2]
-    split = {f"data.{k}": OmegaConf.select(cfg, f"data.{k}") for k in ("split", "split_seed")}
-    # Runs from before data.split_rule existed used today's default.
-    split["data.split_rule"] = OmegaConf.select(cfg, "data.split_rule", default=SPLIT_RULES[0])
-    return {
-        key: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
-        for key, v in (dataset | split).items()
-    }
 
 
 def check_optimizer(cfg: DictConfig, model: LearnedLMModule) -> None:
@@ -169,7 +165,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit one model as `cfg` says; write metrics.json into the run directory and return it."""
     validate_train(cfg)
     check_launcher(cfg)
-    resumed = check_resume(cfg) if cfg.ckpt_path else None
+    settings = run_data_settings(cfg, HydraConfig.get().runtime.choices.get("dataset"))
+    resumed = check_resume(cfg, settings) if cfg.ckpt_path else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
 
@@ -184,7 +181,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(note, flush=True)
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
     final = FinalMetrics(run_dir, cfg.counted.alpha, cfg.counted.smoothing)
-    callbacks.append(final)
+    callbacks += [final, RunSettings(settings)]
     resume_step = resumed.global_step if resumed is not None else None
     # A resumed run writes into the same event files' directory; purge_step tells TensorBoard to
     # drop what the interrupted run logged after its checkpoint, so no step appears twice.

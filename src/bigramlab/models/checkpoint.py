@@ -17,6 +17,9 @@ from bigramlab.errors import UserError
 from bigramlab.models.features import check_features, check_max_span
 from bigramlab.models.learned import LearnedLM
 
+# The checkpoint's entry holding its run's data settings (bigramlab.training.callbacks.RunSettings).
+RUN_SETTINGS = "run_settings"
+
 
 def upgrade_state_dict(state: dict[str, Any]) -> dict[str, Any]:
     """A state_dict under today's names: checkpoints from before the model was a module of its
@@ -29,12 +32,15 @@ def upgrade_state_dict(state: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """What a checkpoint of bigramlab.train holds: the model, the update it was saved at, and
-    whether it has the loop state to resume training from."""
+    """What a checkpoint of bigramlab.train holds: the model, the update it was saved at,
+    whether it has the loop state to resume training from, and the settings of the data its run
+    trained and was scored on (bigramlab.plumbing.config.run_data_settings; None in checkpoints
+    written before they were recorded)."""
 
     model: LearnedLM
     global_step: int
     resumable: bool
+    run_settings: dict[str, Any] | None = None
 
 
 def load_checkpoint(path: str | Path, key: str = "ckpt") -> Checkpoint:
@@ -96,7 +102,13 @@ def load_checkpoint(path: str | Path, key: str = "ckpt") -> Checkpoint:
         )
     model = LearnedLM(itos, context, features, row_keys, W.float(), max_span)
     model.requires_grad_(False)
-    return Checkpoint(model, int(ckpt.get("global_step", 0)), "loops" in ckpt)
+    settings = ckpt.get(RUN_SETTINGS)
+    return Checkpoint(
+        model,
+        int(ckpt.get("global_step", 0)),
+        "loops" in ckpt,
+        dict(settings) if isinstance(settings, dict) else None,
+    )
 
 
 def _valid(check: Callable[..., None], *values: Any) -> bool:

@@ -179,6 +179,74 @@ def validate_train(cfg: DictConfig) -> None:
     validate_data(cfg)
 
 
+# The settings that decide which words a run is scored on, beside the data set's own (`dataset`,
+# the option chosen, and `dataset.<key>`): recorded in every checkpoint, and taken from it by
+# evaluate unless the command line sets them.
+SPLIT_KEYS = ("data.split", "data.split_seed", "data.split_rule")
+COUNTED_KEYS = ("counted.smoothing", "counted.alpha")
+
+
+def run_data_settings(cfg: DictConfig, dataset_choice: str | None) -> dict[str, Any]:
+    """What decides a run's data and its counted model, flat and plain (`dataset`, `dataset.path`,
+    `data.split`, ..., `counted.alpha`): the data set's option and settings but for where it is
+    cached (a file's path made absolute, so that it names the same file from anywhere; the
+    class by its name), the split
+    and the counted model's smoothing. Runs from before data.split_rule used randperm."""
+    settings: dict[str, Any] = {"dataset": dataset_choice}
+    for key, value in cfg.dataset.items():
+        if key == "cache_dir":
+            continue
+        if key == "path" and isinstance(value, str) and value:
+            value = str(Path(value).absolute())
+        if key == "_target_":  # by class: runs from before the subpackages name its old module
+            value = str(value).rpartition(".")[2]
+        settings[f"dataset.{key}"] = value
+    for key in (*SPLIT_KEYS, *COUNTED_KEYS):
+        settings[key] = OmegaConf.select(
+            cfg, key, default=OmegaConf.select(cfg, OLD_KEYS.get(key, key))
+        )
+    settings["data.split_rule"] = settings["data.split_rule"] or SPLIT_RULES[0]
+    settings["counted.smoothing"] = settings["counted.smoothing"] or "additive"
+    return {
+        key: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+        for key, v in settings.items()
+    }
+
+
+def recorded_run_settings(
+    ckpt_path: str | Path, recorded: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The data settings of the run that wrote the checkpoint at `ckpt_path`: `recorded` (what the
+    checkpoint holds), else read from its run's `.hydra/config.yaml` and `.hydra/hydra.yaml`
+    (`<run>/checkpoints/<name>.ckpt`; the data set's option, where hydra.yaml is not there, is
+    the one of the same class); None where neither is there."""
+    if recorded:
+        return dict(recorded)
+    hydra_dir = Path(ckpt_path).absolute().parent.parent / ".hydra"
+    if not (hydra_dir / "config.yaml").is_file():
+        return None
+    run_cfg = OmegaConf.load(hydra_dir / "config.yaml")
+    choice = None
+    if (hydra_dir / "hydra.yaml").is_file():
+        choice = OmegaConf.select(
+            OmegaConf.load(hydra_dir / "hydra.yaml"), "hydra.runtime.choices.dataset"
+        )
+    if "dataset" not in run_cfg:
+        return None
+    settings = run_data_settings(run_cfg, choice)
+    if choice is None:  # the option of conf/dataset/ whose class the run's data set is
+        settings["dataset"] = next(
+            (
+                option.stem
+                for option in sorted((Path(CONFIG_DIR) / "dataset").glob("*.yaml"))
+                if str(OmegaConf.load(option).get("_target_")).rpartition(".")[2]
+                == settings["dataset._target_"]
+            ),
+            None,
+        )
+    return settings
+
+
 def checkpoint_path(cfg: DictConfig) -> str:
     """`ckpt` of the sample and evaluate configs, or a UserError saying how to give it."""
     if OmegaConf.is_missing(cfg, "ckpt") or cfg.ckpt is None:

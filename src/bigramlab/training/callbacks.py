@@ -31,6 +31,7 @@ from bigramlab.comparison.metrics import COMPARISON_KEYS, compare
 from bigramlab.data.datamodule import NgramData
 from bigramlab.data.vocab import SPLITS
 from bigramlab.errors import Diverged
+from bigramlab.models.checkpoint import RUN_SETTINGS
 from bigramlab.models.learned import LearnedLM
 from bigramlab.models.losses import penalty
 from bigramlab.models.nll import split_nlls
@@ -199,6 +200,20 @@ class LastCheckpoint(Checkpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
         trainer.save_checkpoint(self.path, weights_only=False)
+
+
+class RunSettings(L.Callback):
+    """Records the settings that decide the run's data (data set, split, counted model:
+    bigramlab.plumbing.config.run_data_settings) in every checkpoint, so that evaluate scores the
+    model on the run's own split by default, wherever the checkpoint is moved."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[RUN_SETTINGS] = self.settings
 
 
 class LossProgressBar(TQDMProgressBar):
