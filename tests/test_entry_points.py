@@ -385,3 +385,32 @@ def test_export_of_a_counted_model_names_its_data_set(tmp_path: Path, words_file
         "model.context=1 counted.smoothing=kneser_ney), "
     )
     assert "alpha" not in result.stdout
+
+
+def test_a_run_into_a_directory_holding_a_run_is_refused_and_the_run_kept(
+    tmp_path: Path, words_file: Path
+) -> None:
+    data = ["dataset=text_file", f"dataset.path={words_file}", "trainer.max_steps=10"]
+    first = run_module("bigramlab.train", *data, "hydra.run.dir=run", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*")}
+    again = run_module("bigramlab.train", *data, "optim.lr=1", "hydra.run.dir=run", cwd=tmp_path)
+    line = assert_one_error_line(again, f"hydra.run.dir={tmp_path / 'run'} holds a run")
+    assert f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}" in line
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*")} == before
+
+
+def test_a_sweep_into_a_sweep_directory_holding_a_sweep_is_refused(
+    tmp_path: Path, words_file: Path
+) -> None:
+    args = ["-m", "dataset=text_file", f"dataset.path={words_file}", "trainer.max_steps=2"]
+    first = run_module("bigramlab.train", *args, "optim.lr=1,2", "hydra.sweep.dir=s", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    record = (tmp_path / "s" / "multirun.yaml").read_text()
+    again = run_module("bigramlab.train", *args, "optim.lr=3", "hydra.sweep.dir=s", cwd=tmp_path)
+    assert_one_error_line(again, f"hydra.sweep.dir={tmp_path / 's'} holds a sweep already")
+    assert (tmp_path / "s" / "multirun.yaml").read_text() == record
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir()) == [
+        "0_lr=1,steps=2",
+        "1_lr=2,steps=2",
+    ]

@@ -34,7 +34,9 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from bigramlab.errors import Diverged, UserError
-from bigramlab.plumbing.config import CONFIG_DIR  # importing it registers conf/'s resolvers
+
+# Importing plumbing.config registers conf/'s resolvers.
+from bigramlab.plumbing.config import CONFIG_DIR, resumes_in_place
 from bigramlab.plumbing.results import failed_metrics, write_metrics
 
 log = logging.getLogger("bigramlab")
@@ -173,6 +175,53 @@ class SweepDirectory(Callback):
             lines.append(f"  python -m bigramlab.report {sweep_dir}")
         lines.append(f"  tensorboard --logdir {sweep_dir}")
         print("\n".join(lines), flush=True)
+
+
+# What a run directory holds once a run has written into it.
+RUN_FILES = (".hydra", "checkpoints", "metrics.json", "tensorboard")
+
+
+class FreshOutput(Callback):
+    """Refuses, before Hydra writes anything, a run into a directory that holds a run
+    (`hydra.run.dir=<an existing run>`) unless it is that run's resume (`ckpt_path=<that
+    run>/checkpoints/last.ckpt`), and a multirun into a sweep directory that holds anything (the
+    resumable Optuna sweeper checks its own: its directory holds the study it resumes). Nothing of
+    the old run or sweep is replaced or mixed with the new one."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if _rank() != 0:  # Lightning's ddp starts the other ranks in rank 0's run directory
+            return
+        run_dir = Path(str(config.hydra.run.dir)).absolute()
+        ckpt_path = config.get("ckpt_path")
+        if resumes_in_place(ckpt_path) and Path(ckpt_path).absolute().parent.parent == run_dir:
+            return
+        held = [name for name in RUN_FILES if (run_dir / name).exists()]
+        if held:
+            resume = run_dir / "checkpoints" / "last.ckpt"
+            fix = f", or resume it with ckpt_path={resume}" if resume.is_file() else ""
+            _refuse(
+                f"hydra.run.dir={run_dir} holds a run ({', '.join(held)}): choose another "
+                f"hydra.run.dir (or leave it out for a new one){fix}"
+            )
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if str(config.hydra.sweeper.get("_target_", "")).endswith("ResumableOptunaSweeper"):
+            return
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        if sweep_dir.is_dir() and any(sweep_dir.iterdir()):
+            what = "a sweep" if (sweep_dir / "multirun.yaml").is_file() else "files"
+            _refuse(
+                f"hydra.sweep.dir={sweep_dir} holds {what} already: choose another "
+                "hydra.sweep.dir (or leave it out for a new one); new jobs would be mixed with "
+                "its own"
+            )
+
+
+def _refuse(message: str) -> None:
+    """The failure policy's one line and exit status 2, from a Hydra callback (which runs before
+    the task, outside run_task)."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def _rank() -> int:
