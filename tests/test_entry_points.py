@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -414,3 +416,36 @@ def test_a_sweep_into_a_sweep_directory_holding_a_sweep_is_refused(
         "0_lr=1,steps=2",
         "1_lr=2,steps=2",
     ]
+
+
+def test_ctrl_c_during_train_prints_the_run_directory_and_how_to_resume(
+    tmp_path: Path, words_file: Path
+) -> None:
+    args = [
+        "dataset=text_file",
+        f"dataset.path={words_file}",
+        "trainer.max_steps=10000000",
+        "callbacks.checkpoint.every_n_train_steps=5",
+        "hydra.run.dir=run",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bigramlab.train", *args],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not ckpt.is_file() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert f"run directory: {tmp_path / 'run'}" in stderr
+    resume = next(line.strip() for line in stderr.splitlines() if "ckpt_path=" in line)
+    assert resume == (
+        f"python -m bigramlab.train dataset=text_file dataset.path={words_file} "
+        "trainer.max_steps=10000000 callbacks.checkpoint.every_n_train_steps=5 "
+        f"ckpt_path={ckpt}"  # a resume goes on in the run directory of its checkpoint
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from bigramlab.plumbing.config import (
     validate_train,
 )
 from bigramlab.plumbing.results import failed_metrics, read_metrics, write_metrics
-from bigramlab.training.callbacks import FinalMetrics, RunSettings
+from bigramlab.training.callbacks import FinalMetrics, LastCheckpoint, RunSettings
 from bigramlab.training.module import LearnedLMModule
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if note and rank_zero_only.rank == 0:
         print(note, flush=True)
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
+    if HydraConfig.get().mode == RunMode.RUN:  # a multirun's jobs are resumed by the sweep
+        given = [o for o in HydraConfig.get().overrides.task if not o.startswith("ckpt_path=")]
+        for callback in callbacks:
+            if isinstance(callback, LastCheckpoint):
+                callback.command = shlex.join(["python", "-m", "bigramlab.train", *given])
     final = FinalMetrics(run_dir, cfg.counted.alpha, cfg.counted.smoothing)
     callbacks += [final, RunSettings(settings)]
     resume_step = resumed.global_step if resumed is not None else None

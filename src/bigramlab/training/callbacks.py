@@ -15,6 +15,7 @@ ddp_spawn start, whose own state (and this process's copy of it) is gone when fi
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,32 @@ class LastCheckpoint(Checkpoint):
     def __init__(self, dirpath: str | Path, every_n_train_steps: int = 100) -> None:
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_train_steps = every_n_train_steps
+        # The command that trains this run (bigramlab.train sets it for a single run): on Ctrl-C,
+        # rank 0 prints it with the ckpt_path= that resumes the run.
+        self.command: str | None = None
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if not isinstance(exception, KeyboardInterrupt) or not trainer.is_global_zero:
+            return
+        run_dir = self.path.parent.parent
+        if self.command is None:
+            return
+        if self.path.is_file():
+            step = torch.load(self.path, map_location="cpu", weights_only=True)["global_step"]
+            hint = (
+                f"interrupted at step {trainer.global_step}; run directory: {run_dir}\n"
+                f"  resume from its checkpoint of step {step} with:\n"
+                f"  {self.command} ckpt_path={self.path}"
+            )
+        else:
+            hint = (
+                f"interrupted at step {trainer.global_step}, before its first checkpoint "
+                f"(callbacks.checkpoint.every_n_train_steps={self.every_n_train_steps}); run "
+                f"directory: {run_dir}: nothing to resume, start the run again"
+            )
+        print(hint, file=sys.stderr, flush=True)
 
     def on_train_batch_end(
         self,
