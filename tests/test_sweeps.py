@@ -485,3 +485,63 @@ def test_the_report_of_no_sweep_is_one_error_line(tmp_path: Path, case: str) -> 
     }
     assert line.startswith(expected[case])
     assert not (tmp_path / "target" / "report.md").exists()
+
+
+INTERRUPTER = '''
+import os
+import signal
+from pathlib import Path
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+
+
+class CtrlCAtJob(L.Callback):
+    """Presses Ctrl-C (SIGINT to its own process) when job `num` starts training, the first time
+    only."""
+
+    def __init__(self, num: int, marker: str) -> None:
+        self.num, self.marker = num, Path(marker)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if HydraConfig.get().job.get("num") == self.num and not self.marker.exists():
+            self.marker.touch()
+            os.kill(os.getpid(), signal.SIGINT)
+'''
+
+
+def test_ctrl_c_during_an_optuna_sweep_keeps_the_study_and_says_how_to_resume(
+    tmp_path: Path, words_file: Path
+) -> None:
+    (tmp_path / "interrupter.py").write_text(INTERRUPTER)
+    command = train_command(
+        words_file,
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweep.dir=study",
+        "+callbacks.ctrl_c._target_=interrupter.CtrlCAtJob",
+        "+callbacks.ctrl_c.num=1",
+        f"+callbacks.ctrl_c.marker={tmp_path / 'pressed'}",
+    )
+    interrupted = subprocess.run(
+        command,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    error = interrupted.stderr.strip().splitlines()[-1]
+    assert error == (
+        f"error: interrupted: the Optuna study is kept in {tmp_path / 'study' / 'optuna.db'}; "
+        f"resume it with the same command and hydra.sweep.dir={tmp_path / 'study'} (the trial "
+        "that was running is marked failed and run anew)"
+    )
+    assert [(n, s) for n, s, _ in trials(tmp_path / "study" / "optuna.db")] == [
+        (0, "COMPLETE"),
+        (1, "RUNNING"),
+    ]
+    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    states = [s for _, s, _ in trials(tmp_path / "study" / "optuna.db")]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]

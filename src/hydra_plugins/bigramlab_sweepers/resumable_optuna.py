@@ -15,6 +15,8 @@ trials:
   and search space, recorded in the study): a trial's value means nothing beside trials of another
   configuration, and the best trial's file would mix them. `hydra.sweeper.n_trials` may change.
 
+Ctrl-C ends the sweep with one line saying where the study is kept and how to resume it.
+
 A `hydra.sweep.dir` that holds something other than an Optuna study (a grid sweep's jobs, a run)
 is refused too, before anything is written there.
 
@@ -30,6 +32,7 @@ conf/hparams_search/optuna.yaml by `hydra.sweeper._target_`.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,7 +74,31 @@ class ResumableOptunaSweeper(OptunaSweeper):
         except UserError as e:  # the commands' failure policy (plumbing.cli): one line, exit 2
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
-        impl.sweep(arguments)
+        interrupted = False
+
+        def ctrl_c(signum: int, frame: Any) -> None:
+            nonlocal interrupted
+            interrupted = True
+            raise KeyboardInterrupt
+
+        # Ctrl-C between trials is a KeyboardInterrupt; inside a trial's training, Lightning's
+        # graceful shutdown ends it with SystemExit(1): the flag tells the two from other exits.
+        previous = signal.signal(signal.SIGINT, ctrl_c)
+        try:
+            impl.sweep(arguments)
+        except (KeyboardInterrupt, SystemExit):
+            if impl.storage is None or not interrupted:
+                raise
+            where = sweep_dir.absolute()
+            print(
+                f"error: interrupted: the Optuna study is kept in {where / 'optuna.db'}; "
+                f"resume it with the same command and hydra.sweep.dir={where} (the trial "
+                "that was running is marked failed and run anew)",
+                file=sys.stderr,
+            )
+            sys.exit(130)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self._write_best_trial(sweep_dir)
 
     def _check_sweep_dir(self, sweep_dir: Path) -> None:
