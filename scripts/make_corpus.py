@@ -2,14 +2,15 @@
 from a character n-gram model of a words file.
 
     python scripts/make_corpus.py data/names.txt data/names_1g.txt --megabytes 1024 [--context 5]
-        [--seed 0] [--shorter 0.2] [--batch 1000000]
+        [--seed 0] [--shorter 0.2] [--batch 1000000] [--force]
 
 The model: each next character is drawn from the counted distribution (the MLE) of the longest
 suffix of the last k characters that the source has as a context, after dropping one character of
 context first with probability --shorter. So the words hold the source's n-grams and new ones,
 as a larger sample of the same language would. One word a line; a word is cut at --max-length
 characters. Words are drawn a batch at a time, every word of the batch one character a step. The
-same arguments give the same file.
+same arguments give the same file. The corpus is written to `<out>.partial` and renamed when it is
+whole; an existing `out` is replaced only with --force.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -91,23 +93,46 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=1_000_000, help="words drawn at once")
     parser.add_argument("--max-length", type=int, default=24, help="characters a word at most")
+    parser.add_argument("--force", action="store_true", help="replace an existing output")
     args = parser.parse_args()
+    if problem := argument_problem(args):
+        fail(problem)
     try:
         counted = count_ngrams(TextFile(str(args.source)), args.context, (1.0,), 0)
     except UserError as e:
-        sys.exit(f"error: {e}")
+        fail(str(e))
     V, k = len(counted.vocab), args.context
     levels = suffix_levels(counted.contexts, counted.dense_counts()["train"], V, k)
     # Byte of each token: the boundary ends a line; characters outside ASCII as UTF-8.
     itos = ["\n", *counted.vocab.itos[1:]]
     encoded = [ch.encode() for ch in itos]
     if any(len(b) != 1 for b in encoded):
-        sys.exit(f"error: {args.source} has characters outside ASCII: use an ASCII words file")
+        fail(f"{args.source} has characters outside ASCII: use an ASCII words file")
     codes = np.frombuffer(b"".join(encoded), dtype=np.uint8)
     target = int(args.megabytes * 2**20)
     generator = torch.Generator().manual_seed(args.seed)
-    written, start = 0, time.perf_counter()
     partial = args.out.with_name(args.out.name + ".partial")
+    try:
+        write_corpus(partial, levels, V, codes, target, generator, args)
+    except BaseException:  # Ctrl-C or a full disk: no half-written corpus is left
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(args.out)
+    print(f"\nwrote {args.out}: {args.out.stat().st_size:,} bytes", file=sys.stderr)
+
+
+def write_corpus(
+    partial: Path,
+    levels: list[tuple[Tensor, Tensor]],
+    V: int,
+    codes: np.ndarray,
+    target: int,
+    generator: torch.Generator,
+    args: argparse.Namespace,
+) -> None:
+    """Words drawn a batch at a time into `partial` until it holds `target` bytes (whole
+    lines), with the progress on standard error."""
+    written, start = 0, time.perf_counter()
     with open(partial, "wb") as f:
         while written < target:
             tokens = sample_batch(levels, V, args.batch, args.max_length, args.shorter, generator)
@@ -123,8 +148,31 @@ def main() -> None:
                   end="", file=sys.stderr, flush=True)  # fmt: skip
             if not text:
                 break
-    partial.replace(args.out)
-    print(f"\nwrote {args.out}: {written:,} bytes", file=sys.stderr)
+
+
+def fail(message: str) -> NoReturn:
+    """The commands' failure policy: one `error:` line and exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the command line, with the fix, or None."""
+    if args.context < 1:
+        return f"--context {args.context}: give at least 1 character of context, e.g. --context 5"
+    if not args.megabytes > 0:
+        return f"--megabytes {args.megabytes:g}: give a size above 0, e.g. --megabytes 1024"
+    if args.batch < 1 or args.max_length < 1:
+        return "--batch and --max-length must be at least 1"
+    if not 0 <= args.shorter <= 1:
+        return f"--shorter {args.shorter:g}: give a probability in [0, 1], e.g. --shorter 0.2"
+    if args.out.is_dir():
+        return f"{args.out} is a directory: give a file name, e.g. {args.out / 'corpus.txt'}"
+    if not args.out.parent.is_dir():
+        return f"{args.out.parent} does not exist: create it, or write the corpus elsewhere"
+    if args.out.exists() and not args.force:
+        return f"{args.out} exists: add --force to replace it, or choose another name"
+    return None
 
 
 if __name__ == "__main__":

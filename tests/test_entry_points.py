@@ -449,3 +449,49 @@ def test_ctrl_c_during_train_prints_the_run_directory_and_how_to_resume(
         "trainer.max_steps=10000000 callbacks.checkpoint.every_n_train_steps=5 "
         f"ckpt_path={ckpt}"  # a resume goes on in the run directory of its checkpoint
     )
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["bigramlab.export", "ckpt=x.ckpt"], "no output file given: add out=<file>.arpa"),
+        (
+            ["bigramlab.likelihood", "data=[1,2,3]", "sample.n=10"],
+            "data=[...] and sample.n=10 both give the data",
+        ),
+    ],
+)
+def test_mistakes_that_raised_a_traceback_are_one_line(
+    tmp_path: Path, command: list[str], message: str
+) -> None:
+    result = run_module(*command, cwd=tmp_path)
+    assert_one_error_line(result, message)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_names_no_fix_that_sample_would_refuse(names_run) -> None:
+    cwd, run_dir, _ = names_run
+    result = run_module(
+        "bigramlab.sample", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "model=bigram", cwd=cwd
+    )
+    assert result.returncode != 0
+    assert "model=learned" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "sample", "evaluate", "export", "likelihood"])
+def test_help_begins_with_the_commands_usage(tmp_path: Path, command: str) -> None:
+    result = run_module(f"bigramlab.{command}", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"python -m bigramlab.{command} ")
+    assert "powered by Hydra" not in result.stdout
+
+
+def test_the_old_sweep_report_script_points_to_the_command(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "scripts" / "sweep_report.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "logs/train/multiruns/x"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert_one_error_line(result, "run python -m bigramlab.report logs/train/multiruns/x")

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from bigramlab.arpa import START, History, arpa_text, arpa_token, history
@@ -147,6 +147,8 @@ def learned_listing(model: LearnedLM) -> Listing:
 
 def output_path(cfg: DictConfig) -> Path:
     """`out`, checked: its directory exists, and it is not there unless overwrite=true."""
+    if OmegaConf.is_missing(cfg, "out") or cfg.out is None:
+        raise UserError("no output file given: add out=<file>.arpa, e.g. out=model.arpa")
     out = Path(str(cfg.out))
     if not out.parent.is_dir():
         raise UserError(f"out={out}: directory {out.parent} does not exist: create it first")

@@ -36,7 +36,7 @@ from bigramlab.gaussian import (
     round_parameters,
 )
 from bigramlab.plumbing.cli import entry_point, exit_now
-from bigramlab.plumbing.config import whole_number
+from bigramlab.plumbing.config import given_settings, whole_number
 from bigramlab.plumbing.results import write_metrics
 from bigramlab.training.callbacks import add_scalars, tensorboard
 
@@ -120,6 +120,11 @@ def data_points(cfg: DictConfig) -> Tensor:
     """The data: `sample.n` points drawn from N(sample.mu, sample.sigma) with `sample.seed`, or
     the list `points`; at least two finite numbers (σ̂ of one point is 0)."""
     if cfg.sample.n is not None:
+        if "points" in given_settings():
+            raise UserError(
+                f"data=[...] and sample.n={cfg.sample.n} both give the data: keep data=[...] to "
+                "fit your points, or sample.n to draw them"
+            )
         whole_number(cfg, "sample.n", 2, "sample.n=100 (points to draw)")
         whole_number(cfg, "sample.seed", 0, "sample.seed=0")
         for key in ("mu", "sigma"):

@@ -75,13 +75,16 @@ def quiet_dependencies() -> None:
                 handler.setStream(sys.stdout)
 
 
-def renamed_key_error(overrides: list[str]) -> UserError | None:
-    """The error for the first command-line override that names a renamed key, or None."""
+def renamed_key_error(overrides: list[str], config_name: str = "train") -> UserError | None:
+    """The error for the first command-line override that names a renamed key, or None. Keys and
+    options of train's model group are train's alone: another command has none to point to."""
     for override in overrides:
         key = override.lstrip("+~").partition("=")[0]
+        if config_name != "train" and key.partition(".")[0] == "model":
+            continue
         if key in RENAMED:
             return UserError(f"{key} was renamed: use {RENAMED[key]}")
-        if override in RENAMED_OPTIONS:
+        if override in RENAMED_OPTIONS and config_name == "train":
             return UserError(f"{override} was renamed: use {RENAMED_OPTIONS[override]}")
     return None
 
@@ -291,7 +294,8 @@ def entry_point(config_name: str, task: Callable[[DictConfig], Any]) -> Callable
 
     def main() -> Any:
         quiet_dependencies()
-        if error := renamed_key_error(sys.argv[1:]) or launcher_error(sys.argv[1:]):
+        args = sys.argv[1:]
+        if error := renamed_key_error(args, config_name) or launcher_error(args):
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
         return hydra_main()
