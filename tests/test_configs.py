@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,33 @@ def test_the_hyperparameters_of_a_run_recorded_before_renames_are_read() -> None
     )
     new = OmegaConf.create({"counted": {"alpha": 0.5}, "mle": {"alpha": 9.0}})
     assert hyperparameters(new, {})["alpha"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.max_span=1"], "model.max_span=1 is not used by model.features=onehot"),
+        (["model.reg_by_length=[1,2]"], "model.reg_by_length=[1, 2] is not used by model.features"),
+        (
+            ["model.features=interpolated", "model.reg_skip=2"],
+            "model.reg_skip=2 is not used by model.features=interpolated (it has no skip rows): "
+            "remove it, or use model.features=skipgram",
+        ),
+        (
+            ["model.features=skipgram+start", "model.reg_position=0.5"],
+            "use model.features=skipgram+position",
+        ),
+        (["model.reg_classes=2"], "use model.features=interpolated+classes"),
+        (["optim=lbfgs", "optim.max_iter=0"], "optim.max_iter=0 is not a whole number >= 1"),
+        (
+            ["dataset=text_file", "dataset.path=w.txt", "dataset.lowercase=maybe"],
+            "dataset.lowercase='maybe' is not a boolean",
+        ),
+    ],
+)
+def test_settings_that_would_do_nothing_are_refused(
+    tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    cfg = compose_config("train", overrides, tmp_path)
+    with pytest.raises(UserError, match=re.escape(message)):
+        validate_train(cfg)

@@ -22,6 +22,7 @@ from bigramlab.models.features import (
     check_features,
     check_max_span,
     check_reg_by_length,
+    parse_features,
 )
 from bigramlab.models.losses import check_batches, check_loss_form
 from bigramlab.models.smoothing import check_smoothing
@@ -110,6 +111,11 @@ def validate_data(cfg: DictConfig) -> None:
     if fractions[0] == 0:
         raise UserError(f"data.split={fractions} leaves nothing to train on: give train a share")
     whole_number(cfg, "data.split_seed", 0, "data.split_seed=42")
+    lowercase = OmegaConf.select(cfg, "dataset.lowercase")
+    if lowercase is not None and not isinstance(lowercase, bool):
+        raise UserError(
+            f"dataset.lowercase={lowercase!r} is not a boolean: set dataset.lowercase=true or false"
+        )
     check_split_rule(OmegaConf.select(cfg, "data.split_rule", default=SPLIT_RULES[0]))
 
 
@@ -175,8 +181,38 @@ def validate_train(cfg: DictConfig) -> None:
     max_span = OmegaConf.select(cfg, "model.max_span")
     check_max_span(max_span, cfg.model.context)
     check_reg_by_length(by_length, cfg.model.context, max_span)
+    check_unused_model_settings(cfg)
     check_loss_form(cfg.model.loss_form)
+    if "max_iter" in cfg.optim:
+        whole_number(cfg, "optim.max_iter", 1, "optim.max_iter=20 (iterations a step)")
     validate_data(cfg)
+
+
+def check_unused_model_settings(cfg: DictConfig) -> None:
+    """Refuse a model setting that the chosen features would ignore: model.max_span or
+    model.reg_by_length with onehot (no suffix rows), model.reg_skip without skipgram, a
+    model.reg_<family> (other than its default 1) without that family."""
+    base, families = parse_features(cfg.model.features)
+    features = cfg.model.features
+    if base == "onehot":
+        for key in ("max_span", "reg_by_length"):
+            value = OmegaConf.select(cfg, f"model.{key}")
+            if value is not None:
+                raise UserError(
+                    f"model.{key}={value} is not used by model.features=onehot (one row per whole "
+                    f"context, no suffix rows): remove it, or use model.features=interpolated"
+                )
+    unused = {"skip": base != "skipgram"} | {f: f not in families for f in FAMILIES}
+    for family, is_unused in unused.items():
+        value = OmegaConf.select(cfg, f"model.reg_{family}", default=1.0)
+        if is_unused and value != 1.0:
+            with_it = "skipgram" if family == "skip" else f"{base}+{family}"
+            if family != "skip" and base == "onehot":
+                with_it = f"interpolated+{family}"
+            raise UserError(
+                f"model.reg_{family}={value} is not used by model.features={features} (it has no "
+                f"{family} rows): remove it, or use model.features={with_it}"
+            )
 
 
 # The settings that decide which words a run is scored on, beside the data set's own (`dataset`,
