@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import math
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from omegaconf import OmegaConf
@@ -42,10 +44,11 @@ from rich.console import Console
 from rich.table import Table
 
 from bigramlab.counting.ngrams import count_ngrams
-from bigramlab.data.corpora import TextFile
+from bigramlab.data.corpora import Corpus
+from bigramlab.errors import UserError
 from bigramlab.models.features import longest_span, parse_features
 from bigramlab.models.smoothing import counted_model
-from bigramlab.plumbing.config import HYPERPARAMETERS, hyperparameters
+from bigramlab.plumbing.config import HYPERPARAMETERS, hyperparameters, run_data_settings
 from bigramlab.plumbing.results import METRIC_KEYS, read_metrics
 
 DEFAULT_REPEAT_KEYS = ("seed", "model.init_seed", "data.split_seed", "data.shuffle_seed")
@@ -58,13 +61,19 @@ def read_job(job_dir: Path, sweep: str, repeat_keys: Sequence[str] = ()) -> dict
     config, and `config`, its whole config as text without the repeat keys (what makes jobs
     repeats of one configuration)."""
     cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
-    choices = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra.runtime.choices
+    runtime = OmegaConf.load(job_dir / ".hydra" / "hydra.yaml").hydra.runtime
+    choices = runtime.choices
     row: dict[str, Any] = {
         "sweep": sweep,
         "job": job_dir.name,
         "dir": job_dir,
+        "cwd": OmegaConf.select(runtime, "cwd"),
         **hyperparameters(cfg, dict(choices)),
     }
+    settings = run_data_settings(cfg, choices.get("dataset"), row["cwd"])
+    data = {k: v for k, v in settings.items() if not k.startswith("counted.")}
+    row["data_key"] = repr(sorted(data.items()))
+    row["data"] = data_label(data)
     row["cfg"] = cfg.copy()
     row["repeat"] = {key: OmegaConf.select(cfg, key) for key in repeat_keys}
     for key in repeat_keys:
@@ -75,10 +84,7 @@ def read_job(job_dir: Path, sweep: str, repeat_keys: Sequence[str] = ()) -> dict
     row["config"] = OmegaConf.to_yaml(cfg, sort_keys=True)
     overrides_path = job_dir / ".hydra" / "overrides.yaml"
     given = OmegaConf.load(overrides_path) if overrides_path.is_file() else []
-    row["overrides"] = {
-        key.lstrip("+~"): yaml.safe_load(value) if value else None
-        for key, _, value in (str(o).partition("=") for o in given)
-    }
+    row["overrides"] = override_values([str(o) for o in given])
     metrics_path = job_dir / "metrics.json"
     if not metrics_path.is_file():
         return {**row, "status": "missing", "reason": "no metrics.json: the job did not finish"}
@@ -89,18 +95,63 @@ def read_job(job_dir: Path, sweep: str, repeat_keys: Sequence[str] = ()) -> dict
     return row
 
 
+def override_values(overrides: Sequence[str]) -> dict[str, Any]:
+    """Command-line overrides as Hydra reads them, key -> value; a dict value
+    (`pair={reg:0.01,alpha:1}`) as one key per entry (`pair.reg`, `pair.alpha`)."""
+    values: dict[str, Any] = {}
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group
+        value = override.value() if not override.is_delete() else None
+        if isinstance(value, dict):
+            values |= {f"{key}.{k}": v for k, v in value.items()}
+        else:
+            values[key] = value
+    return values
+
+
+def data_label(data: dict[str, Any]) -> str:
+    """The words a job was trained and scored on, as the command line gives them: the data set,
+    its file, and the split."""
+    parts = [f"dataset={data.get('dataset') or data.get('dataset._target_')}"]
+    for key in ("dataset.path", "dataset.lowercase"):
+        if data.get(key) not in (None, False):
+            parts.append(f"{key}={data[key]}")
+    split = ",".join(f"{f:g}" for f in data["data.split"])
+    parts.append(
+        f"data.split=[{split}] data.split_seed={data['data.split_seed']} "
+        f"data.split_rule={data['data.split_rule']}"
+    )
+    return " ".join(parts)
+
+
+def check_one_data(jobs: list[dict[str, Any]], mixed: bool = False) -> None:
+    """Refuse jobs of different data (data set, its file or settings, split: other words, and
+    so other vocabularies) in one ranking, unless `mixed` asks for one ranking per data."""
+    labels: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        labels.setdefault(job["data_key"], job)
+    if len(labels) > 1 and not mixed:
+        first, second = list(labels.values())[:2]
+        fail(
+            f"{first['dir']} and {second['dir']} were trained on different data ({first['data']}; "
+            f"{second['data']}): NLLs of other words do not rank; report them separately, or add "
+            "--mixed to rank each data's jobs apart"
+        )
+
+
 def group_repeats(jobs: list[dict[str, Any]], repeat_keys: Sequence[str]) -> list[dict[str, Any]]:
     """One row per configuration: its hyperparameters, `n` finished jobs, and per metric the mean
     (under the metric's name) and the standard deviation (`<metric>_std`, None where n < 2) over
     those jobs. `repeats`: the repeat keys' values of its jobs; failed jobs count in `failed`."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for job in jobs:
-        groups.setdefault(job["config"], []).append(job)
+        groups.setdefault(job["data_key"] + job["config"], []).append(job)
     rows = []
     for members in groups.values():
         ok = [j for j in members if j.get("status") == "ok"]
         first = (ok or members)[0]
         row: dict[str, Any] = {
+            "data": first["data"],
             "sweep": ", ".join(sorted({j["sweep"] for j in members})),
             "jobs": " ".join(j["job"] for j in members),
             "status": "ok" if ok else first.get("status"),
@@ -124,13 +175,16 @@ def group_repeats(jobs: list[dict[str, Any]], repeat_keys: Sequence[str]) -> lis
 
 
 def rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Finished configurations by (mean) validation NLL, then train NLL, then the rest."""
+    """Finished configurations by (mean) validation NLL, then train NLL, then the rest; those of
+    each data apart (in the order the data first appear)."""
+    data_order = {data: i for i, data in enumerate(dict.fromkeys(r.get("data") for r in rows))}
 
-    def key(row: dict[str, Any]) -> tuple[float, float, str]:
+    def key(row: dict[str, Any]) -> tuple[int, float, float, str]:
         ok = row.get("status") == "ok"
         val = row.get("val_nll")
         train = row.get("train_nll")
         return (
+            data_order[row.get("data")],
             val if ok and val is not None else math.inf,
             train if ok and train is not None else math.inf,
             row.get("jobs", row.get("job", "")),
@@ -149,12 +203,34 @@ def varying_keys(rows: list[dict[str, Any]], repeat_keys: Sequence[str]) -> list
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row["overrides"] if k not in keys and k not in ignored]
-    varying = [k for k in keys if len({repr(r["overrides"].get(k)) for r in rows}) > 1]
+    # A table setting that differs between jobs varies, however it was set (an override, an
+    # experiment's sweep, an interpolation such as model.reg: ${pair.reg}).
+    keys += [
+        key
+        for name, key in HYPERPARAMETERS.items()
+        if key not in keys and key not in ignored and len({repr(r.get(name)) for r in rows}) > 1
+    ]
+    varying = [k for k in keys if len({repr(_setting(r, k, short)) for r in rows}) > 1]
+    # An override whose values are those of a table setting row by row (pair.reg and reg) says
+    # nothing more: the table's name is shown.
+    table = [k for k in varying if k in short]
+    varying = [
+        k
+        for k in varying
+        if k in short
+        or not any(all(_setting(r, k, short) == _setting(r, t, short) for r in rows) for t in table)
+    ]
     for row in rows:
         for key in varying:
             if key not in short:
                 row[key] = row["overrides"].get(key)
     return [short.get(key, key) for key in varying]
+
+
+def _setting(row: dict[str, Any], key: str, short: dict[str, str]) -> Any:
+    """A row's value of a config key: the table's (resolved) where the key is in it, else the
+    override's."""
+    return row.get(short[key]) if key in short else row["overrides"].get(key)
 
 
 def _is_number(value: Any) -> bool:
@@ -209,9 +285,10 @@ def formatted(
 def shown_columns(
     rows: list[dict[str, Any]], settings: list[str], several_sweeps: bool
 ) -> list[str]:
-    """The table's columns: the sweep where there are several, the settings that vary, n where
-    there are repeats, then the results."""
-    columns = ["sweep"] if several_sweeps else []
+    """The table's columns: the data where there are several (--mixed), the sweep where there
+    are several, the settings that vary, n where there are repeats, then the results."""
+    columns = ["data"] if len({r["data"] for r in rows}) > 1 else []
+    columns += ["sweep"] if several_sweeps else []
     columns += ["jobs", "status", *settings]
     if any(r["n"] > 1 or r["repeats"] for r in rows):
         columns += ["n", "repeats"]
@@ -222,7 +299,7 @@ def print_table(
     rows: list[dict[str, Any]], columns: list[str], settings: list[str], console: Console
 ) -> None:
     table = Table(title="sweep, ranked by validation NLL (mean ± standard deviation over repeats)")
-    left = ("sweep", "jobs", "status", "repeats")
+    left = ("data", "sweep", "jobs", "status", "repeats")
     for column in ["#", *columns]:
         table.add_column(column, justify="left" if column in left else "right")
     for i, (row, cells) in enumerate(zip(rows, formatted(rows, columns, 4, settings)), start=1):
@@ -251,7 +328,9 @@ def figure_val_nll(rows: list[dict[str, Any]], settings: list[str]) -> Figure:
     numeric = [k for k in settings if ok and all(_is_number(r.get(k)) for r in ok)]
     numeric.sort(key=lambda k: X_PREFERENCE.index(k) if k in X_PREFERENCE else len(X_PREFERENCE))
     x = numeric[0] if numeric else None
-    others = [k for k in settings if k != x]
+    # The counted model's settings do not change the learned model's validation NLL: they are
+    # no line of their own (α is drawn as the counted model's curve, below).
+    others = [k for k in settings if k != x and k not in ("alpha", "smoothing")]
 
     def label(row: dict[str, Any]) -> str:
         return ", ".join(f"{k}={show_setting(row.get(k))}" for k in others) or "learned"
@@ -321,6 +400,7 @@ def write_report(
     stats = [c for key in METRIC_KEYS for c in (key, f"{key}_std")]
     extra = [c for c in settings if c not in HYPERPARAMETERS]
     group_columns = [
+        "data",
         "sweep",
         "jobs",
         "status",
@@ -335,7 +415,8 @@ def write_report(
     write_csv(out_dir / "results.csv", rows, group_columns)
     for job in jobs:
         job.update({key: job["overrides"].get(key) for key in extra})
-    write_csv(out_dir / "jobs.csv", jobs, [*JOB_COLUMNS[:-1], *extra, JOB_COLUMNS[-1]])
+    job_columns = ["data", *JOB_COLUMNS[:-1], *extra, JOB_COLUMNS[-1]]
+    write_csv(out_dir / "jobs.csv", jobs, job_columns)
     lines = [
         f"# {title}",
         "",
@@ -415,14 +496,55 @@ def the_split(jobs: list[dict[str, Any]]) -> tuple[list[float], int, str]:
     return split
 
 
+def jobs_corpus(job: dict[str, Any]) -> Corpus:
+    """The corpus a job was trained on, as its config built it, from the directory it ran in
+    (its data cache, a relative file path)."""
+    cfg = job["cfg"].copy()
+    if job.get("cwd") is not None and "paths" in cfg:
+        cfg.paths.root_dir = job["cwd"]
+    return instantiate(cfg.dataset)
+
+
+def file_digest(chunks: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_data_file(data: Path, corpus: Corpus, job: dict[str, Any]) -> None:
+    """`--data` must hold the jobs' words, byte for byte: counted rows of other words would sit
+    beside learned rows they cannot be compared with."""
+    if not data.is_file():
+        fail(f"--data {data} does not exist: leave --data out to count the jobs' own data")
+    try:
+        corpus.prepare()
+        theirs = file_digest(corpus.byte_chunks())
+    except UserError as e:
+        fail(f"the jobs' data cannot be read ({e}): pass their words file, or fetch it first")
+    with open(data, "rb") as f:
+        mine = file_digest(iter(lambda: f.read(1 << 20), b""))
+    if mine != theirs:
+        fail(
+            f"--data {data} is not the jobs' data (they trained on {job['data'].split(' data.')[0]}"
+            f", {corpus.name}): leave --data out to count the jobs' own data"
+        )
+
+
 def counted_rows(
-    path: Path, orders: Sequence[int], split: Sequence[float], seed: int, rule: str
+    corpus: Corpus, orders: Sequence[int], split: Sequence[float], seed: int, rule: str
 ) -> list[dict[str, Any]]:
-    """Additive (α tuned on dev) and Kneser–Ney rows for each order, fitted on `path`'s train
-    words of the split."""
+    """Additive (α tuned on dev) and Kneser–Ney rows for each order, fitted on the corpus's
+    train words of the split."""
     rows = []
     for k in orders:
-        counted = count_ngrams(TextFile(str(path)), k, split, seed, rule)
+        counted = count_ngrams(corpus, k, split, seed, rule)
+        if counted.n_words["val"] == 0:
+            fail(
+                f"{corpus.name} has {sum(counted.n_words.values())} words: the split {list(split)} "
+                "leaves dev empty, so nothing can be chosen on dev: use more words, or a larger "
+                "val share (data.split)"
+            )
         counts = counted.counts
         fits = [counted_model(counts, a, "additive", counted.contexts, k) for a in ALPHAS]
         best = min(fits, key=lambda m: m.nll["val"])
@@ -446,6 +568,24 @@ def counted_rows(
     return rows
 
 
+def parse_orders(orders: str) -> list[int]:
+    """`--orders`: `3`, `1-3` or `1,2,5` (orders k >= 1, ranges first-last, first <= last)."""
+    ks: list[int] = []
+    for part in orders.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            low, high = int(first), int(last) if dash else int(first)
+        except ValueError:
+            fail(f"--orders {orders}: give orders as 3, 1-3 or 1,2,5 (whole numbers)")
+        if low < 1 or high < low:
+            fail(
+                f"--orders {orders}: orders are whole numbers from 1 and a range runs from its "
+                "first to its last, e.g. --orders 1-3"
+            )
+        ks += [k for k in range(low, high + 1) if k not in ks]
+    return sorted(ks)
+
+
 def penalty_label(model: Any) -> str:
     """The job's penalty as its config gives it: reg, and any multipliers per row kind."""
     label = f"reg {model.reg:g}"
@@ -465,8 +605,10 @@ def penalty_label(model: Any) -> str:
 
 
 def learned_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (features, order): the finished job of the lowest dev NLL, with its test NLL."""
-    best: dict[tuple[str, int, int], dict[str, Any]] = {}
+    """Per (features, order): the finished job of the lowest dev NLL, with its test NLL, labelled
+    with its penalty and every other setting its group's jobs varied (lr, steps, ...), and which
+    settings were chosen on dev."""
+    groups: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
     for job in jobs:
         if job.get("status") != "ok" or job.get("val_nll") is None:
             continue
@@ -474,16 +616,38 @@ def learned_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # Jobs of other suffix bounds are other models (max_span null: the context).
         max_span = OmegaConf.select(model, "max_span", default=None)
         key = (str(model.features), int(model.context), longest_span(model.context, max_span))
-        row = {
-            "model": f"learned, {model.features} ({penalty_label(model)}, tuned on dev)",
-            "k": key[1],
-            "dev": job["val_nll"],
-            "test": job["test_nll"],
-            "job": str(job["dir"]),
-        }
-        if key not in best or row["dev"] < best[key]["dev"]:
-            best[key] = row
-    return [best[key] for key in sorted(best)]
+        groups.setdefault(key, []).append(job)
+    short = {key: name for name, key in HYPERPARAMETERS.items()}
+    rows = []
+    for key in sorted(groups):
+        members = groups[key]
+        best = min(members, key=lambda job: job["val_nll"])
+        keys = dict.fromkeys(k for job in members for k in job["overrides"])
+        varying = [
+            k
+            for k in keys
+            if k not in ("model.context", "model.features")
+            and len({repr(job["overrides"].get(k)) for job in members}) > 1
+        ]
+        label = penalty_label(best["cfg"].model)
+        # The penalty's keys are in the label already; any other varied setting is named too.
+        label += "".join(
+            f", {short.get(k, k)} {show_setting(best['overrides'].get(k))}"
+            for k in varying
+            if not k.startswith("model.reg") and k != "model.max_span"
+        )
+        chosen = ", ".join(short.get(k, k) for k in varying)
+        how = f"{chosen} tuned on dev" if chosen else "one setting"
+        rows.append(
+            {
+                "model": f"learned, {key[0]} ({label}; {how})",
+                "k": key[1],
+                "dev": best["val_nll"],
+                "test": best["test_nll"],
+                "job": str(best["dir"]),
+            }
+        )
+    return rows
 
 
 def _nats(value: float | None) -> str:
@@ -513,17 +677,23 @@ def order_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def by_order(jobs: list[dict[str, Any]], data: Path, orders: str | None, out_dir: Path) -> None:
-    if not data.is_file():
-        fail(f"{data} does not exist: pass --data <file>, the words the jobs were trained on")
+def by_order(
+    jobs: list[dict[str, Any]], data: Path | None, orders: str | None, out_dir: Path
+) -> None:
+    ks = parse_orders(orders) if orders else None
     split, seed, rule = the_split(jobs)
+    check_one_data(jobs)
+    corpus = jobs_corpus(jobs[0])
+    if data is not None:
+        check_data_file(data, corpus, jobs[0])
     learned = learned_rows(jobs)
-    if orders:
-        first, _, last = orders.partition("-")
-        ks = range(int(first), int(last or first) + 1)
-    else:
-        ks = range(1, max([r["k"] for r in learned], default=1) + 1)
-    table = order_table(counted_rows(data, ks, split, seed, rule) + learned)
+    if ks is None:
+        ks = list(range(1, max([r["k"] for r in learned], default=1) + 1))
+    try:
+        counted = counted_rows(corpus, ks, split, seed, rule)
+    except UserError as e:
+        fail(str(e))
+    table = order_table(counted + learned)
     print(table, end="")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "ngram_report.md").write_text(table)
@@ -564,13 +734,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--data",
         type=Path,
-        default=Path("data/names.txt"),
-        help="--by-order: the words file of the counted rows (default: %(default)s)",
+        default=None,
+        help="--by-order: a words file that must be the jobs' data, byte for byte (default: the "
+        "jobs' own data, as their config reads it)",
     )
     parser.add_argument(
         "--orders",
         default=None,
-        help="--by-order: the counted rows' orders, first-last (default: 1 to the jobs' largest)",
+        help="--by-order: the counted rows' orders, 3, 1-3 or 1,2,5 (default: 1 to the jobs' "
+        "largest)",
+    )
+    parser.add_argument(
+        "--mixed",
+        action="store_true",
+        help="rank jobs of different data (data set, file, split) in one report, each data's "
+        "apart (refused without it)",
     )
     args = parser.parse_args(argv)
     repeat_keys = [k for k in args.repeat_keys.split(",") if k]
@@ -583,8 +761,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         for d in job_dirs(directory)
     ]
     if args.by_order:
+        if args.mixed:
+            fail("--by-order reads one data's dev and test words: leave --mixed out")
         by_order(jobs, args.data, args.orders, out_dir)
         return
+    check_one_data(jobs, args.mixed)
     rows = rank(group_repeats(jobs, repeat_keys))
     settings = varying_keys(rows, repeat_keys)
     columns = shown_columns(rows, settings, several_sweeps=len(args.dirs) > 1)

@@ -222,18 +222,21 @@ SPLIT_KEYS = ("data.split", "data.split_seed", "data.split_rule")
 COUNTED_KEYS = ("counted.smoothing", "counted.alpha")
 
 
-def run_data_settings(cfg: DictConfig, dataset_choice: str | None) -> dict[str, Any]:
+def run_data_settings(
+    cfg: DictConfig, dataset_choice: str | None, cwd: str | Path | None = None
+) -> dict[str, Any]:
     """What decides a run's data and its counted model, flat and plain (`dataset`, `dataset.path`,
     `data.split`, ..., `counted.alpha`): the data set's option and settings but for where it is
     cached (a file's path made absolute, so that it names the same file from anywhere; the
     class by its name), the split
-    and the counted model's smoothing. Runs from before data.split_rule used randperm."""
+    and the counted model's smoothing. Runs from before data.split_rule used randperm. `cwd`: the
+    directory a relative path is relative to (the run's; default the current one)."""
     settings: dict[str, Any] = {"dataset": dataset_choice}
     for key, value in cfg.dataset.items():
         if key == "cache_dir":
             continue
         if key == "path" and isinstance(value, str) and value:
-            value = str(Path(value).absolute())
+            value = str(Path(cwd or Path.cwd(), value).absolute())
         if key == "_target_":  # by class: runs from before the subpackages name its old module
             value = str(value).rpartition(".")[2]
         settings[f"dataset.{key}"] = value
