@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from omegaconf import OmegaConf
 
 from bigramlab.errors import UserError
 from bigramlab.plumbing.config import checkpoint_path, hyperparameters, validate_train
+from bigramlab.train import cpu_threads
 from tests.conftest import CONFIG_DIR, compose_config
 
 GROUPS = ["dataset", "data", "model", "optim", "trainer", "logger", "callbacks", "paths"]
@@ -175,3 +177,14 @@ def test_settings_that_would_do_nothing_are_refused(
     cfg = compose_config("train", overrides, tmp_path)
     with pytest.raises(UserError, match=re.escape(message)):
         validate_train(cfg)
+
+
+def test_threads_are_the_cores_this_process_may_use_shared_by_the_runs_processes(
+    tmp_path: Path,
+) -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert cpu_threads(compose_config("train", [], tmp_path)) == cores
+    assert cpu_threads(compose_config("train", ["trainer=ddp_cpu"], tmp_path)) == max(1, cores // 2)
+    assert cpu_threads(compose_config("train", ["threads=3"], tmp_path)) == 3
+    with pytest.raises(UserError, match="threads=0 is not a whole number >= 1"):
+        cpu_threads(compose_config("train", ["threads=0"], tmp_path))

@@ -143,3 +143,14 @@ def test_evaluate_refuses_what_it_would_ignore_or_misread(
     ckpt = trained_run(train_config, tmp_path)
     with pytest.raises(UserError, match=re.escape(message)):
         evaluate_output(tmp_path, capsys, f"ckpt={ckpt}", *args)
+
+
+def test_a_run_trains_with_the_threads_it_is_given_and_records_them(
+    train_config, tmp_path: Path
+) -> None:
+    before = torch.get_num_threads()
+    try:
+        metrics, _ = train_and_load(train_config("threads=1"), tmp_path / "run")
+        assert metrics["threads"] == 1 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -80,14 +80,19 @@ def test_killed_run_resumes_to_the_same_W_without_duplicate_steps(tmp_path: Path
 
 
 def test_resume_on_data_of_another_vocabulary_is_refused(train_config, tmp_path: Path) -> None:
-    """The check that stands where a run has no .hydra record to compare data settings with (a
-    checkpoint moved out of its run): the data's vocabulary against the checkpoint's. The record's
-    check is tests/test_entry_points.py's, run as a user runs it."""
+    """The checkpoint's record of its run's data refuses other data; where there is no record (a
+    checkpoint written before it, moved out of its run), the data's vocabulary against the
+    checkpoint's still does."""
     first = train_config("trainer.max_steps=5")
     train(first)
     other = tmp_path / "other.txt"
     other.write_text("xyz\nzyx\n" * 10)
     ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    with pytest.raises(UserError, match=f"other data \\(dataset.path was .*, is {other}\\)"):
+        train(train_config(f"dataset.path={other}", f"ckpt_path={ckpt}"))
+    state = torch.load(ckpt, weights_only=True)
+    del state["run_settings"]
+    torch.save(state, ckpt)
     with pytest.raises(UserError, match="trained on another vocabulary"):
         train(train_config(f"dataset.path={other}", f"ckpt_path={ckpt}"))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from bigramlab.plumbing.config import (
     run_data_settings,
     smoothing_name,
     validate_train,
+    whole_number,
 )
 from bigramlab.plumbing.results import failed_metrics, read_metrics, write_metrics
 from bigramlab.training.callbacks import FinalMetrics, LastCheckpoint, RunSettings
@@ -120,6 +122,20 @@ def optimizer_note(cfg: DictConfig) -> str | None:
     return None
 
 
+def cpu_threads(cfg: DictConfig) -> int:
+    """torch's CPU threads for each process of the run: `threads`, or the cores this process may
+    use (os.sched_getaffinity, where the platform has it) shared among the run's processes on
+    this machine (trainer.devices of a DDP strategy), at least 1."""
+    if cfg.get("threads") is not None:
+        whole_number(cfg, "threads", 1, "threads=1 (torch's CPU threads in each process)")
+        return int(cfg.threads)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    devices = cfg.trainer.get("devices")
+    distributed = str(cfg.trainer.get("strategy", "")).startswith("ddp")
+    processes = devices if distributed and isinstance(devices, int) and devices > 0 else 1
+    return max(1, (cores or 1) // processes)
+
+
 def check_launcher(cfg: DictConfig) -> None:
     """Refuse Lightning's `ddp` inside a multirun: it runs the command line again for every rank,
     and with -m each rank would run the whole sweep (Lightning #11300)."""
@@ -169,6 +185,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     settings = run_data_settings(cfg, HydraConfig.get().runtime.choices.get("dataset"))
     resumed = check_resume(cfg, settings) if cfg.ckpt_path else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    threads = cpu_threads(cfg)
+    torch.set_num_threads(threads)
+    # The processes a DDP launcher starts read it from the environment (Lightning sets its own
+    # count only where OMP_NUM_THREADS is not set; ddp_fork's children keep this process's).
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     run_dir = Path(cfg.paths.output_dir)
 
     # The data are read and counted inside fit, by every process of the trainer (each its own

@@ -7,6 +7,8 @@ gap_val, kl_train, tv_train,          the comparison (bigramlab.comparison.metri
 max_abs_diff
 final_loss                            train NLL + reg · mean(W²) at the final W
 steps, status ("ok", "failed", "diverged"), reason (why it did not finish)
+threads                               torch's CPU threads in each process (the NLLs' last
+                                      digits depend on it)
 """
 
 from __future__ import annotations

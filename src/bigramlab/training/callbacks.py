@@ -349,7 +349,13 @@ class FinalMetrics(L.Callback):
             h.reg_by_length,
             pl_module.penalty_multipliers(),
         )
-        metrics |= {"steps": trainer.global_step, "status": "ok"}
+        # The thread count is recorded: a sum split across threads adds in another order, so
+        # the last digits of the NLLs depend on it.
+        metrics |= {
+            "steps": trainer.global_step,
+            "status": "ok",
+            "threads": torch.get_num_threads(),
+        }
         if trainer.is_global_zero:
             write_metrics(self.run_dir, metrics)
         self.metrics = metrics
