@@ -124,8 +124,9 @@ def optimizer_note(cfg: DictConfig) -> str | None:
 
 def cpu_threads(cfg: DictConfig) -> int:
     """torch's CPU threads for each process of the run: `threads`, or the cores this process may
-    use (os.sched_getaffinity, where the platform has it) shared among the run's processes on
-    this machine (trainer.devices of a DDP strategy), at least 1."""
+    use (os.sched_getaffinity, where the platform has it) shared among the processes on this
+    machine (trainer.devices of a DDP strategy, times the jobs a joblib launcher runs at once),
+    at least 1."""
     if cfg.get("threads") is not None:
         whole_number(cfg, "threads", 1, "threads=1 (torch's CPU threads in each process)")
         return int(cfg.threads)
@@ -133,6 +134,10 @@ def cpu_threads(cfg: DictConfig) -> int:
     devices = cfg.trainer.get("devices")
     distributed = str(cfg.trainer.get("strategy", "")).startswith("ddp")
     processes = devices if distributed and isinstance(devices, int) and devices > 0 else 1
+    if HydraConfig.initialized():
+        jobs = HydraConfig.get().launcher.get("n_jobs")
+        if isinstance(jobs, int) and jobs != 1:  # joblib's -1: as many jobs as cores
+            processes *= jobs if jobs > 0 else cores or 1
     return max(1, (cores or 1) // processes)
 
 
