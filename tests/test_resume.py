@@ -14,6 +14,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bigramlab.errors import UserError
+from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.train import train
 from tests.commands import run_module
 from tests.conftest import make_words
@@ -111,3 +112,33 @@ def test_last_ckpt_is_the_only_default_checkpoint_and_a_users_model_checkpoint_w
     assert not list((run_dir / "tensorboard").rglob("*.ckpt"))  # no Lightning default beside it
     (best,) = (tmp_path / "best").iterdir()
     assert torch.load(best, weights_only=True)["global_step"] > 0
+
+
+def test_a_weights_only_final_checkpoint_is_small_scored_alike_and_not_resumed(
+    train_config, tmp_path: Path
+) -> None:
+    """L-BFGS's state (2 x history_size copies of W) is left out of the end's checkpoint with
+    callbacks.checkpoint.final_state=weights; evaluate reads what remains."""
+    lbfgs = ["optim=lbfgs", "model.features=interpolated", "model.context=2", "trainer.max_steps=4"]
+    sizes, settings = {}, {}
+    for state in ("full", "weights"):
+        cfg = train_config(*lbfgs, f"callbacks.checkpoint.final_state={state}")
+        cfg.paths.output_dir = str(tmp_path / state)
+        train(cfg)
+        ckpt = tmp_path / state / "checkpoints" / "last.ckpt"
+        sizes[state] = ckpt.stat().st_size
+        loaded = load_checkpoint(ckpt)
+        settings[state] = loaded.run_settings
+        assert loaded.resumable == (state == "full")
+    W_full = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt").model.W
+    W_weights = load_checkpoint(tmp_path / "weights" / "checkpoints" / "last.ckpt").model.W
+    assert torch.equal(W_full, W_weights)
+    assert sizes["weights"] * 10 < sizes["full"]
+    assert settings["weights"] == settings["full"] is not None
+    resume = train_config(
+        *lbfgs,
+        "trainer.max_steps=8",
+        f"ckpt_path={tmp_path / 'weights' / 'checkpoints' / 'last.ckpt'}",
+    )
+    with pytest.raises(UserError, match="holds the model's weights only"):
+        train(resume)

@@ -39,7 +39,7 @@ from bigramlab.plumbing.config import (
     whole_number,
 )
 from bigramlab.plumbing.results import failed_metrics, read_metrics, write_metrics
-from bigramlab.training.callbacks import FinalMetrics, LastCheckpoint, RunSettings
+from bigramlab.training.callbacks import FinalMetrics, LastCheckpoint
 from bigramlab.training.module import LearnedLMModule
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,11 @@ def check_resume(cfg: DictConfig, settings: dict[str, Any]) -> Checkpoint:
     once it is)."""
     ckpt = load_checkpoint(cfg.ckpt_path, key="ckpt_path")
     if not ckpt.resumable:
-        raise UserError(f"{cfg.ckpt_path} holds weights only: resume from a last.ckpt of a run")
+        raise UserError(
+            f"{cfg.ckpt_path} holds the model's weights only (a run with "
+            "callbacks.checkpoint.final_state=weights): it cannot be resumed; train a new run, or "
+            "keep the whole state with callbacks.checkpoint.final_state=full"
+        )
     then = recorded_run_settings(cfg.ckpt_path, ckpt.run_settings)
     if then is not None:
         # The counted model compared with may change on a resume; the data may not.
@@ -202,6 +206,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule: NgramDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
     model: LearnedLMModule = instantiate(cfg.model)
+    model.run_settings = settings
     check_optimizer(cfg, model)
     note = optimizer_note(cfg)
     if note and rank_zero_only.rank == 0:
@@ -213,7 +218,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             if isinstance(callback, LastCheckpoint):
                 callback.command = shlex.join(["python", "-m", "bigramlab.train", *given])
     final = FinalMetrics(run_dir, cfg.counted.alpha, cfg.counted.smoothing)
-    callbacks += [final, RunSettings(settings)]
+    callbacks.append(final)
     resume_step = resumed.global_step if resumed is not None else None
     # A resumed run writes into the same event files' directory; purge_step tells TensorBoard to
     # drop what the interrupted run logged after its checkpoint, so no step appears twice.

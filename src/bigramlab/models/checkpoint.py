@@ -17,7 +17,7 @@ from bigramlab.errors import UserError
 from bigramlab.models.features import check_features, check_max_span
 from bigramlab.models.learned import LearnedLM
 
-# The checkpoint's entry holding its run's data settings (bigramlab.training.callbacks.RunSettings).
+# The checkpoint's entry holding its run's data settings (LearnedLMModule.on_save_checkpoint).
 RUN_SETTINGS = "run_settings"
 
 
@@ -106,7 +106,7 @@ def load_checkpoint(path: str | Path, key: str = "ckpt") -> Checkpoint:
     return Checkpoint(
         model,
         int(ckpt.get("global_step", 0)),
-        "loops" in ckpt,
+        "loops" in ckpt and "optimizer_states" in ckpt,
         dict(settings) if isinstance(settings, dict) else None,
     )
 

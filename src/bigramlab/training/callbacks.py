@@ -31,8 +31,7 @@ from torch.utils.tensorboard import SummaryWriter
 from bigramlab.comparison.metrics import COMPARISON_KEYS, compare
 from bigramlab.data.datamodule import NgramData
 from bigramlab.data.vocab import SPLITS
-from bigramlab.errors import Diverged
-from bigramlab.models.checkpoint import RUN_SETTINGS
+from bigramlab.errors import Diverged, UserError
 from bigramlab.models.learned import LearnedLM
 from bigramlab.models.losses import penalty
 from bigramlab.models.nll import split_nlls
@@ -176,14 +175,24 @@ class LastCheckpoint(Checkpoint):
     """Saves the whole training state to `dirpath`/last.ckpt every `every_n_train_steps` steps and
     at the end of training (after the last validation), inside `fit`: so last.ckpt holds the final
     W also where fit runs in other processes (ddp_fork, ddp_spawn). The one writer of the file.
+    `final_state`: the end's checkpoint holds the whole state (full: the run can be resumed to
+    train further) or the model alone (weights: what sample, evaluate and export read).
 
     A `Checkpoint`, so Lightning adds no ModelCheckpoint of its own; one added to the callbacks
     (`+callbacks.best._target_=lightning.pytorch.callbacks.ModelCheckpoint`, monitoring `nll/val`,
     say) writes its own files beside it."""
 
-    def __init__(self, dirpath: str | Path, every_n_train_steps: int = 100) -> None:
+    def __init__(
+        self, dirpath: str | Path, every_n_train_steps: int = 100, final_state: str = "full"
+    ) -> None:
+        if final_state not in ("full", "weights"):
+            raise UserError(
+                f"callbacks.checkpoint.final_state={final_state!r} is unknown: choose full (the "
+                "run can be resumed to train further) or weights (the model alone, smaller)"
+            )
         self.path = Path(dirpath) / "last.ckpt"
         self.every_n_train_steps = every_n_train_steps
+        self.final_state = final_state
         # The command that trains this run (bigramlab.train sets it for a single run): on Ctrl-C,
         # rank 0 prints it with the ckpt_path= that resumes the run.
         self.command: str | None = None
@@ -226,21 +235,9 @@ class LastCheckpoint(Checkpoint):
             trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
-        trainer.save_checkpoint(self.path, weights_only=False)
-
-
-class RunSettings(L.Callback):
-    """Records the settings that decide the run's data (data set, split, counted model:
-    bigramlab.plumbing.config.run_data_settings) in every checkpoint, so that evaluate scores the
-    model on the run's own split by default, wherever the checkpoint is moved."""
-
-    def __init__(self, settings: dict[str, Any]) -> None:
-        self.settings = settings
-
-    def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        checkpoint[RUN_SETTINGS] = self.settings
+        # weights: the optimizer's state (L-BFGS holds 2 x history_size copies of W) and the
+        # callbacks' are left out; sample, evaluate and export read the rest.
+        trainer.save_checkpoint(self.path, weights_only=self.final_state == "weights")
 
 
 class LossProgressBar(TQDMProgressBar):

@@ -23,7 +23,7 @@ from bigramlab.counting.bigrams import bigram_counts
 from bigramlab.data.datamodule import CountsBatch, PairBatch
 from bigramlab.data.vocab import SPLITS
 from bigramlab.errors import UserError
-from bigramlab.models.checkpoint import upgrade_state_dict
+from bigramlab.models.checkpoint import RUN_SETTINGS, upgrade_state_dict
 from bigramlab.models.features import (
     FAMILIES,
     check_features,
@@ -99,6 +99,9 @@ class LearnedLMModule(L.LightningModule):
         self.register_buffer("context_rows", None, persistent=False)
         self.register_buffer("row_scale", None, persistent=False)
         self.grad_norm: Tensor | None = None  # of the last update's gradient
+        # The settings of the run's data (bigramlab.plumbing.config.run_data_settings), which
+        # bigramlab.train sets; recorded in every checkpoint.
+        self.run_settings: dict[str, Any] | None = None
         if reg_by_length is not None:
             self.hparams.reg_by_length = [float(x) for x in reg_by_length]
         # Keyed "<split>_nll": a ModuleDict key may not shadow a Module attribute such as `train`.
@@ -140,6 +143,12 @@ class LearnedLMModule(L.LightningModule):
         """reg's multiplier for each kind of row other than the suffixes (model.reg_skip and
         model.reg_<family> for each of FAMILIES)."""
         return {kind: self.hparams[f"reg_{kind}"] for kind in ("skip", *FAMILIES)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Every checkpoint, weights-only ones too, names the data its run was trained and scored
+        # on, so that evaluate scores it on the run's own split.
+        if self.run_settings is not None:
+            checkpoint[RUN_SETTINGS] = self.run_settings
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to resume a checkpoint of another vocabulary than the data's (the model is made
