@@ -458,8 +458,9 @@ def test_interpolated_lbfgs_beats_the_bigram_on_held_out_data_and_sample_evaluat
         metrics["val_nll"],
         "kaurinotelmd",
     )
-    # A run of another order refuses to resume from it.
+    # A run of another order (on the same data) refuses to resume from it.
     again = train_config(
+        *data,
         "model.context=2",
         "model.features=interpolated",
         "optim=lbfgs",
