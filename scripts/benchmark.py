@@ -1,10 +1,13 @@
 """Benchmark: the lecture's reference loop against the pipeline's three exact loss forms, the bare
 counts-form floor, corpus counting throughput, and whole-process time and memory of a run.
 
-    python scripts/benchmark.py [--device cpu|cuda] [--repeats 3] [--json F] [--markdown F]
+    python scripts/benchmark.py [--device cpu|cuda] [--repeats 3] [--json F]
+        [--markdown docs/benchmark.md]
 
 Corpora: names.txt (from the data cache, data/names.txt, if there), the `words` list, and `words`
 written out 10 and 100 times as text files. Every time is a median over --repeats repeats.
+--markdown: the tables, with this command, the machine and the date, into the page's block of this
+script (one block a device).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from bigramlab.counting.bigrams import count_corpus
 from bigramlab.data.corpora import EnglishWords, TextFile
 from bigramlab.data.vocab import Vocab, bigram_pairs
 from bigramlab.models.losses import nll_sum_counts
+from bigramlab.plumbing.markdown import provenance, replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 # The reference loop holds several (bigrams × 27) float matrices at once (one-hot, logits, counts,
@@ -219,6 +223,7 @@ from torch.utils.tensorboard import SummaryWriter
 from bigramlab.data.corpora import EnglishWords
 from bigramlab.counting.bigrams import count_corpus
 from bigramlab.models.losses import nll_sum_counts
+from bigramlab.plumbing.markdown import provenance, replace_block
 vocab, _, counts = count_corpus(EnglishWords(), [0.8, 0.1, 0.1], 42)
 device = sys.argv[2]
 N = counts["train"].float().to(device)
@@ -249,6 +254,7 @@ from bigramlab.plumbing.config import CONFIG_DIR
 from bigramlab.data.corpora import EnglishWords
 from bigramlab.counting.bigrams import count_corpus
 from bigramlab.models.losses import nll_sum_counts
+from bigramlab.plumbing.markdown import provenance, replace_block
 with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
     cfg = compose("train", return_hydra_config=True)
 vocab, _, counts = count_corpus(EnglishWords(), [0.8, 0.1, 0.1], 42)
@@ -407,7 +413,8 @@ def main() -> None:
 
 def report(results: dict, json_path: Path | None, markdown_path: Path | None) -> None:
     lines = [
-        f"Machine: {results['machine']}; device: {results['device']}; {results['date']}.", "",
+        provenance(), "",
+        f"Device: {results['device']}.", "",
         "Per-step time (median), full batch, reg 0.01, lr 50:", "",
         "| corpus | bigrams | reference loop | pipeline onehot | pipeline index | pipeline counts "
         "(default) | bare counts loop | reference / pipeline | counting |",
@@ -480,7 +487,8 @@ def report(results: dict, json_path: Path | None, markdown_path: Path | None) ->
     if json_path:
         json_path.write_text(json.dumps(results, indent=2) + "\n")
     if markdown_path:
-        markdown_path.write_text(text)
+        device = "cpu" if results["device"] == "cpu" else "cuda"
+        replace_block(markdown_path, f"scripts/benchmark.py --device {device}", text)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Benchmark of longer contexts: k-gram counting, Kneser–Ney's fit, and nltk.lm as the peer.
 
     python scripts/benchmark_ngrams.py [--repeats 3] [--nltk-order 3] [--json F]
-        [--corpus BIG.txt] [--big BIG_1G.txt] [--training]
+        [--corpus BIG.txt] [--big BIG_1G.txt] [--training] [--experiments ngram_best,...]
+        [--markdown docs/benchmark.md]
 
 Counting: bigramlab.counting.ngrams.count_ngrams on the `words` list written out as a text file
 (MB/s of its UTF-8 text, every split counted), orders (tokens of context) 1 to 6, in one process
@@ -18,7 +19,9 @@ own. Kneser–Ney: fitting bigramlab.models.kneser_ney.KneserNey on `words` trai
 every context of the data, at k = 5 (6-grams) and 6. nltk.lm (pip install nltk): its Lidstone and
 KneserNeyInterpolated models fitted on names.txt's train words (data/names.txt) and their
 perplexity on its dev words, against bigramlab's additive and Kneser–Ney models on the same words:
-time and the NLL each reports.
+time and the NLL each reports. --experiments: the whole run of each experiment on names.txt, at
+the default threads and at threads=1, each in a process of its own. --markdown: the tables, with
+this command, the machine and the date, into the page's block of this script.
 Every time is a median over --repeats repeats (nltk's: one run, it is slow).
 """
 
@@ -48,6 +51,7 @@ from bigramlab.data.corpora import EnglishWords, TextFile
 from bigramlab.data.vocab import SPLITS, Vocab, split_assignment, split_words
 from bigramlab.models.kneser_ney import KneserNey
 from bigramlab.models.smoothing import counted_model
+from bigramlab.plumbing.markdown import provenance, replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = (0.8, 0.1, 0.1)
@@ -234,11 +238,12 @@ TRAINING = (
 )
 
 
-def peak_rss_of_training(features: str, log_dir: Path, settings: str = TRAINING) -> dict:
+def peak_rss_of_training(features: str | None, log_dir: Path, settings: str = TRAINING) -> dict:
     """Peak RSS (VmHWM, read at exit) and wall time of `python -m bigramlab.train` with
-    `settings` (words at k = 6, L-BFGS) and `features` in a process of its own, and the NLLs of
-    its metrics.json."""
-    overrides = [*settings.split(), f"model.features={features}", f"paths.log_dir={log_dir}"]
+    `settings` (words at k = 6, L-BFGS) and `features` (None: the settings' own) in a process of
+    its own, and the NLLs of its metrics.json."""
+    settings = settings if features is None else f"{settings} model.features={features}"
+    overrides = [*settings.split(), f"paths.log_dir={log_dir}"]
     code = (
         "import atexit, runpy, sys\n"
         "def peak():\n"
@@ -259,15 +264,16 @@ def peak_rss_of_training(features: str, log_dir: Path, settings: str = TRAINING)
     peak_kib = int(done.stderr.split("PEAK")[-1].split()[0])
     metrics = json.loads(next((log_dir / "train" / "runs").glob("*/metrics.json")).read_text())
     result = {
-        "command": f"python -m bigramlab.train {settings} model.features={features}",
+        "command": f"python -m bigramlab.train {settings}",
         "seconds": seconds,
         "peak_rss_kib": peak_kib,
         "peak_rss_gb": peak_kib * 1024 / 1e9,
         "val_nll": metrics["val_nll"],
         "test_nll": metrics["test_nll"],
+        "threads": metrics.get("threads"),
     }
     print(
-        f"train {settings} model.features={features}: {seconds:.0f} s, peak RSS "
+        f"train {settings}: {seconds:.0f} s, peak RSS "
         f"{peak_kib:,} KiB ({result['peak_rss_gb']:.2f} GB), val {metrics['val_nll']:.4f} / "
         f"test {metrics['test_nll']:.4f}"
     )
@@ -349,6 +355,18 @@ def main() -> None:
         action="store_true",
         help="also the peak RSS of training on words at k = 6 (interpolated, skipgram; minutes)",
     )
+    parser.add_argument(
+        "--experiments",
+        default=None,
+        help="comma-separated experiments on names.txt (e.g. ngram_best,features_best) whose "
+        "whole run to time, at the default threads and at threads=1",
+    )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="a Markdown page (docs/benchmark.md) whose block of this script to rewrite",
+    )
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     results: dict = {}
@@ -373,6 +391,16 @@ def main() -> None:
                 for features in ("interpolated", "skipgram")
             ]
     names = ROOT / "data" / "names.txt"
+    if args.experiments:
+        if not names.is_file():
+            raise SystemExit(f"error: --experiments needs {names}: copy names.txt there first")
+        results["experiments"] = []
+        for experiment in args.experiments.split(","):
+            for threads in ("null", "1"):
+                with tempfile.TemporaryDirectory() as tmp:
+                    settings = f"experiment={experiment} threads={threads}"
+                    found = peak_rss_of_training(None, Path(tmp), settings)
+                    results["experiments"].append({"experiment": experiment, **found})
     if names.is_file():
         results["nltk"] = nltk_peer(names, args.nltk_order)
     else:
@@ -380,6 +408,75 @@ def main() -> None:
               "downloads it)")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.markdown:
+        replace_block(args.markdown, "scripts/benchmark_ngrams.py", markdown(results))
+
+
+def _counting_table(floors: dict, rows: list[dict]) -> list[str]:
+    lines = [
+        "| k | 1 process | MB/s | 2 processes | MB/s each | 2 over 1 | contexts | counts of 1 "
+        "and 2 processes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['k']} | {r['seconds']:.3f} s | {r['MB/s']:.1f} | {r['seconds_2']:.3f} s | "
+        f"{r['MB/s_per_process_2']:.1f} | {r['speedup_2']:.2f}x | {r['contexts']:,} | "
+        f"{'bitwise equal' if r['bitwise_equal'] else 'different'} |"
+        for r in rows
+    ]
+    shown = ", ".join(f"{name} {rate:,.0f} MB/s" for name, rate in floors.items())
+    return [*lines, "", f"Floors, one thread: {shown}."]
+
+
+def markdown(results: dict) -> str:
+    """The block of docs/benchmark.md: every table of this run, headed by its command."""
+    lines = [provenance(), ""]
+    lines += ["Counting the `words` list written out as text (MB/s of its UTF-8 bytes):", ""]
+    lines += _counting_table(results["floors"], results["counting"])
+    if "corpus" in results:
+        corpus = results["corpus"]
+        lines += ["", f"Counting `{Path(corpus['path']).name}`:", ""]
+        lines += _counting_table(corpus["floors"], corpus["counting"])
+    if "big" in results:
+        big = results["big"]
+        lines += [
+            "",
+            f"Counting a {big['megabytes']:,.0f} MB file at k = {big['k']} in a process of its "
+            f"own: {big['seconds']:.1f} s ({big['megabytes'] / big['seconds']:.1f} MB/s), "
+            f"{big['contexts']:,} contexts, peak RSS {big['peak_rss_mib']:,.0f} MiB.",
+        ]
+    lines += ["", "Kneser–Ney on `words` (fit, and every context's distribution):", ""]
+    lines += [f"- k = {r['k']}: {r['seconds']:.2f} s, {r['contexts']:,} contexts"
+              for r in results["kneser_ney"]]  # fmt: skip
+    runs = results.get("training", []) + results.get("experiments", [])
+    if runs:
+        lines += [
+            "",
+            "Whole runs, each in a process of its own (wall time, peak RSS, the run's NLLs):",
+            "",
+            "| command | threads | wall | peak RSS | dev | test |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{r['command']}` | {r.get('threads')} | {r['seconds']:.1f} s | "
+            f"{r['peak_rss_gb']:.2f} GB | {r['val_nll']:.6f} | {r['test_nll']:.6f} |"
+            for r in runs
+        ]
+    if "nltk" in results:
+        nltk = results["nltk"]
+        lines += ["", "nltk.lm against bigramlab on names.txt's train and dev words:", ""]
+        lines += ["| model | nltk.lm fit + score | bigramlab count, fit + score | dev NLL "
+                  "(nltk / bigramlab) |", "|---|---|---|---|"]  # fmt: skip
+        for name in ("lidstone", "kneser_ney"):
+            if f"nltk_{name}" not in nltk:
+                continue
+            theirs, ours = nltk[f"nltk_{name}"], nltk[f"bigramlab_{name}"]
+            lines.append(
+                f"| {name} | {theirs['fit_s'] + theirs['score_s']:.2f} s | "
+                f"{ours['fit_and_score_s']:.3f} s | {theirs['dev_nll']:.6f} / "
+                f"{ours['dev_nll']:.6f} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

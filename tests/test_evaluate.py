@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import re
@@ -11,6 +12,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+import bigramlab
 from bigramlab.counting.bigrams import bigram_counts
 from bigramlab.data.corpora import TextFile
 from bigramlab.data.vocab import Vocab, bigram_pairs, split_words
@@ -154,3 +156,9 @@ def test_a_run_trains_with_the_threads_it_is_given_and_records_them(
         assert metrics["threads"] == 1 == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_metrics_json_records_bigramlabs_version(train_config, tmp_path: Path) -> None:
+    metrics, _ = train_and_load(train_config("trainer.max_steps=2"), tmp_path / "run")
+    assert metrics["version"] == bigramlab.__version__
+    assert importlib.metadata.version("bigramlab") == bigramlab.__version__

@@ -1,13 +1,15 @@
-"""Every command of README's code blocks, run as written, so that a documented command that fails
-fails the suite.
+"""Every command of the code blocks of README.md and docs/*.md, run as written, so that a
+documented command that fails (a renamed key, a removed option) fails the suite.
 
-Each runs in its own process, in README order, in one working directory with local data: a
+Each runs in its own process, in README's order and then the pages' (alphabetically), in one
+working directory with local data: a
 generated names.txt in its data cache (with its checksum given, so nothing is downloaded) and the
 `my_words.txt` that README's text_file example names. Training commands get a few steps
 (`trainer.max_steps=20`) and Optuna two trials; the GPU commands are skipped without a GPU, the
 SLURM one is only composed (there is no cluster), the TensorBoard server is replaced by its
-`--inspect` mode, the multi-node `srun` command is only composed, and `scripts/run.sh test` is
-this suite itself.
+`--inspect` mode, the multi-node `srun` command is only composed, `scripts/run.sh test` is this
+suite itself, and the benchmark scripts, which measure for minutes, are left to a person (their
+parts are tested in tests/test_benchmark_ngrams.py).
 """
 
 from __future__ import annotations
@@ -34,15 +36,18 @@ USES_NAMES = re.compile(
 )
 
 
-def readme_commands() -> list[str]:
-    """The command lines of README's ```bash blocks, without their trailing comments."""
-    text = (ROOT / "README.md").read_text()
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(page, command line) of every ```bash block of the documents, without trailing comments."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
-        for line in block.splitlines():
-            line = re.sub(r"\s+#.*$", "", line).strip()
-            if line and not line.startswith("#"):
-                commands.append(line)
+    for page in DOCUMENTS:
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.DOTALL):
+            for line in block.splitlines():
+                line = re.sub(r"\s+#.*$", "", line).strip()
+                if line and not line.startswith("#"):
+                    commands.append((page.relative_to(ROOT).as_posix(), line))
     return commands
 
 
@@ -109,11 +114,20 @@ def sweep_dir(cwd: Path, optuna: bool = False) -> Path:
     return latest(sweeps)
 
 
-@pytest.mark.parametrize("command", readme_commands())
-def test_readme_command_runs_as_written(command: str, workdir: tuple[Path, str]) -> None:
+COMMANDS = documented_commands()
+
+
+@pytest.mark.parametrize(
+    ("page", "command"), COMMANDS, ids=[f"{page}: {command}" for page, command in COMMANDS]
+)
+def test_documented_command_runs_as_written(
+    page: str, command: str, workdir: tuple[Path, str]
+) -> None:
     cwd, sha = workdir
     if command.startswith("scripts/run.sh test"):
         pytest.skip("the command that runs this suite")
+    if command.startswith("python scripts/benchmark"):
+        pytest.skip("a benchmark, minutes of measuring: run by hand on an idle machine")
     if "<your wheel index>" in command:
         pytest.skip("installs a PyTorch build from an index of the user's choice")
     if command.startswith("srun "):

@@ -276,8 +276,8 @@ def count_ngrams(
     """
     shard = shard or Shard.this_process()
     if context == 1 and shard.world_size == 1:
-        # The bigram in one process: count_corpus's byte-pair histograms, about 3x faster than
-        # keys and their tally (docs/benchmark.md); the same counts (tests/test_shards.py).
+        # The bigram in one process: count_corpus's byte-pair histograms, faster than keys and
+        # their tally (docs/benchmark.md); the same counts (tests/test_shards.py).
         bigram = count_corpus(corpus, fractions, seed, rule)
         sparse = {name: N.to_sparse() for name, N in bigram.counts.items()}
         return NgramCounts(bigram.vocab, 1, bigram.n_words, torch.arange(len(bigram.vocab)), sparse)
@@ -444,7 +444,7 @@ BYTES_PER_GRAM = 48
 # permutation that draws the splits (int32).
 BYTES_PER_WORD = 5
 # Bytes per event of the piece being counted: its id and part, its key, and the sort's keys and
-# indices (measured: 27 to 31 on `words`, docs/benchmark.md).
+# indices (a bound on what a count of `words` holds per event).
 BYTES_PER_EVENT = 32
 # Bytes per (context, token) entry of a training run (the counts are sparse): the counted model's
 # P and its log in float64, and in float32 W, its gradient, the optimizer's state (L-BFGS keeps

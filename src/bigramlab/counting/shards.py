@@ -82,8 +82,7 @@ def sum_by_key(found: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, 
     keys = np.concatenate([k for k, _ in found])
     counts = np.concatenate([c for _, c in found]).astype(np.int64, copy=False)
     # numpy's stable sort of integers wider than 16 bits is a timsort, which finds the sorted runs
-    # and merges them: several times faster here than a sort that does not look for runs
-    # (docs/benchmark.md).
+    # and merges them, faster than a sort that does not look for runs (docs/benchmark.md).
     order = np.argsort(keys, kind="stable")
     keys, counts = keys.take(order), counts.take(order)
     del order

@@ -124,8 +124,8 @@ class AdditiveModel(CountedModel):
 
     It keeps the train counts as counted (sparse at longer contexts) and makes P from them when
     asked, all of it (`probs`) or some rows (`row_probs`): a run's report then holds the counts
-    (memory that grows with the n-grams seen) rather than a dense (C, V) float64 through training
-    (78 MB on words at k = 6)."""
+    (memory that grows with the n-grams seen) rather than a dense (C, V) float64 through
+    training."""
 
     smoothing = "additive"
     _tensors = ("train", "contexts")

@@ -107,9 +107,7 @@ def penalty(W: Tensor, reg: float, row_scale: Tensor | None = None) -> Tensor:
     model.reg_by_length; skip rows, model.reg_skip).
 
     Summed as each row's squared norm: no (R, V) temporary in the forward and one (the gradient)
-    in the backward, where W**2 makes several; at the size of W where memory counts (words,
-    k = 6, interpolated: 64 MB) that is 0.16 GB off the peak of an L-BFGS step
-    (docs/benchmark.md)."""
+    in the backward, where W**2 makes several (R, V) copies, which count at the largest W."""
     row_squares = torch.linalg.vector_norm(W, dim=1).square()
     if row_scale is not None:
         row_squares = row_squares * row_scale

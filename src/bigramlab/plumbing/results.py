@@ -9,6 +9,7 @@ final_loss                            train NLL + reg · mean(W²) at the final 
 steps, status ("ok", "failed", "diverged"), reason (why it did not finish)
 threads                               torch's CPU threads in each process (the NLLs' last
                                       digits depend on it)
+version                               bigramlab's version (bigramlab.__version__)
 """
 
 from __future__ import annotations

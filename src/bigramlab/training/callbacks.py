@@ -28,6 +28,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
+from bigramlab import __version__
 from bigramlab.comparison.metrics import COMPARISON_KEYS, compare
 from bigramlab.data.datamodule import NgramData
 from bigramlab.data.vocab import SPLITS
@@ -352,6 +353,7 @@ class FinalMetrics(L.Callback):
             "steps": trainer.global_step,
             "status": "ok",
             "threads": torch.get_num_threads(),
+            "version": __version__,
         }
         if trainer.is_global_zero:
             write_metrics(self.run_dir, metrics)
