@@ -399,8 +399,11 @@ def main() -> None:
                 "train_default": [], "train_heatmaps_every_250_steps": [], "bare_script": [],
                 "framework_floor": [],
             }  # fmt: skip
-            for _ in range(args.repeats):
+            for repeat in range(args.repeats):
                 for key, cmd in zip(runs, (train_cmd, every_250, bare_cmd, floor_cmd)):
+                    # A run directory of its own each time: one that holds a run is refused.
+                    own = f"hydra.run.dir={tmp}/proc_{key}_{repeat}"
+                    cmd = [own if a.startswith("hydra.run.dir=") else a for a in cmd]
                     runs[key].append(wall_and_peak(cmd, tmp))
             results["process"] = {
                 key: (statistics.median(w for w, _ in v), statistics.median(p for _, p in v))

@@ -464,7 +464,12 @@ def markdown(results: dict) -> str:
         ]
     if "nltk" in results:
         nltk = results["nltk"]
-        lines += ["", "nltk.lm against bigramlab on names.txt's train and dev words:", ""]
+        lines += [
+            "",
+            f"nltk.lm against bigramlab on names.txt's lecture split, n-grams of order "
+            f"{nltk['order']} (k = {nltk['order'] - 1}), fitted on train, scored on dev:",
+            "",
+        ]
         lines += ["| model | nltk.lm fit + score | bigramlab count, fit + score | dev NLL "
                   "(nltk / bigramlab) |", "|---|---|---|---|"]  # fmt: skip
         for name in ("lidstone", "kneser_ney"):
