@@ -495,3 +495,19 @@ def test_the_old_sweep_report_script_points_to_the_command(tmp_path: Path) -> No
         text=True,
     )
     assert_one_error_line(result, "run python -m bigramlab.report logs/train/multiruns/x")
+
+
+def test_output_piped_into_head_ends_without_a_traceback(names_run) -> None:
+    cwd, run_dir, _ = names_run
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    result = subprocess.run(
+        # More than the pipe's and stdout's buffers hold once head has gone.
+        f"{sys.executable} -m bigramlab.sample ckpt={ckpt} n=4000 | head -2",
+        shell=True,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert len(result.stdout.splitlines()) == 2
+    assert "Traceback" not in result.stderr and "Error" not in result.stderr, result.stderr

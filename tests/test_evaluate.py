@@ -108,6 +108,7 @@ def test_evaluate_on_other_data_says_every_split_is_held_out(
     )
     assert f"data: dataset=text_file dataset.path={other}: not the run's data" in out
     assert "every split is held-out to this model" in out
+    assert "data.split_rule=lecture, as the run's, from the checkpoint" in out
 
 
 def test_a_checkpoint_without_the_record_takes_its_run_directorys_config(

@@ -208,11 +208,11 @@ def take_run_settings(cfg: DictConfig, run: dict[str, Any] | None, source: str) 
         if key.startswith("dataset.") or (key == "dataset" and run["dataset"] is not None)
     )
     if not same_data:
-        lines.insert(
-            0,
+        lines[:0] = [
             f"data: {data}: not the run's data (it trained on "
             f"{dataset_name(run['dataset'], run)}); every split is held-out to this model",
-        )
+            f"split: {split}" + ("" if split_given else f", as the run's, from {source}"),
+        ]
     elif split_given:
         lines.insert(0, f"data: {data}, the run's data, split as given: {split}")
     else:

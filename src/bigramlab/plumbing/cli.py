@@ -243,6 +243,11 @@ def run_task(task: Callable[[DictConfig], float | None], cfg: DictConfig) -> flo
     try:
         try:
             return task(cfg)
+        except BrokenPipeError:
+            # The reader of the output has gone (`... | head`): stop quietly, as `cat` does, with
+            # no traceback; what is left to print has nowhere to go.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(1)
         except InstantiationException as e:
             error = instantiation_error(e, cfg)
             if error is None:
@@ -278,7 +283,11 @@ def exit_now() -> None:
     if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
         return
     atexit._run_exitfuncs()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader has gone (`... | head`): what is left goes nowhere
+        sys.stderr.flush()
+        os._exit(1)
     sys.stderr.flush()
     os._exit(0)
 
