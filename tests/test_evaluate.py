@@ -22,6 +22,7 @@ from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.counted import mle_probs
 from bigramlab.models.learned import LearnedLM
 from bigramlab.models.nll import mean_nll
+from bigramlab.plumbing.config import recorded_run_settings
 from tests.conftest import compose_config, make_words, train_and_load
 
 SPLIT = [0.7, 0.2, 0.1]
@@ -163,3 +164,20 @@ def test_metrics_json_records_bigramlabs_version(train_config, tmp_path: Path) -
     metrics, _ = train_and_load(train_config("trainer.max_steps=2"), tmp_path / "run")
     assert metrics["version"] == bigramlab.__version__
     assert importlib.metadata.version("bigramlab") == bigramlab.__version__
+
+
+def test_a_runs_relative_data_path_is_read_from_the_directory_it_ran_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint without the record: its run's .hydra/ config names dataset.path as given,
+    relative to the directory the run was started in (hydra.yaml's runtime.cwd), not evaluate's."""
+    hydra_dir = tmp_path / "run" / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    run_cfg = {"dataset": {"_target_": "bigramlab.data.corpora.TextFile", "path": "w.txt"}}
+    OmegaConf.save(OmegaConf.create(run_cfg), hydra_dir / "config.yaml")
+    runtime = {"cwd": str(tmp_path / "where"), "choices": {"dataset": "text_file"}}
+    OmegaConf.save(OmegaConf.create({"hydra": {"runtime": runtime}}), hydra_dir / "hydra.yaml")
+    monkeypatch.chdir(tmp_path)
+    settings = recorded_run_settings(tmp_path / "run" / "checkpoints" / "last.ckpt", None)
+    assert settings is not None and settings["dataset"] == "text_file"
+    assert settings["dataset.path"] == str(tmp_path / "where" / "w.txt")

@@ -265,14 +265,14 @@ def recorded_run_settings(
     if not (hydra_dir / "config.yaml").is_file():
         return None
     run_cfg = OmegaConf.load(hydra_dir / "config.yaml")
-    choice = None
+    choice = cwd = None
     if (hydra_dir / "hydra.yaml").is_file():
-        choice = OmegaConf.select(
-            OmegaConf.load(hydra_dir / "hydra.yaml"), "hydra.runtime.choices.dataset"
-        )
+        runtime = OmegaConf.load(hydra_dir / "hydra.yaml").hydra.runtime
+        choice, cwd = OmegaConf.select(runtime, "choices.dataset"), runtime.get("cwd")
     if "dataset" not in run_cfg:
         return None
-    settings = run_data_settings(run_cfg, choice)
+    # A relative dataset.path is the run's, from the directory it ran in.
+    settings = run_data_settings(run_cfg, choice, cwd)
     if choice is None:  # the option of conf/dataset/ whose class the run's data set is
         settings["dataset"] = next(
             (
