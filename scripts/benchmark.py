@@ -34,7 +34,7 @@ from bigramlab.counting.bigrams import count_corpus
 from bigramlab.data.corpora import EnglishWords, TextFile
 from bigramlab.data.vocab import Vocab, bigram_pairs
 from bigramlab.models.losses import nll_sum_counts
-from bigramlab.plumbing.markdown import provenance, replace_block
+from bigramlab.writers.markdown import provenance, replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 # The reference loop holds several (bigrams × 27) float matrices at once (one-hot, logits, counts,
@@ -223,7 +223,7 @@ from torch.utils.tensorboard import SummaryWriter
 from bigramlab.data.corpora import EnglishWords
 from bigramlab.counting.bigrams import count_corpus
 from bigramlab.models.losses import nll_sum_counts
-from bigramlab.plumbing.markdown import provenance, replace_block
+from bigramlab.writers.markdown import provenance, replace_block
 vocab, _, counts = count_corpus(EnglishWords(), [0.8, 0.1, 0.1], 42)
 device = sys.argv[2]
 N = counts["train"].float().to(device)
@@ -254,7 +254,7 @@ from bigramlab.plumbing.config import CONFIG_DIR
 from bigramlab.data.corpora import EnglishWords
 from bigramlab.counting.bigrams import count_corpus
 from bigramlab.models.losses import nll_sum_counts
-from bigramlab.plumbing.markdown import provenance, replace_block
+from bigramlab.writers.markdown import provenance, replace_block
 with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
     cfg = compose("train", return_hydra_config=True)
 vocab, _, counts = count_corpus(EnglishWords(), [0.8, 0.1, 0.1], 42)

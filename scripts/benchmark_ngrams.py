@@ -51,7 +51,7 @@ from bigramlab.data.corpora import EnglishWords, TextFile
 from bigramlab.data.vocab import SPLITS, Vocab, split_assignment, split_words
 from bigramlab.models.kneser_ney import KneserNey
 from bigramlab.models.smoothing import counted_model
-from bigramlab.plumbing.markdown import provenance, replace_block
+from bigramlab.writers.markdown import provenance, replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 SPLIT = (0.8, 0.1, 0.1)
@@ -286,7 +286,7 @@ def kneser_ney(path: Path, repeats: int) -> list[dict]:
         counted = count_ngrams(TextFile(str(path)), k, SPLIT, 42)
 
         def fit(counted=counted, k=k) -> None:
-            KneserNey(counted.dense_counts(), counted.contexts, k)
+            KneserNey(counted.dense_counts(), counted.contexts, k, counted.vocab.itos)
 
         seconds = median_time(fit, repeats)
         rows.append({"k": k, "seconds": seconds, "contexts": len(counted.contexts)})
@@ -328,7 +328,7 @@ def nltk_peer(names: Path, order: int) -> dict:
     for name, smoothing, alpha in (("lidstone", "additive", 0.1), ("kneser_ney", "kneser_ney", 0)):
         start = time.perf_counter()
         contexts, counts = ngram_counts_of_words(dict(zip(SPLITS, parts)), vocab, k)
-        model = counted_model(counts, alpha, smoothing, contexts, k)
+        model = counted_model(counts, alpha, smoothing, contexts, k, itos=vocab.itos)
         seconds = time.perf_counter() - start
         result[f"bigramlab_{name}"] = {"fit_and_score_s": seconds, "dev_nll": model.nll["val"]}
         print(f"bigramlab {name} order {order}: count, fit and score {seconds:.3f} s, "

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bigramlab.counting.ngrams import count_ngrams, next_keys
+from bigramlab.counting.ngrams import count_ngrams
 from bigramlab.data.corpora import TextFile
 from bigramlab.errors import UserError
+from bigramlab.keys import next_keys
 
 
 def suffix_levels(contexts: Tensor, counts: Tensor, V: int, k: int) -> list[tuple[Tensor, Tensor]]:

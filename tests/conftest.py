@@ -7,6 +7,7 @@ import functools
 import http.server
 import json
 import random
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,36 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bigramlab.counting.ngrams import NgramCounts
+from bigramlab.models.learned import LearnedLM
+from bigramlab.models.losses import Penalty
 from bigramlab.plumbing import config
 from bigramlab.train import train
+from bigramlab.training.module import LanguageModelModule
 
 CONFIG_DIR = Path(config.CONFIG_DIR)  # conf/, as the commands find it
+
+
+@pytest.fixture(autouse=True)
+def sigint_as_it_was() -> Iterator[None]:
+    """Each test leaves SIGINT as it found it. Lightning ignores SIGINT once it has caught a
+    KeyboardInterrupt (its graceful shutdown) and leaves it ignored; every process this pytest
+    worker started after that would inherit the ignore, and a Ctrl-C test's run would never stop."""
+    handler = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, handler)
+
+
+def bigram_net(itos: str, init_seed: int = 2147483647) -> LearnedLM:
+    """The lecture's bigram before training: W (V, V) ~ N(0, 1) from `init_seed`."""
+    V = len(itos)
+    return LearnedLM.for_data(itos, torch.arange(V), torch.zeros(V, V), init_seed=init_seed)
+
+
+def bigram_module(itos: str, lr: float = 50, reg: float = 0.01) -> LanguageModelModule:
+    """The Lightning module of the lecture's bigram, plain SGD at `lr`."""
+    return LanguageModelModule(
+        bigram_net(itos), functools.partial(torch.optim.SGD, lr=lr), Penalty(reg)
+    )
 
 
 def make_words(n: int, seed: int = 0, alphabet: str = "abcdefghij") -> list[str]:
@@ -99,7 +126,7 @@ def train_and_load(cfg: DictConfig, out: Path) -> tuple[dict, torch.Tensor]:
         cfg.paths.output_dir = str(out)
     train(cfg)
     metrics = json.loads((out / "metrics.json").read_text())
-    W = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["lm.W"]
+    W = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]["net.W"]
     return metrics, W
 
 

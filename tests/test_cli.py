@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.commands import run_module
+from tests.helpers import run_module
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

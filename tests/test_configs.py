@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from bigramlab.errors import UserError
 from bigramlab.plumbing.config import checkpoint_path, hyperparameters, validate_train
 from bigramlab.train import cpu_threads
-from tests.conftest import CONFIG_DIR, compose_config
+from tests.conftest import CONFIG_DIR, bigram_net, compose_config
 
 GROUPS = ["dataset", "data", "model", "optim", "trainer", "logger", "callbacks", "paths"]
 OPTIONS = [
@@ -48,7 +48,9 @@ def test_group_targets_instantiate(tmp_path: Path) -> None:
     cfg = compose_config("train", [], tmp_path)
     for option in sorted((CONFIG_DIR / "optim").glob("*.yaml")):
         optim_cfg = compose_config("train", [f"optim={option.stem}"], tmp_path).optim
-        model = instantiate(cfg.model, vocab=".ab", optimizer=instantiate(optim_cfg))
+        model = instantiate(
+            cfg.model.module, net=bigram_net(".ab"), optimizer=instantiate(optim_cfg)
+        )
         assert model.configure_optimizers().defaults["lr"] == optim_cfg.lr
     for option in sorted((CONFIG_DIR / "dataset").glob("*.yaml")):
         dataset_cfg = compose_config("train", [f"dataset={option.stem}"], tmp_path).dataset

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from bigramlab.counting.bigrams import bigram_counts, count_corpus
 from bigramlab.data.corpora import EnglishWords, Names, TextFile, read_lines
-from bigramlab.data.datamodule import NgramDataModule, ngram_data
 from bigramlab.data.vocab import Vocab, bigram_pairs, split_assignment, split_words
 from bigramlab.errors import UserError
+from bigramlab.training.datamodule import NgramDataModule, ngram_data
 from tests.conftest import lecture_pairs, make_words
 
 

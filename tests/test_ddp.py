@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,20 +20,13 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bigramlab.data.corpora import TextFile
-from bigramlab.data.datamodule import NgramDataModule, PairMiniBatches, shard_counts
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.train import train
-from tests.commands import run_module
-from tests.conftest import make_words, train_and_load
+from bigramlab.training.datamodule import NgramDataModule, PairMiniBatches, shard_counts
+from tests.conftest import make_words
+from tests.helpers import free_port, run_module, run_train
 
 ATOL = 1e-5
-
-
-def run_train(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Tensor]:
-    cfg = train_config(*overrides)
-    if "trainer=ddp_cpu" in overrides:
-        assert (cfg.trainer.strategy, cfg.trainer.devices) == ("ddp_fork", 2)
-    return train_and_load(cfg, out)
 
 
 def assert_same_run(one: tuple[dict, torch.Tensor], ddp: tuple[dict, torch.Tensor]) -> None:
@@ -78,6 +70,8 @@ def test_pair_shares_of_a_batch_are_the_batch() -> None:
     ],
 )
 def test_ddp_cpu_gives_the_single_process_model(train_config, tmp_path: Path, overrides) -> None:
+    ddp_cfg = train_config("trainer=ddp_cpu", *overrides)
+    assert (ddp_cfg.trainer.strategy, ddp_cfg.trainer.devices) == ("ddp_fork", 2)
     one = run_train(train_config, tmp_path / "one", *overrides)
     ddp = run_train(train_config, tmp_path / "ddp", "trainer=ddp_cpu", *overrides)
     assert_same_run(one, ddp)
@@ -159,7 +153,7 @@ def test_lightning_ddp_from_the_command_line_gives_the_single_process_model(tmp_
             json.loads((tmp_path / name / "metrics.json").read_text()),
             torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)[
                 "state_dict"
-            ]["lm.W"],
+            ]["net.W"],
         )
     assert_same_run(runs["one"], runs["ddp"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "one", "words.txt"]
@@ -213,12 +207,6 @@ def test_ddp_cpu_inside_a_two_job_multirun(tmp_path: Path, strategy: str) -> Non
         assert ddp["status"] == "ok" and ddp["val_nll"] == pytest.approx(one["val_nll"], abs=ATOL)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_nodes_on_loopback_give_the_single_process_model(tmp_path: Path) -> None:
     """Lightning's num_nodes=2 with one process a node, each node a command of its own that knows
@@ -258,11 +246,11 @@ def test_two_nodes_on_loopback_give_the_single_process_model(tmp_path: Path) -> 
         state = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)
         runs[name] = json.loads((tmp_path / name / "metrics.json").read_text()), state
     assert torch.equal(
-        runs["node0"][1]["state_dict"]["lm.row_keys"], runs["one"][1]["state_dict"]["lm.row_keys"]
+        runs["node0"][1]["state_dict"]["net.row_keys"], runs["one"][1]["state_dict"]["net.row_keys"]
     )
     assert_same_run(
-        (runs["one"][0], runs["one"][1]["state_dict"]["lm.W"]),
-        (runs["node0"][0], runs["node0"][1]["state_dict"]["lm.W"]),
+        (runs["one"][0], runs["one"][1]["state_dict"]["net.W"]),
+        (runs["node0"][0], runs["node0"][1]["state_dict"]["net.W"]),
     )
     for key, value in runs["one"][0].items():
         if isinstance(value, float):

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.commands import assert_one_error_line, run_module
 from tests.conftest import make_words
+from tests.helpers import assert_one_error_line, run_in_process, run_module
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ def test_evaluate_says_which_settings_are_overridden(names_run) -> None:
 )
 def test_evaluate_refuses_words_it_would_misread(names_run, args, message) -> None:
     cwd, run_dir, _ = names_run
-    result = run_module(
+    result = run_in_process(
         "bigramlab.evaluate", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", *args, cwd=cwd
     )
     assert_one_error_line(result, message)
@@ -109,7 +109,7 @@ def test_evaluate_refuses_words_it_would_misread(names_run, args, message) -> No
 )
 def test_sample_refuses_bad_values(names_run, args, message) -> None:
     cwd, run_dir, _ = names_run
-    result = run_module(
+    result = run_in_process(
         "bigramlab.sample", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", *args, cwd=cwd
     )
     assert_one_error_line(result, message)
@@ -173,7 +173,7 @@ def test_bad_train_values_are_one_line_and_leave_no_run_directory(
 ) -> None:
     """Every check runs before any data is read (the default data set, `words`, is never
     loaded) and before Hydra's run directory is kept."""
-    result = run_module("bigramlab.train", "trainer.max_steps=5", *overrides, cwd=tmp_path)
+    result = run_in_process("bigramlab.train", "trainer.max_steps=5", *overrides, cwd=tmp_path)
     assert_one_error_line(result, message)
     assert not (tmp_path / "logs").exists()
 
@@ -263,7 +263,7 @@ def test_output_is_bigramlabs_not_its_dependencies_chatter(tmp_path: Path) -> No
 def test_a_refused_ckpt_path_leaves_nothing_on_disk(
     tmp_path: Path, words_file: Path, ckpt_path: str, message: str
 ) -> None:
-    result = run_module(
+    result = run_in_process(
         "bigramlab.train",
         "dataset=text_file",
         f"dataset.path={words_file}",
@@ -365,7 +365,7 @@ def test_settings_that_would_be_ignored_are_refused(
     data = ["dataset=text_file", f"dataset.path={words_file}"]
     if "ckpt=x.ckpt" in command and "source=counted" not in command:
         data = []  # the checkpoint's settings alone; dataset= would be refused as well
-    result = run_module(*command, *data, cwd=tmp_path)
+    result = run_in_process(*command, *data, cwd=tmp_path)
     assert_one_error_line(result, message)
     assert [p.name for p in tmp_path.iterdir()] == ["words.txt"]
 
@@ -429,18 +429,26 @@ def test_ctrl_c_during_train_prints_the_run_directory_and_how_to_resume(
         "hydra.run.dir=run",
     ]
     process = subprocess.Popen(
-        [sys.executable, "-m", "bigramlab.train", *args],
+        # faulthandler: where a process that does not end after Ctrl-C is stuck (SIGABRT below)
+        [sys.executable, "-X", "faulthandler", "-m", "bigramlab.train", *args],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # As a shell starts it: Ctrl-C not ignored, whatever this process inherited.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 120
     while not ckpt.is_file() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        _, stderr = process.communicate(timeout=60)
+        pytest.fail(f"train did not end within 120 s of Ctrl-C; its threads:\n{stderr[-8000:]}")
     assert process.returncode != 0
     assert f"run directory: {tmp_path / 'run'}" in stderr
     resume = next(line.strip() for line in stderr.splitlines() if "ckpt_path=" in line)
@@ -464,7 +472,7 @@ def test_ctrl_c_during_train_prints_the_run_directory_and_how_to_resume(
 def test_mistakes_that_raised_a_traceback_are_one_line(
     tmp_path: Path, command: list[str], message: str
 ) -> None:
-    result = run_module(*command, cwd=tmp_path)
+    result = run_in_process(*command, cwd=tmp_path)
     assert_one_error_line(result, message)
     assert list(tmp_path.iterdir()) == []
 

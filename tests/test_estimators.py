@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bigramlab.comparison.metrics import kl_to_mle, max_abs_diff, row_entropy, tv_distance
+from bigramlab.comparison.metrics import (
+    compare,
+    kl_to_mle,
+    max_abs_diff,
+    row_entropy,
+    tv_distance,
+)
 from bigramlab.counting.bigrams import bigram_counts
 from bigramlab.models.counted import AdditiveModel, mle_probs
+from bigramlab.models.learned import LearnedLM
 from bigramlab.models.nll import dense_rows, mean_nll
 
 
@@ -111,7 +119,38 @@ def test_additive_rows_from_sparse_counts_are_rows_of_its_dense_p(C, V, density,
     sparse = dense.to_sparse().coalesce()
     rows = torch.randint(0, C, (m,), generator=g)
     assert torch.equal(dense_rows(sparse, rows), dense[rows])
-    model = AdditiveModel({"train": sparse}, torch.arange(C), 1, alpha)
+    model = AdditiveModel({"train": sparse}, torch.arange(C), 1, "." * V, alpha)
     P = mle_probs(dense, alpha)
     assert torch.equal(model.probs, P)
     assert torch.equal(model.row_probs(rows), P[rows])
+
+
+@settings(max_examples=30, deadline=None)
+@given(V=st.integers(2, 8), seed=st.integers(0, 10_000), alpha=st.floats(0.01, 5.0))
+def test_compare_of_two_models_is_their_nlls_gap_kl_and_distances(V, seed, alpha) -> None:
+    """compare(learned, counted, ...) on a bigram: each model's NLL per split, the gap on val,
+    kl_train = NLL_train(learned) − NLL_train(MLE) (the identity), and TV and the largest
+    difference of their tables, against the formulas written out on dense tables."""
+    g = torch.Generator().manual_seed(seed)
+    counts = {s: torch.randint(0, 4, (V, V), generator=g) for s in ("train", "val")}
+    for N in counts.values():
+        N[:, 0] += 1  # every context seen in train, and val never empty
+    itos = "." + "abcdefg"[: V - 1]
+    contexts = torch.arange(V)
+    learned = LearnedLM(itos, 1, "onehot", contexts, torch.randn(V, V, generator=g))
+    counted = AdditiveModel(counts, contexts, 1, itos, alpha)
+    got = compare(learned, counted, contexts, counts)
+
+    log_P = learned.W.double().log_softmax(dim=1)
+    Q = mle_probs(counts["train"], alpha)
+    for split, N in counts.items():
+        assert got[f"{split}_nll"] == pytest.approx(mean_nll(log_P, N), rel=1e-12)
+        assert got[f"counted_{split}_nll"] == pytest.approx(mean_nll(Q.log(), N), rel=1e-12)
+    assert got["gap_val"] == pytest.approx(got["val_nll"] - got["counted_val_nll"], rel=1e-12)
+    mle_train = mean_nll(mle_probs(counts["train"]).log(), counts["train"])
+    assert got["kl_train"] == pytest.approx(got["train_nll"] - mle_train, abs=1e-12)
+    P = log_P.exp()
+    weight = counts["train"].sum(dim=1).double() / counts["train"].sum()
+    tv = (weight * 0.5 * (P - Q).abs().sum(dim=1)).sum()
+    assert got["tv_train"] == pytest.approx(float(tv), abs=1e-12)
+    assert got["max_abs_diff"] == pytest.approx(float((P - Q).abs().max()), abs=1e-12)

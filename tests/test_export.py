@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from bigramlab.arpa import arpa_token
-from bigramlab.counting.ngrams import count_ngrams, event_keys
+from bigramlab.counting.ngrams import count_ngrams
 from bigramlab.data.corpora import TextFile
 from bigramlab.data.vocab import Vocab, split_words
+from bigramlab.keys import event_keys
 from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.smoothing import counted_model
-from tests.commands import run_module
 from tests.conftest import make_words, train_and_load
+from tests.helpers import run_module
 
 kenlm = pytest.importorskip("kenlm")
 pytestmark = pytest.mark.slow  # trains and runs the command in subprocesses
@@ -107,7 +108,9 @@ def test_counted_model_round_trip(tmp_path: Path, spaced_words: Path, smoothing:
     )
     assert result.returncode == 0, result.stderr
     counted = count_ngrams(TextFile(str(spaced_words)), k, SPLIT, 42)
-    model = counted_model(counted.dense_counts(), 0.5, smoothing, counted.contexts, k)
+    model = counted_model(
+        counted.dense_counts(), 0.5, smoothing, counted.contexts, k, itos=counted.vocab.itos
+    )
 
     probs = model.next_probs
 

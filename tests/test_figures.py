@@ -21,9 +21,9 @@ from bigramlab.comparison.figures import (
     nice_ceiling,
     nll_curves,
     outlines,
-    render,
 )
-from bigramlab.comparison.report import heatmap_titles
+from bigramlab.training.comparison import heatmap_titles
+from bigramlab.writers.tensorboard import render
 
 
 def text_collections(fig) -> list[PathCollection]:

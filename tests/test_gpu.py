@@ -14,7 +14,7 @@ import torch
 from omegaconf import open_dict
 
 from bigramlab.train import train
-from tests.conftest import train_and_load
+from tests.helpers import run_train
 
 pytestmark = [
     pytest.mark.gpu,
@@ -29,12 +29,6 @@ pytestmark = [
 GPU = ["trainer=gpu", "trainer.accelerator=gpu"]
 
 
-def run_train(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Tensor]:
-    cfg = train_config(*overrides)
-    assert cfg.trainer.accelerator == ("gpu" if "trainer=gpu" in overrides else "cpu")
-    return train_and_load(cfg, out)
-
-
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -45,6 +39,7 @@ def run_train(train_config, out: Path, *overrides: str) -> tuple[dict, torch.Ten
     ],
 )
 def test_gpu_gives_the_cpu_model(train_config, tmp_path: Path, overrides: list[str]) -> None:
+    assert train_config(*GPU, *overrides).trainer.accelerator == "gpu"
     cpu = run_train(train_config, tmp_path / "cpu", *overrides)
     gpu = run_train(train_config, tmp_path / "gpu", *GPU, *overrides)
     # Float32 sums run in another order on the GPU: equal to rounding, not bit for bit.

@@ -15,10 +15,10 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bigramlab.errors import UserError
-from bigramlab.gaussian import closed_form_mle, density, interval_probability, round_parameters
 from bigramlab.likelihood import NOTE, data_points, describe_data, likelihood, note_numbers
-from tests.commands import assert_one_error_line, run_module
+from bigramlab.note.gaussian import closed_form_mle, density, interval_probability, round_parameters
 from tests.conftest import compose_config
+from tests.helpers import assert_one_error_line, run_module
 
 DATA = NOTE["data"]
 

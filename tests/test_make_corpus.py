@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.commands import assert_one_error_line
 from tests.conftest import make_words
+from tests.helpers import assert_one_error_line
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_corpus.py"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -11,10 +10,8 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from bigramlab.comparison.figures import HeatmapFrames
-from bigramlab.comparison.report import counted_heatmap_png
 from bigramlab.counting.bigrams import bigram_counts
 from bigramlab.data.corpora import TextFile
 from bigramlab.data.vocab import Vocab, bigram_pairs, split_words
@@ -22,24 +19,18 @@ from bigramlab.errors import UserError
 from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.losses import nll_sum_counts, nll_sum_index, nll_sum_onehot, penalty
 from bigramlab.train import train
-from bigramlab.training.module import LearnedLMModule
-from tests.conftest import lecture_pairs, train_and_load
+from bigramlab.training.comparison import counted_heatmap_png
+from tests.conftest import bigram_net, lecture_pairs, train_and_load
+from tests.helpers import scalars
 
 
-def scalars(run_dir: Path, tag: str) -> dict[int, float]:
-    events = EventAccumulator(str(run_dir / "tensorboard"))
-    events.Reload()
-    return {e.step: e.value for e in events.Scalars(tag)}
-
-
-def test_initial_W_is_the_lectures_and_forward_is_one_hot_matmul() -> None:
-    model = LearnedLMModule(
-        functools.partial(torch.optim.SGD, lr=50), vocab=".abcdefghijklmnopqrstuvwxyz"
-    )
+def test_initial_W_is_the_lectures_and_logits_are_one_hot_matmul() -> None:
+    net = bigram_net(".abcdefghijklmnopqrstuvwxyz")
     g = torch.Generator().manual_seed(2147483647)
-    assert torch.equal(model.W.data, torch.randn((27, 27), generator=g))
+    assert torch.equal(net.W.data, torch.randn((27, 27), generator=g))
     x = torch.tensor([0, 5, 26])
-    assert torch.allclose(model(x), F.one_hot(x, 27).float() @ model.W)
+    assert torch.allclose(net.logits(x), F.one_hot(x, 27).float() @ net.W)
+    assert torch.equal(net.logits(torch.arange(27)), net.W)  # the data's contexts: W itself
 
 
 @settings(max_examples=50, deadline=None)
@@ -239,15 +230,18 @@ def test_checkpoints_that_would_run_code_or_are_not_checkpoints_are_refused(tmp_
         load_checkpoint(tmp_path / "missing.ckpt")
 
 
-def test_a_checkpoint_of_the_old_format_loads_and_resumes(train_config, tmp_path: Path) -> None:
-    """Checkpoints written before the model was a module of its own name its weights W and
-    row_keys, not lm.W and lm.row_keys: they load as the same model, and training resumes."""
+@pytest.mark.parametrize("old", ["", "lm."])
+def test_a_checkpoint_of_the_old_format_loads_and_resumes(
+    train_config, tmp_path: Path, old: str
+) -> None:
+    """Checkpoints written before the net had its name call its weights W and row_keys, or
+    lm.W and lm.row_keys: they load as the same model, and training resumes."""
     cfg = train_config("model.context=2", "trainer.max_steps=10")
     _, W = train_and_load(cfg, tmp_path / "run")
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     saved = torch.load(ckpt, weights_only=True)
     state = saved["state_dict"]
-    state["W"], state["row_keys"] = state.pop("lm.W"), state.pop("lm.row_keys")
+    state[f"{old}W"], state[f"{old}row_keys"] = state.pop("net.W"), state.pop("net.row_keys")
     torch.save(saved, ckpt)
     old = load_checkpoint(ckpt)
     assert torch.equal(old.model.W, W) and old.global_step == 10 and old.resumable

@@ -5,7 +5,8 @@ Each runs in its own process, in README's order and then the pages' (alphabetica
 working directory with local data: a
 generated names.txt in its data cache (with its checksum given, so nothing is downloaded) and the
 `my_words.txt` that README's text_file example names. Training commands get a few steps
-(`trainer.max_steps=20`) and Optuna two trials; the GPU commands are skipped without a GPU, the
+(`trainer.max_steps=20`), an experiment's grid the first two values of each setting, and Optuna
+two trials; the GPU commands are skipped without a GPU, the
 SLURM one is only composed (there is no cluster), the TensorBoard server is replaced by its
 `--inspect` mode, the multi-node `srun` command is only composed, `scripts/run.sh test` is this
 suite itself, and the benchmark scripts, which measure for minutes, are left to a person (their
@@ -114,6 +115,20 @@ def sweep_dir(cwd: Path, optuna: bool = False) -> Path:
     return latest(sweeps)
 
 
+def smaller_grid(argv: list[str]) -> list[str]:
+    """An experiment's grid (hydra.sweeper.params) cut to the first two values of each setting,
+    as command-line sweeps, which the basic sweeper takes over its config's: ngram_orders' 36
+    jobs are 8."""
+    experiment = next((a.partition("=")[2] for a in argv if a.startswith("experiment=")), None)
+    if experiment is None:
+        return []
+    path = ROOT / "src" / "bigramlab" / "conf" / "experiment" / f"{experiment}.yaml"
+    if not path.is_file():  # a sweep's experiment/best_trial.yaml: one run, no grid
+        return []
+    params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params") or {}
+    return [f"{key}={','.join(str(value).split(',')[:2])}" for key, value in params.items()]
+
+
 COMMANDS = documented_commands()
 
 
@@ -174,6 +189,8 @@ def test_documented_command_runs_as_written(
         argv += FAST
         if "hparams_search=optuna" in argv:
             argv.append("hydra.sweeper.n_trials=2")
+        else:
+            argv += smaller_grid(argv)
         if USES_NAMES.search(command):
             argv.append(f"dataset.sha256={sha}")
         if argv[1:2] == ["train"]:  # scripts/run.sh runs in the repository: keep it out of logs/

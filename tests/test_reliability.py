@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from bigramlab.data.corpora import TextFile
-from bigramlab.data.datamodule import ngram_data
 from bigramlab.data.vocab import split_words
 from bigramlab.train import train
-from tests.commands import run_module
+from bigramlab.training.datamodule import ngram_data
+from tests.helpers import run_module
 
 
 def test_single_word_unicode_and_a_huge_line_train(train_config, tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_same_config_and_seed_give_bitwise_identical_W(train_config, tmp_path: P
         cfg.paths.output_dir = str(tmp_path / name)
         train(cfg)
         ckpt = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)
-        weights.append(ckpt["state_dict"]["lm.W"])
+        weights.append(ckpt["state_dict"]["net.W"])
     assert torch.equal(weights[0], weights[1])
 
 

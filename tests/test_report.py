@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bigramlab.report import figure_val_nll, group_repeats, rank, read_job, varying_keys
-from tests.commands import assert_one_error_line, run_module
+from bigramlab.sweeps.report import figure_val_nll, group_repeats, rank, read_job, varying_keys
 from tests.conftest import make_words
+from tests.helpers import assert_one_error_line, run_module
 
 pytestmark = pytest.mark.slow
 QUICK = [

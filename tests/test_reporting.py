@@ -3,7 +3,6 @@ checked against an independent recomputation from the checkpoint and the data.""
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import math
@@ -18,22 +17,23 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from bigramlab.comparison.report import (
+from bigramlab.data.corpora import TextFile
+from bigramlab.data.vocab import split_words
+from bigramlab.models.checkpoint import load_checkpoint
+from bigramlab.models.counted import mle_probs
+from bigramlab.models.lm import LanguageModel
+from bigramlab.models.nll import mean_nll
+from bigramlab.models.sampling import sample_words
+from bigramlab.train import train
+from bigramlab.training.comparison import (
     ComparisonReport,
     custom_scalars_layout,
     markdown_samples,
     snapshot_steps,
 )
-from bigramlab.data.corpora import TextFile
-from bigramlab.data.datamodule import NgramDataModule
-from bigramlab.data.vocab import split_words
-from bigramlab.models.checkpoint import load_checkpoint
-from bigramlab.models.counted import mle_probs
-from bigramlab.models.nll import mean_nll
-from bigramlab.models.sampling import sample_words
-from bigramlab.train import train
-from bigramlab.training.module import LearnedLMModule
-from tests.conftest import compose_config, make_words
+from bigramlab.training.datamodule import NgramDataModule
+from tests.conftest import bigram_module, compose_config, make_words
+from tests.helpers import events
 
 STEPS, EVERY = 30, 10
 SCALARS = [
@@ -74,15 +74,6 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], dict
     cfg = compose_config("train", overrides, tmp_path)
     train(cfg)
     return Path(cfg.paths.output_dir), words, cfg
-
-
-def events(run_dir: Path) -> EventAccumulator:
-    accumulator = EventAccumulator(
-        str(run_dir / "tensorboard"),
-        size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0},
-    )
-    accumulator.Reload()
-    return accumulator
 
 
 def scalar(acc: EventAccumulator, tag: str) -> dict[int, float]:
@@ -265,18 +256,23 @@ def test_samples_logged_at_each_snapshot_use_one_seed_for_both_models(run) -> No
     mle = torch.tensor(mle_table(independent_counts(train_words, trained.itos), V, 0.5))
     for probs, shown in ((mle, counted_words), (trained.W.double().softmax(dim=1), learned_words)):
         generator = torch.Generator().manual_seed(cfg.seed)
-        drawn = sample_words(BigramTable(probs), trained.itos, 10, generator, max_length=40)
+        drawn = sample_words(BigramTable(probs, trained.itos), 10, generator, max_length=40)
         assert [w or "(empty)" for w in drawn] == shown
 
 
-class BigramTable:
+class BigramTable(LanguageModel):
     """A bigram model given as its table P (V, V): the previous token is the context."""
 
-    def __init__(self, probs: torch.Tensor) -> None:
-        self.probs = probs
+    context = 1
+
+    def __init__(self, probs: torch.Tensor, itos: str) -> None:
+        self.probs, self.itos = probs, itos
 
     def log_probs(self, contexts: torch.Tensor) -> torch.Tensor:
         return self.probs[contexts].log()
+
+    def describe(self) -> str:
+        return "a bigram table"
 
 
 def test_report_and_batches_keep_host_and_device_tensors_apart(words_file: Path) -> None:
@@ -289,7 +285,6 @@ def test_report_and_batches_keep_host_and_device_tensors_apart(words_file: Path)
         global_rank=0, world_size=1, strategy=SimpleNamespace(root_device=meta)
     )
     assert next(iter(dm.train_dataloader())).counts.device == meta  # moved once, not every step
-    model = LearnedLMModule(functools.partial(torch.optim.SGD, lr=50), vocab=dm.vocab.itos).to(meta)
     trainer = SimpleNamespace(
         datamodule=dm,
         is_global_zero=False,
@@ -298,9 +293,15 @@ def test_report_and_batches_keep_host_and_device_tensors_apart(words_file: Path)
         max_steps=30,
         val_check_interval=10,
     )
+    model = bigram_module(dm.vocab.itos)
+    model._trainer = trainer  # as Lightning's fit does: configure_model, then to the device
+    model.configure_model()
+    model.to(meta)
+    assert model.contexts.device == meta
     report = ComparisonReport(alpha=1.0)
     report.on_fit_start(trainer, model)
-    assert report.mle.device == meta and report.train_counts.device == meta  # moved once
+    assert report.snapshots.mle.device == meta  # moved once
+    assert report.train_counts["train"].device == meta
     assert all(counts.device.type == "cpu" for counts in report.counts.values())
     expected = mean_nll(mle_probs(dm.counts["train"], 1.0).log(), dm.counts["val"])
     assert report.counted.nll["val"] == pytest.approx(expected)

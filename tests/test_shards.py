@@ -4,7 +4,6 @@ vocabulary and split are bitwise those of one process (bigramlab.counting.ngrams
 from __future__ import annotations
 
 import io
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +28,9 @@ from bigramlab.data.corpora import EnglishWords, TextFile, read_chunks
 from bigramlab.data.vocab import SPLITS, split_assignment
 from bigramlab.errors import UserError
 from tests.conftest import assert_same_counts, make_words
+from tests.helpers import free_port
 
 SPLIT = (0.8, 0.1, 0.1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _count_in_process(

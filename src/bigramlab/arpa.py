@@ -27,14 +27,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from bigramlab.keys import context_keys
 
 ZERO_LOG10 = -99.0  # ARPA's stand-in for log10(0)
 START, END, UNKNOWN = "<s>", "</s>", "<unk>"
 
 History = tuple[str, ...]
+
+
+class Listing(NamedTuple):
+    """What arpa_text writes a model from (a LanguageModel's arpa_listing): the histories listed
+    whole, the distributions of shorter ones that ARPA must add, the unigrams, and the context
+    length k the file reads (its n-grams are of k + 1 tokens at most)."""
+
+    listed: dict[History, Tensor]  # P(· | history) (V,) of each
+    lower: Callable[[list[History]], Tensor]  # (m, V) for m histories
+    unigrams: Tensor  # (V,)
+    context: int
 
 
 def arpa_token(ch: str) -> str:
@@ -52,23 +66,34 @@ def history(tokens: list[int], itos: str) -> History:
     return (START, *names) if len(chars) < len(tokens) else names
 
 
-def arpa_text(
-    itos: str,
-    listed: dict[History, Tensor],
-    lower: Callable[[list[History]], Tensor],
-    unigrams: Tensor,
-) -> str:
-    """The ARPA file: `listed` {history: P(· | history) (V,)}, `lower` for the histories ARPA
-    needs that are not listed, `unigrams` (V,) (target `.` is `</s>`); `<unk>` a unigram of
-    probability 1 / (V + 1), `<s>` -99 as in KenLM's files.
+def by_length(
+    histories: list[History], itos: str, probs: Callable[[Tensor, int], Tensor]
+) -> Tensor:
+    """probs(keys, length) of unpadded histories (a leading <s> dropped: KenLM's backoff drops
+    it too), computed together for each length: (m, V) in the order given."""
+    stoi = {arpa_token(c): i for i, c in enumerate(itos) if i}
+    chars = [[stoi[t] for t in hist if t != START] for hist in histories]
+    out = torch.empty(len(histories), len(itos), dtype=torch.float64)
+    for length in sorted({len(c) for c in chars}):
+        which = [i for i, c in enumerate(chars) if len(c) == length]
+        tokens = torch.tensor([chars[i] for i in which], dtype=torch.int64).view(len(which), length)
+        out[which] = probs(context_keys(tokens, len(itos)), length)
+    return out
+
+
+def arpa_text(itos: str, listing: Listing) -> str:
+    """The ARPA file of a model's `listing`: its `listed` {history: P(· | history) (V,)}, `lower`
+    for the histories ARPA needs that are not listed, `unigrams` (V,) (target `.` is `</s>`);
+    `<unk>` a unigram of probability 1 / (V + 1), `<s>` -99 as in KenLM's files.
 
     ARPA lists the prefix of every n-gram, and KenLM expects its suffix too; with every listed
     history's whole distribution written, that holds once the histories are closed under dropping
     their last and their first token: the histories missing are added, from `lower`.
     """
+    lower, unigrams = listing.lower, listing.unigrams
     V = len(itos)
     targets = [END] + [arpa_token(ch) for ch in itos[1:]]
-    listed = dict(listed)
+    listed = dict(listing.listed)
     frontier = set(listed)
     while frontier:
         needed = sorted(

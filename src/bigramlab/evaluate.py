@@ -20,12 +20,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from bigramlab.counting.ngrams import context_keys, context_tokens, count_ngrams, event_keys
+from bigramlab.counting.ngrams import count_ngrams
 from bigramlab.data.corpora import Corpus
 from bigramlab.data.vocab import SPLITS, Vocab
 from bigramlab.errors import UserError
+from bigramlab.keys import context_keys, context_tokens
 from bigramlab.models.checkpoint import load_checkpoint
-from bigramlab.models.learned import LearnedLM
+from bigramlab.models.lm import LanguageModel, word_nlls
 from bigramlab.models.nll import mean_nll, seen_counts
 from bigramlab.models.smoothing import counted_model
 from bigramlab.plumbing.cli import entry_point, exit_now
@@ -46,7 +47,8 @@ from bigramlab.plumbing.config import (
 class SplitRow(NamedTuple):
     """One split of a data set scored: its words and events (tokens predicted), the checkpoint's
     and the counted model's mean NLL (None where the split is empty), and the events whose
-    context has no row of its own in a onehot W (predicted uniformly)."""
+    context the checkpoint's model predicts uniformly, having learned nothing of it (a onehot W
+    without a row for it)."""
 
     split: str
     words: int
@@ -56,22 +58,8 @@ class SplitRow(NamedTuple):
     rowless: int
 
 
-def word_nlls(model: LearnedLM, words: Sequence[str]) -> list[tuple[str, int, float]]:
-    """(word, events, mean NLL over its len(word) + 1 events) for each word."""
-    vocab = Vocab(model.itos)
-    rows = []
-    for word in words:
-        ids = vocab.encode_words([word]).numpy()
-        contexts, tokens = (torch.from_numpy(a) for a in event_keys(ids, model.context, len(vocab)))
-        log_probs = model.log_probs(contexts)
-        rows.append(
-            (word, len(tokens), float(-log_probs[torch.arange(len(tokens)), tokens].mean()))
-        )
-    return rows
-
-
 def split_rows(
-    model: LearnedLM,
+    model: LanguageModel,
     corpus: Corpus,
     split: Sequence[float],
     split_seed: int,
@@ -89,14 +77,17 @@ def split_rows(
     context, vocab = model.context, Vocab(model.itos)
     counted = count_ngrams(corpus, context, split, split_seed, split_rule)
     counts = counted.counts
-    counted_nll = counted_model(counts, alpha, smoothing, counted.contexts, context).nll
+    reference = counted_model(
+        counts, alpha, smoothing, counted.contexts, context, itos=counted.vocab.itos
+    )
+    counted_nll = reference.nll  # a counted model is scored on its counts as it is fitted
     if error := vocab.missing(counted.vocab.itos, corpus.name):
         raise error
     ids = torch.tensor([vocab.stoi[ch] for ch in counted.vocab.itos])
     tokens = ids[context_tokens(counted.contexts, context, len(counted.vocab))]
     contexts = context_keys(tokens, len(vocab))
     log_probs = model.log_probs(contexts)
-    rowless = ~model.has_rows(contexts)
+    rowless = model.uniform_contexts(contexts)
     rows = []
     for name in SPLITS:
         # The data's tokens renumbered as the checkpoint's; the counts stay sparse.
@@ -286,10 +277,10 @@ def evaluate(cfg: DictConfig) -> None:
     for row in rows:
         if row.rowless:
             print(
-                f"{row.split}: {row.rowless} of {row.events} events have a context the onehot "
-                "model has no row for (never in its training data): it predicts them uniformly; "
-                "model.features=interpolated or skipgram backs off to shorter "
-                "contexts"
+                f"{row.split}: {row.rowless} of {row.events} events have a context that "
+                f"{model.describe()} has learned nothing of (never in its training data): it "
+                "predicts them uniformly; model.features=interpolated or skipgram backs off to "
+                "shorter contexts"
             )
 
 

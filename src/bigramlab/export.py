@@ -2,11 +2,13 @@
 or `python -m bigramlab.export source=counted out=m.arpa` (the counted model of the data, at
 model.context, smoothed as counted.*).
 
-Every model of the project but one, at any context length: learned (onehot or interpolated) and
-counted (additive or Kneser–Ney). A skipgram model is refused: ARPA's backoff drops the oldest
-tokens of a history, so it cannot give a context never listed the weight of a skip (which hides
-the newest); listing every history a skip reaches is V times its rows, each with V targets (tens
-of millions of lines for names.txt at k = 6). bigramlab.arpa writes the text so that
+Every model with an ARPA listing (bigramlab.models.lm.LanguageModel.arpa_listing), at any context
+length: learned (onehot or interpolated) and counted (additive or Kneser–Ney); any other model
+refuses through the same method, in one line that says why. A skipgram model is refused: ARPA's
+backoff drops the oldest tokens of a history, so it cannot give a context never listed the weight
+of a skip (which hides the newest); listing every history a skip reaches is V times its rows,
+each with V targets (tens of millions of lines for names.txt at k = 6). bigramlab.arpa writes the
+text so that
 KenLM's probability of every word is bigramlab's: each model lists the distributions KenLM asks
 for, and where KenLM backs off, the shorter histories give the model's own value.
 
@@ -20,32 +22,18 @@ written as -99 (log10).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor
 
-from bigramlab.arpa import START, History, arpa_text, arpa_token, history
-from bigramlab.counting.ngrams import context_keys, context_tokens, count_ngrams
+from bigramlab.arpa import arpa_text
+from bigramlab.counting.ngrams import count_ngrams
 from bigramlab.errors import UserError
 from bigramlab.models.checkpoint import load_checkpoint
-from bigramlab.models.counted import CountedModel
-from bigramlab.models.features import (
-    feature_keys,
-    feature_spans,
-    logits,
-    parse_features,
-    row_index,
-    suffix_offset,
-)
-from bigramlab.models.learned import LearnedLM
+from bigramlab.models.lm import LanguageModel
 from bigramlab.models.smoothing import counted_model
-from bigramlab.plumbing.atomic import write_atomically
 from bigramlab.plumbing.cli import entry_point, exit_now
 from bigramlab.plumbing.config import (
     given_settings,
@@ -53,96 +41,9 @@ from bigramlab.plumbing.config import (
     validate_data,
     whole_number,
 )
+from bigramlab.writers.atomic import write_atomically
 
 KENLM_DEFAULT_MAX_ORDER = 6  # KenLM's KENLM_MAX_ORDER unless built with another
-
-
-class Listing(NamedTuple):
-    """What bigramlab.arpa.arpa_text writes a model from."""
-
-    listed: dict[History, Tensor]  # the histories listed whole: P(· | history) (V,)
-    lower: Callable[[list[History]], Tensor]  # the distributions of shorter ones it must add
-    unigrams: Tensor  # (V,)
-
-
-def _by_length(
-    histories: list[History], itos: str, probs: Callable[[Tensor, int], Tensor]
-) -> Tensor:
-    """probs(keys, length) of unpadded histories (a leading <s> dropped: KenLM's backoff drops
-    it too), computed together for each length: (m, V) in the order given."""
-    stoi = {arpa_token(c): i for i, c in enumerate(itos) if i}
-    chars = [[stoi[t] for t in hist if t != START] for hist in histories]
-    out = torch.empty(len(histories), len(itos), dtype=torch.float64)
-    for length in sorted({len(c) for c in chars}):
-        which = [i for i, c in enumerate(chars) if len(c) == length]
-        tokens = torch.tensor([chars[i] for i in which], dtype=torch.int64).view(len(which), length)
-        out[which] = probs(context_keys(tokens, len(itos)), length)
-    return out
-
-
-def counted_listing(model: CountedModel, itos: str) -> Listing:
-    """Listed: the data's contexts with the model's P, and the shorter contexts it has a
-    distribution of its own for (without padding: Kneser–Ney's lower orders) with that one, which
-    is where KenLM backs off; any other history gets the model's shorter_probs."""
-    V, k = len(itos), model.context
-    listed = {
-        history(t, itos): row
-        for t, row in zip(context_tokens(model.contexts, k, V).tolist(), model.probs)
-    }
-    for length in range(1, k):
-        keys = model.shorter_contexts(length)
-        keys = keys[keys // V ** (length - 1) != 0]
-        rows = model.shorter_probs(keys, length)
-        for t, row in zip(context_tokens(keys, length, V).tolist(), rows):
-            listed[history(t, itos)] = row
-
-    def lower(hists: list[History]) -> Tensor:
-        return _by_length(hists, itos, model.shorter_probs)
-
-    return Listing(listed, lower, model.shorter_probs(torch.zeros(1, dtype=torch.int64), 0)[0])
-
-
-def learned_listing(model: LearnedLM) -> Listing:
-    """Onehot: its rows' contexts listed, everything else uniform (logits 0). Interpolated: the
-    context of every row listed (a padded suffix as its whole padded context), each with the
-    logits of the suffixes it has; KenLM's backoff to the longest listed suffix is then exact.
-    An interpolated model of suffixes up to s < k tokens (model.max_span) reads only s tokens: it
-    is written as the model of context s."""
-    V, itos = len(model.itos), model.itos
-    base, families = parse_features(model.features)
-    reasons = ["a skip hides the newest"] if base == "skipgram" else []
-    reasons += [f"+{family} reads beyond the suffixes" for family in families]
-    if reasons:
-        raise UserError(
-            f"{model.describe()} cannot be written as ARPA (its backoff drops the oldest tokens; "
-            f"{', '.join(reasons)}): export a model.features=interpolated run instead"
-        )
-    context = model.span
-    W = model.W.double()
-    if model.features == "onehot":
-        tokens = context_tokens(model.row_keys, context, V).tolist()
-        listed = {history(t, itos): row for t, row in zip(tokens, W.softmax(dim=1))}
-        uniform = torch.full((V,), 1.0 / V, dtype=torch.float64)
-        return Listing(listed, lambda hists: uniform.expand(len(hists), V), uniform)
-
-    def probs(keys: Tensor, length: int) -> Tensor:
-        rows = row_index(model.row_keys, feature_keys(keys, length, V, "interpolated"))
-        return logits(W, rows).softmax(dim=1)
-
-    lengths = feature_spans(model.row_keys, context, V)
-    listed = {}
-    for length in range(1, context + 1):
-        suffixes = model.row_keys[lengths == length] - suffix_offset(length, V)
-        padded = suffixes // V ** (length - 1) == 0
-        # A padded suffix fixes its whole context: the padding is all that comes before it.
-        for keys, n in ((suffixes[padded], context), (suffixes[~padded], length)):
-            for t, row in zip(context_tokens(keys, n, V).tolist(), probs(keys, n)):
-                listed[history(t, itos)] = row
-
-    def lower(hists: list[History]) -> Tensor:
-        return _by_length(hists, itos, probs)
-
-    return Listing(listed, lower, probs(torch.zeros(1, dtype=torch.int64), 0)[0])
 
 
 def output_path(cfg: DictConfig) -> Path:
@@ -161,9 +62,9 @@ def output_path(cfg: DictConfig) -> Path:
     return out
 
 
-def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
-    """(the ARPA text, what it is, its vocabulary size, its context length) of the model the
-    config names."""
+def model_to_export(cfg: DictConfig) -> tuple[LanguageModel, str]:
+    """The model the config names, and what it is in words: a checkpoint's (source=checkpoint)
+    or the counted model of a data set (source=counted)."""
     given = given_settings()
     if cfg.source == "checkpoint":
         if cfg.ckpt is None:
@@ -181,8 +82,7 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
                 "model of a data set"
             )
         model = load_checkpoint(cfg.ckpt).model
-        text = arpa_text(model.itos, *learned_listing(model))
-        return text, f"{cfg.ckpt} ({model.describe()})", len(model.itos), model.span
+        return model, f"{cfg.ckpt} ({model.describe()})"
     if cfg.source != "counted":
         raise UserError(f"source={cfg.source!r} is unknown: choose checkpoint or counted")
     if "ckpt" in given:
@@ -198,10 +98,13 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
         instantiate(cfg.dataset), context, cfg.data.split, cfg.data.split_seed, cfg.data.split_rule
     )
     model = counted_model(
-        counted.counts, float(cfg.counted.alpha), cfg.counted.smoothing, counted.contexts, context
+        counted.counts,
+        float(cfg.counted.alpha),
+        cfg.counted.smoothing,
+        counted.contexts,
+        context,
+        itos=counted.vocab.itos,
     )
-    itos = counted.vocab.itos
-    text = arpa_text(itos, *counted_listing(model, itos))
     dataset = HydraConfig.get().runtime.choices.get("dataset", "?")
     if "path" in cfg.dataset:
         dataset += f" dataset.path={cfg.dataset.path}"
@@ -209,13 +112,15 @@ def model_arpa(cfg: DictConfig) -> tuple[str, str, int, int]:
         f"the counted model of dataset={dataset} ({cfg.data.split_rule} split, train words; "
         f"model.context={context} {model.describe()})"
     )
-    return text, what, len(itos), context
+    return model, what
 
 
 def export(cfg: DictConfig) -> None:
     out = output_path(cfg)
-    text, what, V, context = model_arpa(cfg)
-    n_grams = context + 1
+    model, what = model_to_export(cfg)
+    listing = model.arpa_listing()  # a model without one refuses here, before anything is written
+    text = arpa_text(model.itos, listing)
+    V, n_grams = model.vocab_size, listing.context + 1
     write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(f"wrote {out} ({out.stat().st_size:,} bytes): {what}, {V} tokens")
     if n_grams > KENLM_DEFAULT_MAX_ORDER:

@@ -21,7 +21,7 @@ def sample(cfg: DictConfig) -> None:
         whole_number(cfg, "max_length", 1, "max_length=200 (longer words are cut), or null")
     model = load_checkpoint(checkpoint_path(cfg)).model
     generator = torch.Generator().manual_seed(cfg.seed)
-    for word in sample_words(model, model.itos, cfg.n, generator, cfg.max_length, model.context):
+    for word in sample_words(model, cfg.n, generator, cfg.max_length):
         print(word)
 
 

@@ -1,9 +1,9 @@
 """Train the learned model: `python -m bigramlab.train [overrides]` (config: conf/train.yaml).
 
-conf/train.yaml -> data module (corpus, vocabulary, splits, counts) -> LearnedLMModule -> Lightning
-Trainer, with StepLosses and ComparisonReport writing TensorBoard -> checkpoints/last.ckpt ->
-metrics.json (FinalMetrics). Everything is built from the config by `instantiate`; this file is
-the straight line between them.
+conf/train.yaml -> data module (corpus, vocabulary, splits, counts) -> LanguageModelModule (handed
+its net, optimizer and penalty: model.module) -> Lightning Trainer, with StepLosses and
+ComparisonReport writing TensorBoard -> checkpoints/last.ckpt -> metrics.json (FinalMetrics).
+Everything is built from the config by `instantiate`; this file is the straight line between them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from torch.multiprocessing import ProcessRaisedException
 
-from bigramlab.data.datamodule import NgramDataModule
 from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.models.checkpoint import Checkpoint, load_checkpoint
 from bigramlab.models.learned import describe
@@ -38,9 +37,10 @@ from bigramlab.plumbing.config import (
     validate_train,
     whole_number,
 )
-from bigramlab.plumbing.results import failed_metrics, read_metrics, write_metrics
 from bigramlab.training.callbacks import FinalMetrics, LastCheckpoint
-from bigramlab.training.module import LearnedLMModule
+from bigramlab.training.datamodule import NgramDataModule
+from bigramlab.training.module import LanguageModelModule
+from bigramlab.training.results import failed_metrics, read_metrics, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def check_resume(cfg: DictConfig, settings: dict[str, Any]) -> Checkpoint:
     """The checkpoint `cfg.ckpt_path`, after checking that it is a training checkpoint made by a
     run with the same data (`settings`, this run's run_data_settings, against those the
     checkpoint or its run directory recorded) and model settings, and that there are steps left
-    (before any data is read; LearnedLMModule.on_load_checkpoint checks the data's vocabulary
+    (before any data is read; LanguageModelModule.on_load_checkpoint checks the data's vocabulary
     once it is)."""
     ckpt = load_checkpoint(cfg.ckpt_path, key="ckpt_path")
     if not ckpt.resumable:
@@ -90,7 +90,7 @@ def check_resume(cfg: DictConfig, settings: dict[str, Any]) -> Checkpoint:
     return ckpt
 
 
-def check_optimizer(cfg: DictConfig, model: LearnedLMModule) -> None:
+def check_optimizer(cfg: DictConfig, model: LanguageModelModule) -> None:
     """Build the optimizer once on a stand-in parameter: a key it does not take (`+optim.lrr=10`)
     or a bad value is an error now, before any training, not at the start of fit."""
     try:
@@ -175,7 +175,10 @@ def make_trainer(cfg: DictConfig, logger: Any, callbacks: list[L.Callback]) -> L
 
 
 def fit(
-    trainer: L.Trainer, model: LearnedLMModule, datamodule: NgramDataModule, ckpt_path: str | None
+    trainer: L.Trainer,
+    model: LanguageModelModule,
+    datamodule: NgramDataModule,
+    ckpt_path: str | None,
 ):
     """trainer.fit, with a UserError (Diverged) of a ddp_fork/ddp_spawn worker raised here again."""
     try:
@@ -205,7 +208,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # part of the corpus), and checked there: their errors still come before any training step.
     datamodule: NgramDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
-    model: LearnedLMModule = instantiate(cfg.model)
+    model: LanguageModelModule = instantiate(cfg.model.module)
     model.run_settings = settings
     check_optimizer(cfg, model)
     note = optimizer_note(cfg)

@@ -1,3 +1,3 @@
-"""The comparison of the learned and the counted model: the metrics (pure tensor functions), the
-TensorBoard report that writes them at every validation, and its figures.
+"""The comparison of two language models: the metrics (pure tensor functions, `compare`) and the
+figures (heatmaps, NLL curves) that bigramlab.training.comparison writes to TensorBoard.
 """

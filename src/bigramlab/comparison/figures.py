@@ -30,14 +30,6 @@ NAME_MIN_POINTS = 4.0  # characters smaller than this are not drawn on the axes
 DPI = 80
 
 
-def render(figure: Figure) -> bytes:
-    """The figure drawn once and encoded as PNG (RGBA): the same bytes go to TensorBoard and to a
-    file. zlib level 3 rather than the default 6: slightly larger files, quicker to encode."""
-    buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer, pil_kwargs={"compress_level": 3})
-    return buffer.getvalue()
-
-
 @functools.lru_cache(maxsize=8)
 def fonts_for(chars: str) -> tuple[tuple[str, ...], str]:
     """(font families that together draw `chars`, the characters none of this system's fonts has).

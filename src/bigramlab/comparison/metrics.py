@@ -1,6 +1,7 @@
 """The metrics that compare a learned model with the counted one: pure tensor functions, no
-Lightning, testable on small random tensors. Both the TensorBoard report (at every validation)
-and the final metrics.json call `compare`.
+Lightning, testable on small random tensors; `compare` takes any two language models
+(bigramlab.models.lm). Both the TensorBoard report (at every validation) and the final
+metrics.json call it.
 
 Notation as in bigramlab.models.counted; p̂(i) = N[i, :].sum() / N.sum(): how often row i is used
 in the data.
@@ -11,8 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bigramlab.models.counted import CountedModel
-from bigramlab.models.nll import row_totals, seen_counts
+from bigramlab.models.lm import LanguageModel
+from bigramlab.models.nll import row_totals, seen_counts, split_nlls
 
 
 def kl_to_mle(counts: Tensor, log_probs: Tensor) -> Tensor:
@@ -74,11 +75,17 @@ COMPARISON_KEYS = ("gap_val", "kl_train", "tv_train", "max_abs_diff")
 
 
 def compare(
-    logits: Tensor, train_counts: Tensor, counted: CountedModel, learned_nll: dict[str, float]
+    learned: LanguageModel,
+    counted: LanguageModel,
+    contexts: Tensor,
+    counts: dict[str, Tensor],
+    learned_nll: dict[str, float] | None = None,
+    counted_nll: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """The learned model P_W = softmax(logits) (logits (C, V): W for the bigram) beside the
-    counted one, as named numbers:
+    """Two language models of the same contexts side by side on counts {split: N (C, V)} of the
+    contexts `contexts` (C,), as named numbers (P_W: `learned`'s, P_counted: `counted`'s):
 
+        <split>_nll          the learned model's NLL on each non-empty split
         counted_<split>_nll  the counted model's NLL on each non-empty split
         gap_val          learned − counted NLL on val (where there is a val split)
         kl_train         Σ_x p̂(x) KL(P̂(·|x) ‖ P_W(·|x)), P̂ the unsmoothed train MLE; equal to
@@ -86,20 +93,26 @@ def compare(
         tv_train         Σ_x p̂(x) TV(P_counted(·|x), P_W(·|x))
         max_abs_diff     max |P_counted − P_W|
 
-    `learned_nll` ({split: mean NLL}) is the learned model's own, measured by the caller (exact
-    per split: from the counts, or summed over processes by torchmetrics). `train_counts` (C, V)
-    and `counted.probs` are moved to the logits' device unless they are there (the report keeps
-    them there).
+    `learned_nll` and `counted_nll` ({split: mean NLL}) are the models' NLLs where the caller
+    has them (the learned one summed over processes by torchmetrics; the counted one, which
+    training does not change, kept); otherwise they are computed here from the counts.
     """
-    # One (C, V) float64 at a time beside the inputs: log P_W, then P_W in its place.
-    log_P_W = logits.detach().double().log_softmax(dim=1)
-    probs = counted.probs.to(log_P_W.device)
-    train = train_counts.to(log_P_W.device)
-    values = {f"counted_{split}_nll": value for split, value in counted.nll.items()}
-    if "val" in learned_nll and "val" in counted.nll:
-        values["gap_val"] = learned_nll["val"] - counted.nll["val"]
-    values["kl_train"] = float(kl_to_mle(train, log_P_W))
+    # One (C, V) float64 of each model at a time beside the inputs.
+    log_P_W = learned.log_probs(contexts)
+    if learned_nll is None:
+        learned_nll = split_nlls(log_P_W, counts)
+    train = counts["train"].to(log_P_W.device)
+    values: dict[str, float] = {f"{split}_nll": value for split, value in learned_nll.items()}
+    kl_train = float(kl_to_mle(train, log_P_W))
     P_W = log_P_W.exp_()
+    log_counted = counted.log_probs(contexts).to(P_W.device)
+    if counted_nll is None:
+        counted_nll = split_nlls(log_counted, counts)
+    probs = log_counted.exp_()
+    values |= {f"counted_{split}_nll": value for split, value in counted_nll.items()}
+    if "val" in learned_nll and "val" in counted_nll:
+        values["gap_val"] = learned_nll["val"] - counted_nll["val"]
+    values["kl_train"] = kl_train
     values["tv_train"] = float(tv_distance(train, probs, P_W))
     values["max_abs_diff"] = float(max_abs_diff(probs, P_W))
     return values

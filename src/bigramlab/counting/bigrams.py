@@ -60,12 +60,12 @@ class CorpusCounts(NamedTuple):
 # are the whole's minus theirs.
 
 # What str.strip() removes and the boundary: a clean ASCII piece has none of them.
-_NOT_CLEAN = [9, 11, 12, 13, 28, 29, 30, 31, 32, ord(BOUNDARY)]
-_NEWLINE = 10
+NOT_CLEAN = [9, 11, 12, 13, 28, 29, 30, 31, 32, ord(BOUNDARY)]
+NEWLINE = 10
 _ASCII = 128
 
 
-def _framed(chunk: bytes) -> bytearray:
+def framed_piece(chunk: bytes) -> bytearray:
     """A piece with a line end before it and, where missing, after it: every word then owns the
     pairs from the line end before it to the one after it."""
     framed = bytearray(b"\n")
@@ -91,16 +91,16 @@ def _byte_pair_counts(framed: bytearray) -> Tensor:
     return table.view(_ASCII, 256)[:, :_ASCII].T  # [next, first] -> [first, next]
 
 
-def _clean_pairs(chunk: bytes) -> tuple[Tensor, int] | None:
+def clean_piece_pairs(chunk: bytes) -> tuple[Tensor, int] | None:
     """(N (128, 128), number of words) of a clean ASCII piece; None for any other piece (and on a
     big-endian machine, where the byte-pair view does not hold: every piece is decoded there)."""
     if not chunk.isascii() or sys.byteorder != "little":
         return None
-    pairs = _byte_pair_counts(_framed(chunk))
+    pairs = _byte_pair_counts(framed_piece(chunk))
     # Every byte but the framing line ends is the first of one pair and the second of another.
-    if pairs[_NOT_CLEAN].any() or pairs[:, _NOT_CLEAN].any() or pairs[_NEWLINE, _NEWLINE]:
+    if pairs[NOT_CLEAN].any() or pairs[:, NOT_CLEAN].any() or pairs[NEWLINE, NEWLINE]:
         return None
-    return pairs, int(pairs[_NEWLINE].sum())
+    return pairs, int(pairs[NEWLINE].sum())
 
 
 def _word_pair_counts(symbols: np.ndarray, bounds: np.ndarray, words: np.ndarray) -> Tensor:
@@ -181,8 +181,8 @@ def _move_to_parts(
     first, line = 0, 1
     for chunk, is_clean in zip(pieces, clean, strict=True):
         if is_clean:
-            symbols = np.frombuffer(_framed(chunk), dtype=np.uint8)
-            bounds = np.flatnonzero(symbols == _NEWLINE)
+            symbols = np.frombuffer(framed_piece(chunk), dtype=np.uint8)
+            bounds = np.flatnonzero(symbols == NEWLINE)
             k = len(bounds) - 1
             mine = word_parts[first : first + k]
             for part in range(1, byte_pairs.shape[0]):
@@ -216,7 +216,7 @@ def _in_vocab(
     counts = torch.zeros(byte_pairs.shape[0], V, V, dtype=torch.int64)
     used_bytes = _used_bytes(byte_pairs)
     byte_ids = torch.tensor(
-        [0 if b == _NEWLINE else stoi[chr(b)] for b in used_bytes.tolist()], dtype=torch.long
+        [0 if b == NEWLINE else stoi[chr(b)] for b in used_bytes.tolist()], dtype=torch.long
     )
     used = byte_pairs[:, used_bytes][:, :, used_bytes]
     counts[:, byte_ids[:, None], byte_ids[None, :]] += used
@@ -265,7 +265,7 @@ def count_corpus(
     clean: list[bool] = []
     line = 1
     for chunk in lowered_pieces(corpus):
-        found = _clean_pairs(chunk)
+        found = clean_piece_pairs(chunk)
         if found is not None:
             byte_pairs[0] += found[0]
             k = found[1]
@@ -282,7 +282,7 @@ def count_corpus(
     codepoint_pairs = _move_to_parts(lowered_pieces(corpus), clean, assignment, byte_pairs, corpus)
 
     used_bytes = _used_bytes(byte_pairs)
-    chars = {chr(b) for b in used_bytes.tolist() if b != _NEWLINE}
+    chars = {chr(b) for b in used_bytes.tolist() if b != NEWLINE}
     chars |= {chr(c) for _, x, y in codepoint_pairs for c in (x, y) if c != ord(BOUNDARY)}
     vocab = Vocab.from_chars(chars)
     counts = _in_vocab(byte_pairs, codepoint_pairs, vocab)

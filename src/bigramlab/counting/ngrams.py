@@ -1,23 +1,12 @@
-"""Contexts of k tokens: their integer keys, and the (k+1)-gram counts of a corpus, per split.
-
-A word is predicted one token at a time from the k tokens before it, the word wrapped in `.` as
-for bigrams and padded on the left with `.` so that every token has a full context: with k = 3,
-"emma" gives the events ... -> e, ..e -> m, .em -> m, emm -> a, mma -> . ; k = 1 is the bigram.
-
-A context c_1 … c_k (c_k the most recent token) is the integer
-
-    key = c_k + c_{k-1}·V + … + c_1·V^(k-1)
-
-so that key % V^j is the key of its last j tokens (its suffix of length j): Kneser–Ney's lower
-orders and the interpolated features group contexts by these suffixes with integer arithmetic.
+"""The (k+1)-gram counts of a corpus, per split, over contexts of k tokens (their integer keys:
+bigramlab.keys). With k = 3, "emma" gives the events ... -> e, ..e -> m, .em -> m, emm -> a,
+mma -> . ; k = 1 is the bigram.
 
     NgramCounts        vocabulary, the contexts seen in any split (their keys, sorted) and the
                        counts N (C, V) per split: N[c, y] = how often token y follows context c
     count_ngrams       NgramCounts of a corpus, read in pieces (memory grows with the distinct
                        n-grams, not with the corpus); k = 1 is the bigram count of
                        bigramlab.counting.bigrams
-    event_keys         the (context key, next token) of every token of some words
-    context_tokens, context_keys    a context's tokens from its key, and its key from its tokens
 """
 
 from __future__ import annotations
@@ -32,12 +21,12 @@ import torch
 from torch import Tensor
 
 from bigramlab.counting.bigrams import (
-    _NEWLINE,
-    _NOT_CLEAN,
-    _clean_pairs,
-    _framed,
+    NEWLINE,
+    NOT_CLEAN,
+    clean_piece_pairs,
     count_corpus,
     count_range_pairs,
+    framed_piece,
     lowered_pieces,
 )
 from bigramlab.counting.shards import Shard, sum_by_key
@@ -46,90 +35,11 @@ from bigramlab.data import corpora
 from bigramlab.data.corpora import Corpus, decode_words
 from bigramlab.data.vocab import SPLITS, Vocab, split_assignment
 from bigramlab.errors import BadLine, UserError
+from bigramlab.keys import check_context, event_keys, gram_keys
 
-MAX_KEY = 2**62  # the keys of (part, context, next) are int64
 # Key spaces up to this size (32 MiB of int64 counts) are tallied in one table by bincount, not
 # sorted: that takes k = 3 at V = 27 (1.6 million keys with three parts; docs/benchmark.md).
 SMALL_TABLE = 1 << 22
-BLOCK = 1 << 15  # events whose keys are made together (gram_keys)
-
-
-def check_context(context: int, vocab_size: int) -> None:
-    """Raise UserError unless the (context, next token) keys of `context` tokens fit in 64 bits."""
-    if 3 * vocab_size ** (context + 1) >= MAX_KEY:
-        largest = max(k for k in range(1, 64) if 3 * vocab_size ** (k + 1) < MAX_KEY)
-        raise UserError(
-            f"model.context={context} is too long for a vocabulary of {vocab_size} tokens "
-            f"({vocab_size}^{context + 1} n-grams do not fit a 64-bit key): use model.context <= "
-            f"{largest}"
-        )
-
-
-def _powers(context: int, vocab_size: int) -> Tensor:
-    return vocab_size ** torch.arange(context - 1, -1, -1, dtype=torch.int64)
-
-
-def context_tokens(keys: Tensor, context: int, vocab_size: int) -> Tensor:
-    """The tokens of contexts: keys (C,) -> (C, k) int64, the oldest token first."""
-    return keys[:, None] // _powers(context, vocab_size) % vocab_size
-
-
-def context_keys(tokens: Tensor, vocab_size: int) -> Tensor:
-    """The keys of contexts: tokens (C, k), the oldest first -> (C,) int64 (context_tokens'
-    inverse)."""
-    return (tokens.long() * _powers(tokens.shape[1], vocab_size)).sum(dim=1)
-
-
-def next_keys(keys: Tensor, tokens: Tensor, context: int, vocab_size: int) -> Tensor:
-    """The context after `tokens` (n,) follow contexts `keys` (n,): the oldest token drops out."""
-    return keys % vocab_size ** (context - 1) * vocab_size + tokens
-
-
-def gram_keys(
-    ids: np.ndarray,
-    context: int,
-    vocab_size: int,
-    dtype: type = np.int64,
-    parts: np.ndarray | None = None,
-    n_parts: int = 1,
-) -> np.ndarray:
-    """The key (context · V + next) · n_parts + part of every event of a framed sequence
-    `.w1.w2. … .wn.` of token ids (0 = `.`): ids (L,) -> (L - 1,) of `dtype`, the event of ids[p]
-    at p - 1; `parts` (L - 1,) the part of each event (none: the key is context · V + next).
-
-    The context of ids[p] is the k tokens before it, every token up to the last `.` among them read
-    as `.` (a word's padding). By Horner's rule over k shifted slices, each step multiplying by V,
-    or by 0 where the token it adds is a `.`, which starts the context again. The events are taken
-    in blocks of BLOCK, so that a block's keys stay in the CPU's cache through its 2k + 2 passes."""
-    n_events = len(ids) - 1
-    # The context's own key in int32 where V^k fits: half the bytes through the k steps.
-    narrow = np.int32 if vocab_size**context < 2**31 else dtype
-    # padded[o + j] is token j of the window of event o: context tokens j < k, the next one j = k.
-    padded = np.concatenate((np.zeros(context - 1, dtype=ids.dtype), ids))
-    keys = np.empty(n_events, dtype=dtype)
-    for start in range(0, n_events, BLOCK):
-        size = min(BLOCK, n_events - start)
-        window = padded[start : start + size + context].astype(narrow)
-        scale = (window != 0).astype(narrow)
-        scale *= narrow(vocab_size)
-        block = window[:size].copy()
-        for j in range(1, context):
-            block *= scale[j : j + size]
-            block += window[j : j + size]
-        wide = keys[start : start + size]
-        wide[:] = block
-        wide *= dtype(vocab_size)
-        wide += window[context : context + size]
-        if parts is not None:
-            wide *= dtype(n_parts)
-            wide += parts[start : start + size]
-    return keys
-
-
-def event_keys(ids: np.ndarray, context: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(context keys, next tokens) of every event of a framed sequence of token ids (gram_keys):
-    ids (L,) -> two (L - 1,) int64."""
-    return np.divmod(gram_keys(ids, context, vocab_size), vocab_size)
 
 
 class NgramCounts(NamedTuple):
@@ -158,9 +68,9 @@ def _translation(vocab: Vocab) -> bytes:
     # int8 ids: the vocabulary is sorted, so its single-byte (ASCII) characters have ids below 128.
     table = bytearray(b"\xff" * 256)
     for ch, i in vocab.stoi.items():
-        if len(ch.encode()) == 1 and ord(ch) not in _NOT_CLEAN:
+        if len(ch.encode()) == 1 and ord(ch) not in NOT_CLEAN:
             table[ord(ch)] = i
-    table[_NEWLINE] = 0
+    table[NEWLINE] = 0
     return bytes(table)
 
 
@@ -180,7 +90,7 @@ def _pieces(
         if is_clean:
             if lowercase:
                 chunk = chunk.lower()
-            ids = np.frombuffer(_framed(chunk).translate(table), dtype=np.int8)
+            ids = np.frombuffer(framed_piece(chunk).translate(table), dtype=np.int8)
             if (ids < 0).any():
                 raise RuntimeError(f"a piece of {corpus.name} changed between the two readings")
             # The line ends of a clean piece: its `.`s but the framing one and any added at its end.
@@ -218,13 +128,13 @@ def survey(corpus: Corpus, shard: Shard) -> Survey:
     clean_pairs = torch.zeros(128, 128, dtype=torch.int64)
     try:
         for chunk in lowered_pieces(corpus, shard.rank, shard.world_size):
-            found = _clean_pairs(chunk)
+            found = clean_piece_pairs(chunk)
             clean.append(found is not None)
             if found is not None:
                 pairs, in_chunk = found
                 clean_pairs += pairs
                 firsts = torch.nonzero(pairs.sum(dim=1))[:, 0].tolist()
-                chars.update(chr(b) for b in firsts if b != _NEWLINE)
+                chars.update(chr(b) for b in firsts if b != NEWLINE)
                 words += in_chunk
                 events += int(pairs.sum())  # a word's characters and its closing `.`
                 lines += in_chunk - (not chunk.endswith(b"\n"))

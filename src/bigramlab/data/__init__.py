@@ -1,3 +1,3 @@
 """The data: where words come from (corpora, download), the vocabulary and the splits by word
-(vocab), and the Lightning data module that serves counts and batches (datamodule).
+(vocab), and the batches a context length trains on (batches).
 """

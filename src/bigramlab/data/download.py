@@ -12,7 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bigramlab.errors import UserError
-from bigramlab.plumbing.atomic import write_atomically
+from bigramlab.writers.atomic import write_atomically
 
 CHUNK = 1 << 16
 

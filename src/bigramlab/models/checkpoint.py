@@ -17,16 +17,17 @@ from bigramlab.errors import UserError
 from bigramlab.models.features import check_features, check_max_span
 from bigramlab.models.learned import LearnedLM
 
-# The checkpoint's entry holding its run's data settings (LearnedLMModule.on_save_checkpoint).
+# The checkpoint's entry holding its run's data settings (LanguageModelModule.on_save_checkpoint).
 RUN_SETTINGS = "run_settings"
 
 
 def upgrade_state_dict(state: dict[str, Any]) -> dict[str, Any]:
-    """A state_dict under today's names: checkpoints from before the model was a module of its
-    own name its weights W and row_keys, not lm.W and lm.row_keys (renamed in place)."""
+    """A state_dict under today's names, net.W and net.row_keys (renamed in place): older
+    checkpoints name them W and row_keys, or lm.W and lm.row_keys."""
     for name in ("W", "row_keys"):
-        if name in state:
-            state[f"lm.{name}"] = state.pop(name)
+        for old in (name, f"lm.{name}"):
+            if old in state:
+                state[f"net.{name}"] = state.pop(old)
     return state
 
 
@@ -77,14 +78,14 @@ def load_checkpoint(path: str | Path, key: str = "ckpt") -> Checkpoint:
         raise UserError(not_a_checkpoint) from None
     try:
         state = upgrade_state_dict(ckpt["state_dict"])
-        W = state["lm.W"]
+        W = state["net.W"]
         hparams = ckpt["hyper_parameters"]
         itos = hparams["vocab"]
         # Checkpoints from before longer contexts are bigrams: a row per token.
         context = hparams.get("context", 1)
         features = hparams.get("features", "onehot")
         max_span = hparams.get("max_span")
-        row_keys = state.get("lm.row_keys", torch.arange(len(itos)))
+        row_keys = state.get("net.row_keys", torch.arange(len(itos)))
     except (KeyError, TypeError, AttributeError):
         raise UserError(
             f"{path} is not a bigramlab checkpoint (no W or vocabulary in it)"

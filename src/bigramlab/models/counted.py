@@ -5,10 +5,10 @@ Notation (as on the lecture's board), for a vocabulary of V tokens and C context
     N: (C, V) counts, N[i, j] = how often token j follows context i
     P: (C, V) row-stochastic probabilities, P[i, j] = P(j | i)
 
-    CountedModel    what every counted model answers: P of the data's contexts, its NLL per
-                    split, P(· | h) for any context h (next_probs, log_probs), and the
-                    distributions of shorter histories it backs off to (shorter_contexts,
-                    shorter_probs: what an ARPA file lists)
+    CountedModel    what every counted model answers: the language-model interface
+                    (bigramlab.models.lm: P(· | h) for any context h, its ARPA listing), P of the
+                    data's contexts, its NLL per split, and the distributions of shorter
+                    histories it backs off to (shorter_contexts, shorter_probs)
     AdditiveModel   P = (N + α) / row sums; α = 0 is the exact MLE
     KneserNey       interpolated modified Kneser–Ney (bigramlab.models.kneser_ney)
     counted_model   the model counted.smoothing names, fitted on the train counts
@@ -21,6 +21,9 @@ import copy
 import torch
 from torch import Tensor
 
+from bigramlab.arpa import History, Listing, by_length, history
+from bigramlab.keys import context_tokens
+from bigramlab.models.lm import LanguageModel
 from bigramlab.models.nll import dense_rows, split_nlls
 
 
@@ -48,10 +51,11 @@ def smoothing_setting(smoothing: str, alpha: float) -> str:
     return f"counted.smoothing={smoothing}"
 
 
-class CountedModel:
-    """A counted model of the train counts at a context of `context` tokens: `probs` (C, V)
-    float64 for the data's contexts `contexts` (C,) (sorted keys, bigramlab.counting.ngrams), and
-    `nll`, its mean NLL on each non-empty split. Made once a run; it does not change in training.
+class CountedModel(LanguageModel):
+    """A counted model of the train counts at a context of `context` tokens over the vocabulary
+    `itos`: `probs` (C, V) float64 for the data's contexts `contexts` (C,) (sorted keys,
+    bigramlab.keys), and `nll`, its mean NLL on each non-empty split. Made once a run; it does
+    not change in training.
 
     A subclass fits itself to the train counts (`fit`), gives P of the data's contexts (`probs`,
     `row_probs`) and of the contexts it has no row for (`unseen_probs`), and says what it backs
@@ -62,9 +66,12 @@ class CountedModel:
     # The tensors `to` moves.
     _tensors: tuple[str, ...] = ("probs", "contexts")
 
-    def __init__(self, counts: dict[str, Tensor], contexts: Tensor, context: int) -> None:
-        self.contexts, self.context = contexts, context
-        self.vocab_size = counts["train"].shape[1]
+    def __init__(
+        self, counts: dict[str, Tensor], contexts: Tensor, context: int, itos: str
+    ) -> None:
+        if len(itos) != counts["train"].shape[1]:
+            raise ValueError(f"{len(itos)} tokens for counts of {counts['train'].shape[1]}")
+        self.contexts, self.context, self.itos = contexts, context, itos
         self.fit(counts["train"])
         self.nll = split_nlls(self.probs.log(), counts)
 
@@ -106,8 +113,29 @@ class CountedModel:
         return out.to(contexts.device)
 
     def log_probs(self, contexts: Tensor) -> Tensor:
-        """log P(· | h) (C', V) for any contexts h (C',), in float64."""
         return self.next_probs(contexts).double().log()
+
+    def arpa_listing(self) -> Listing:
+        """Listed: the data's contexts with the model's P, and the shorter contexts it has a
+        distribution of its own for (without padding: Kneser–Ney's lower orders) with that one,
+        which is where KenLM backs off; any other history gets the model's shorter_probs."""
+        V, k, itos = self.vocab_size, self.context, self.itos
+        listed: dict[History, Tensor] = {
+            history(t, itos): row
+            for t, row in zip(context_tokens(self.contexts, k, V).tolist(), self.probs)
+        }
+        for length in range(1, k):
+            keys = self.shorter_contexts(length)
+            keys = keys[keys // V ** (length - 1) != 0]
+            rows = self.shorter_probs(keys, length)
+            for t, row in zip(context_tokens(keys, length, V).tolist(), rows):
+                listed[history(t, itos)] = row
+
+        def lower(hists: list[History]) -> Tensor:
+            return by_length(hists, itos, self.shorter_probs)
+
+        unigrams = self.shorter_probs(torch.zeros(1, dtype=torch.int64), 0)[0]
+        return Listing(listed, lower, unigrams, k)
 
     def to(self, device: torch.device | str) -> CountedModel:
         """A copy with its tensors on `device` (the report keeps them where W is)."""
@@ -131,10 +159,10 @@ class AdditiveModel(CountedModel):
     _tensors = ("train", "contexts")
 
     def __init__(
-        self, counts: dict[str, Tensor], contexts: Tensor, context: int, alpha: float
+        self, counts: dict[str, Tensor], contexts: Tensor, context: int, itos: str, alpha: float
     ) -> None:
         self.alpha = alpha
-        super().__init__(counts, contexts, context)
+        super().__init__(counts, contexts, context, itos)
 
     def fit(self, train: Tensor) -> None:
         self.train = train.coalesce() if train.is_sparse else train

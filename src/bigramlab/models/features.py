@@ -210,14 +210,14 @@ def feature_keys(
 
 def row_index(row_keys: Tensor, keys: Tensor) -> Tensor:
     """Rows of W for feature keys (any shape): the index into `row_keys`, len(row_keys) where a
-    key has no row (the zero row that `logits` appends)."""
+    key has no row (the zero row that `summed_rows` adds)."""
     if len(row_keys) == 0:
         return torch.zeros_like(keys)
     index = torch.searchsorted(row_keys, keys).clamp(max=len(row_keys) - 1)
     return torch.where(row_keys[index] == keys, index, len(row_keys))
 
 
-def logits(W: Tensor, rows: Tensor) -> Tensor:
+def summed_rows(W: Tensor, rows: Tensor) -> Tensor:
     """Σ_f W[rows[:, f]], a missing row (index len(W)) counting as zeros: W (R, V), rows (C, F)
     -> (C, V). Memory is (C, V), never (C, F, V) (RowSum)."""
     if len(W) == 0:

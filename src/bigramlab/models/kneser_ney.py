@@ -81,10 +81,11 @@ class KneserNey(CountedModel):
         counts: dict[str, Tensor],
         contexts: Tensor,
         context: int,
+        itos: str,
         fallback: tuple[float, float, float] = FALLBACK_DISCOUNTS,
     ) -> None:
         self.fallback = fallback
-        super().__init__(counts, contexts, context)
+        super().__init__(counts, contexts, context, itos)
 
     def fit(self, train: Tensor) -> None:
         V, k = self.vocab_size, self.context

@@ -15,7 +15,9 @@ contexts (rows of W) and nothing here changes but the number of rows.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,9 @@ from torch import Tensor
 
 from bigramlab.errors import UserError
 from bigramlab.models.nll import seen_counts
+
+if TYPE_CHECKING:
+    from bigramlab.models.learned import LearnedLM
 
 LOSS_FORMS = ("onehot", "index", "counts")
 
@@ -32,16 +37,6 @@ def check_loss_form(loss_form: str) -> None:
     if loss_form not in LOSS_FORMS:
         raise UserError(
             f"model.loss_form={loss_form!r} is unknown: choose one of {', '.join(LOSS_FORMS)}"
-        )
-
-
-def check_batches(context: int, batch_size: int | None, loss_form: str) -> None:
-    """Raise UserError where longer contexts are asked for batches other than the full counts
-    (the pair forms index W by token: they are the bigram's)."""
-    if context > 1 and (batch_size is not None or loss_form != "counts"):
-        raise UserError(
-            f"model.context={context} trains full batch on counts: set data.batch_size=null "
-            "and model.loss_form=counts (mini-batches and the pair forms are the bigram's)"
         )
 
 
@@ -112,3 +107,23 @@ def penalty(W: Tensor, reg: float, row_scale: Tensor | None = None) -> Tensor:
     if row_scale is not None:
         row_squares = row_squares * row_scale
     return reg * row_squares.sum() / W.shape[1] ** 2
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """The objective's L2 term, reg · Σ_r s_r ΣW[r]²/V² (`penalty`), with each row's multiplier s_r
+    from the net (LearnedLM.penalty_scale): `by_length[j]` for the rows of suffixes of j tokens
+    (model.reg_by_length), `multipliers[kind]` for the skip rows and each family's
+    (model.reg_skip, model.reg_<family>); 1 where not given."""
+
+    reg: float = 0.01
+    by_length: Sequence[float] | None = None
+    multipliers: Mapping[str, float] = field(default_factory=dict)
+
+    def row_scale(self, net: LearnedLM) -> Tensor | None:
+        """s (R,) for the rows of `net`, None where every row has the same penalty."""
+        by_length = None if self.by_length is None else [float(x) for x in self.by_length]
+        return net.penalty_scale(by_length, {k: float(v) for k, v in self.multipliers.items()})
+
+    def __call__(self, W: Tensor, row_scale: Tensor | None = None) -> Tensor:
+        return penalty(W, self.reg, row_scale)

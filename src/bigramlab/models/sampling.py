@@ -1,42 +1,32 @@
-"""Words drawn from any model of the package, one token at a time from `.` until `.` again.
-
-A model is anything with `log_probs(contexts) -> log P(· | context)` ((C,) context keys of
-bigramlab.counting.ngrams -> (C, V)): a LearnedLM, a checkpoint's or one in training, or a
-CountedModel, additive or Kneser–Ney.
+"""Words drawn from any language model of the package (bigramlab.models.lm), one token at a time
+from `.` until `.` again: a LearnedLM, a checkpoint's or one in training, or a CountedModel,
+additive or Kneser–Ney.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import torch
-from torch import Tensor
 
-from bigramlab.counting.ngrams import next_keys
+from bigramlab.keys import next_keys
+from bigramlab.models.lm import LanguageModel
 
 CUT = "…"  # ends a word cut at max_length
 
 
-class LanguageModel(Protocol):
-    def log_probs(self, contexts: Tensor) -> Tensor: ...
-
-
 def sample_words(
     model: LanguageModel,
-    itos: str,
     n: int,
     generator: torch.Generator,
     max_length: int | None = None,
-    context: int = 1,
 ) -> list[str]:
-    """n words: start at the context of `context` `.`s, draw the next token from P(· | context)
-    until `.` comes again. The same generator state gives the same draws for any model of the
-    same V and order, so where two models agree they draw the same words.
+    """n words: start at the context of k `.`s (k the model's context), draw the next token
+    from P(· | context) until `.` comes again. The same generator state gives the same draws
+    for any model of the same V and order, so where two models agree they draw the same words.
 
     A model that rarely ends words (one trained on a single very long line) can make words of any
     length; `max_length` cuts them there and marks the cut with `…`.
     """
-    V = len(itos)
+    itos, context, V = model.itos, model.context, model.vocab_size
     words = []
     with torch.no_grad():
         for _ in range(n):

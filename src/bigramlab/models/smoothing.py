@@ -27,13 +27,15 @@ def counted_model(
     smoothing: str = "additive",
     contexts: Tensor | None = None,
     context: int = 1,
+    *,
+    itos: str,
 ) -> CountedModel:
     """The counted model of `counts` ({split: N (C, V)}, fitted on "train"), contexts `contexts`
-    (C,) of `context` tokens (default: the bigram's, every token), smoothed as `smoothing` says
-    (α is additive smoothing's alone)."""
+    (C,) of `context` tokens (default: the bigram's, every token) over the vocabulary `itos`,
+    smoothed as `smoothing` says (α is additive smoothing's alone)."""
     check_smoothing(smoothing)
     if contexts is None:
         contexts = torch.arange(counts["train"].shape[0])
     if smoothing == "additive":
-        return AdditiveModel(counts, contexts, context, alpha)
-    return KneserNey(counts, contexts, context)
+        return AdditiveModel(counts, contexts, context, itos, alpha)
+    return KneserNey(counts, contexts, context, itos)

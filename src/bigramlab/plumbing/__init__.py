@@ -1,3 +1,3 @@
 """The commands' plumbing: Hydra's entry point and the one failure policy (cli), the configs'
-location, resolvers and value checks (config), metrics.json (results), whole-file writes (atomic).
+location, resolvers and value checks (config).
 """

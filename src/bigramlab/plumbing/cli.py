@@ -37,7 +37,7 @@ from bigramlab.errors import Diverged, UserError
 
 # Importing plumbing.config registers conf/'s resolvers.
 from bigramlab.plumbing.config import CONFIG_DIR, resumes_in_place
-from bigramlab.plumbing.results import failed_metrics, write_metrics
+from bigramlab.training.results import failed_metrics, write_metrics
 
 log = logging.getLogger("bigramlab")
 

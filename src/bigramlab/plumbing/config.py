@@ -14,6 +14,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from bigramlab.data.batches import check_batches
 from bigramlab.data.vocab import SPLIT_RULES, check_split_rule
 from bigramlab.errors import UserError
 from bigramlab.models.counted import smoothing_setting
@@ -24,7 +25,7 @@ from bigramlab.models.features import (
     check_reg_by_length,
     parse_features,
 )
-from bigramlab.models.losses import check_batches, check_loss_form
+from bigramlab.models.losses import check_loss_form
 from bigramlab.models.smoothing import check_smoothing
 
 # The configs are package data (src/bigramlab/conf, linked from conf/ at the checkout's top), so

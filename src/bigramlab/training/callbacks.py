@@ -15,6 +15,7 @@ ddp_spawn start, whose own state (and this process's copy of it) is gone when fi
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,38 +25,22 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint, TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
-from tensorboard.compat.proto.summary_pb2 import Summary
 from torch import Tensor
-from torch.utils.tensorboard import SummaryWriter
 
 from bigramlab import __version__
 from bigramlab.comparison.metrics import COMPARISON_KEYS, compare
-from bigramlab.data.datamodule import NgramData
 from bigramlab.data.vocab import SPLITS
 from bigramlab.errors import Diverged, UserError
+from bigramlab.models.counted import CountedModel
 from bigramlab.models.learned import LearnedLM
-from bigramlab.models.losses import penalty
-from bigramlab.models.nll import split_nlls
-from bigramlab.plumbing.atomic import write_atomically
-from bigramlab.plumbing.results import write_metrics
-from bigramlab.training.module import LearnedLMModule
-
-
-def tensorboard(trainer: L.Trainer) -> SummaryWriter | None:
-    """The TensorBoard writer of rank 0, or None (other ranks, or no TensorBoard logger)."""
-    if not trainer.is_global_zero:
-        return None
-    for logger in trainer.loggers:
-        if isinstance(logger, L.pytorch.loggers.TensorBoardLogger):
-            return logger.experiment
-    return None
-
-
-def add_scalars(writer: SummaryWriter, scalars: dict[str, float], step: int) -> None:
-    """Scalars of one step as one event: what `add_scalar` writes for each (a simple value under
-    its tag), serialised and queued once rather than once a tag."""
-    values = [Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
-    writer.file_writer.add_summary(Summary(value=values), step)
+from bigramlab.models.lm import LanguageModel
+from bigramlab.models.losses import Penalty
+from bigramlab.models.smoothing import counted_model
+from bigramlab.training.datamodule import NgramData
+from bigramlab.training.module import LanguageModelModule
+from bigramlab.training.results import write_metrics
+from bigramlab.writers.atomic import write_atomically
+from bigramlab.writers.tensorboard import add_scalars, tensorboard
 
 
 class StepLosses(L.Callback):
@@ -82,12 +67,13 @@ class StepLosses(L.Callback):
     def on_train_batch_end(
         self,
         trainer: L.Trainer,
-        pl_module: LearnedLMModule,
+        pl_module: LanguageModelModule,
         outputs: dict[str, Tensor],
         batch: Any,
         batch_idx: int,
     ) -> None:
-        W_finite = torch.isfinite(pl_module.W).all().to(outputs["objective"].dtype)
+        finite = [torch.isfinite(p).all() for p in pl_module.net.parameters()]
+        W_finite = torch.stack(finite).all().to(outputs["objective"].dtype)
         grad_norm = pl_module.grad_norm
         if grad_norm is None:
             grad_norm = torch.full_like(W_finite, float("nan"))
@@ -102,20 +88,20 @@ class StepLosses(L.Callback):
         if trainer.global_step % trainer.log_every_n_steps == 0:
             self.flush(trainer)
 
-    def on_validation_start(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
+    def on_validation_start(self, trainer: L.Trainer, pl_module: LanguageModelModule) -> None:
         self.flush(trainer)
 
     def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: LearnedLMModule, checkpoint: dict[str, Any]
+        self, trainer: L.Trainer, pl_module: LanguageModelModule, checkpoint: dict[str, Any]
     ) -> None:
         self.flush(trainer)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: LanguageModelModule) -> None:
         self.flush(trainer)
         self.flush_file(trainer)
 
     def on_exception(
-        self, trainer: L.Trainer, pl_module: LearnedLMModule, exception: BaseException
+        self, trainer: L.Trainer, pl_module: LanguageModelModule, exception: BaseException
     ):
         # A run that diverged keeps the losses that led there (and is not checked again).
         self.flush(trainer, check=False)
@@ -151,7 +137,7 @@ class StepLosses(L.Callback):
             lr = trainer.optimizers[0].param_groups[0]["lr"]
             raise Diverged(
                 f"training diverged at step {step}: {what} with optim.lr={lr:g}, "
-                f"model.reg={trainer.lightning_module.hparams.reg:g}; lower optim.lr",
+                f"model.reg={trainer.lightning_module.penalty.reg:g}; lower optim.lr",
                 step=step,
             )
 
@@ -163,7 +149,7 @@ class ValidateLastStep(L.Callback):
     def on_train_batch_end(
         self,
         trainer: L.Trainer,
-        pl_module: LearnedLMModule,
+        pl_module: LanguageModelModule,
         outputs: Any,
         batch: Any,
         batch_idx: int,
@@ -224,7 +210,7 @@ class LastCheckpoint(Checkpoint):
     def on_train_batch_end(
         self,
         trainer: L.Trainer,
-        pl_module: LearnedLMModule,
+        pl_module: LanguageModelModule,
         outputs: Any,
         batch: Any,
         batch_idx: int,
@@ -235,7 +221,7 @@ class LastCheckpoint(Checkpoint):
         if every and step % every == 0 and step < trainer.max_steps:
             trainer.save_checkpoint(self.path, weights_only=False)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: LanguageModelModule) -> None:
         # weights: the optimizer's state (L-BFGS holds 2 x history_size copies of W) and the
         # callbacks' are left out; sample, evaluate and export read the rest.
         trainer.save_checkpoint(self.path, weights_only=self.final_state == "weights")
@@ -257,7 +243,7 @@ class LossProgressBar(TQDMProgressBar):
     def on_train_batch_end(
         self,
         trainer: L.Trainer,
-        pl_module: LearnedLMModule,
+        pl_module: LanguageModelModule,
         outputs: dict[str, Tensor],
         batch: Any,
         batch_idx: int,
@@ -275,7 +261,7 @@ class LossProgressBar(TQDMProgressBar):
         # would only add lines to a log.
         return Tqdm(disable=True)
 
-    def get_metrics(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> dict[str, Any]:
+    def get_metrics(self, trainer: L.Trainer, pl_module: LanguageModelModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)
         if self.loss is not None:
             items["loss"] = self.loss
@@ -292,29 +278,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomically(Path(path), lambda tmp: torch.save(checkpoint, tmp))
 
 
+@functools.lru_cache(maxsize=4)
+def counted_of(data: NgramData, alpha: float, smoothing: str = "additive") -> CountedModel:
+    """The counted model of the data (counted.smoothing, counted.alpha), fitted on its train
+    counts: made once for the report and metrics.json of a run (and the jobs of a sweep on the
+    same data)."""
+    return counted_model(
+        data.counts, alpha, smoothing, data.contexts, data.context, itos=data.vocab.itos
+    )
+
+
 @torch.no_grad()
 def final_metrics(
-    model: LearnedLM,
-    reg: float,
-    data: NgramData,
-    alpha: float,
-    smoothing: str = "additive",
-    reg_by_length: list[float] | None = None,
-    multipliers: dict[str, float] | None = None,
+    model: LearnedLM, penalty: Penalty, data: NgramData, counted: LanguageModel
 ) -> dict[str, Any]:
-    """metrics.json's numbers (bigramlab.plumbing.results) for the final model, in float64: the
+    """metrics.json's numbers (bigramlab.training.results) for the final model, in float64: the
     learned and the counted model's NLL on every split (None where a split is empty), the
-    comparison, and the training objective over the whole train split (its penalty scaled by
-    `reg_by_length` and the `multipliers` of bigramlab.models.features.row_penalty_scale)."""
-    log_probs = model.log_probs(data.contexts)
-    learned = split_nlls(log_probs, data.counts)
-    counted = data.counted_model(alpha, smoothing)
-    compared = compare(log_probs, data.counts["train"], counted, learned)
-    metrics: dict[str, Any] = {f"{split}_nll": learned.get(split) for split in SPLITS}
+    comparison, and the training objective over the whole train split."""
+    compared = compare(model, counted, data.contexts, data.counts)
+    metrics: dict[str, Any] = {f"{split}_nll": compared.get(f"{split}_nll") for split in SPLITS}
     metrics |= {f"counted_{split}_nll": compared.get(f"counted_{split}_nll") for split in SPLITS}
     metrics |= {key: compared.get(key) for key in COMPARISON_KEYS}
-    scale = model.penalty_scale(reg_by_length, multipliers)
-    metrics["final_loss"] = metrics["train_nll"] + float(penalty(model.W.double(), reg, scale))
+    scale = penalty.row_scale(model)
+    metrics["final_loss"] = metrics["train_nll"] + float(penalty(model.W.double(), scale))
     return metrics
 
 
@@ -328,25 +314,18 @@ class FinalMetrics(L.Callback):
         self.alpha, self.smoothing = alpha, smoothing
         self.metrics: dict[str, Any] | None = None
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
+    def on_fit_end(self, trainer: L.Trainer, pl_module: LanguageModelModule) -> None:
         # Training is over (checkpoints are written before this hook): the optimizer's state,
         # 2 x history_size copies of W for L-BFGS, is dropped before the float64 metrics, which
         # would otherwise stack on it.
         for optimizer in trainer.optimizers:
             optimizer.state.clear()
-        h = pl_module.hparams
-        model = pl_module.lm
+        model = pl_module.net
         if model.W.device.type != "cpu":  # to where the counts are, leaving W on its device
             model = copy.deepcopy(model).cpu()
-        metrics = final_metrics(
-            model,
-            h.reg,
-            trainer.datamodule.data,
-            self.alpha,
-            self.smoothing,
-            h.reg_by_length,
-            pl_module.penalty_multipliers(),
-        )
+        data = trainer.datamodule.data
+        counted = counted_of(data, self.alpha, self.smoothing)
+        metrics = final_metrics(model, pl_module.penalty, data, counted)
         # The thread count is recorded: a sum split across threads adds in another order, so
         # the last digits of the NLLs depend on it.
         metrics |= {

@@ -1,47 +1,44 @@
-"""The LightningModule that trains a LearnedLM (bigramlab.models.learned) on the objective of
-bigramlab.models.losses, NLL + reg · ΣW²/V² (reg · mean(W²) for the bigram), by the optimizer of
-the config (plain SGD by default).
+"""The LightningModule that trains a net (a LearnedLM, bigramlab.models.learned) on the objective
+NLL + penalty (bigramlab.models.losses: reg · ΣW²/V², reg · mean(W²) for the bigram), by the
+optimizer of the config (plain SGD by default).
 
-The model is made when the data are known, in `configure_model` (from the data module's
-vocabulary and contexts), so that Hydra builds this module from its config alone; the model's
-tokens (hyper_parameters.vocab) and its rows' feature keys (the buffer lm.row_keys) are saved in
-the checkpoint beside lm.W.
+As in lightning-hydra-template, the module is handed its `net`, its `optimizer` (a partial that
+takes the parameters) and its `penalty`. The net is made when the data are known: `net` is a
+partial (Hydra's `_partial_: true`) that `configure_model` calls with the data's vocabulary,
+contexts and train counts, so that Hydra builds this module from its config alone; or a net
+already made. Its settings (hyper_parameters: vocab, context, features, ...) and its state
+(net.W, net.row_keys) are saved in the checkpoint, which bigramlab.models.checkpoint reads back.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric
 
 from bigramlab.counting.bigrams import bigram_counts
-from bigramlab.data.datamodule import CountsBatch, PairBatch
 from bigramlab.data.vocab import SPLITS
 from bigramlab.errors import UserError
 from bigramlab.models.checkpoint import RUN_SETTINGS, upgrade_state_dict
-from bigramlab.models.features import (
-    FAMILIES,
-    check_features,
-    check_max_span,
-    check_reg_by_length,
-    logits,
-)
-from bigramlab.models.learned import LearnedLM, initial_weights
+from bigramlab.models.learned import LearnedLM
 from bigramlab.models.losses import (
+    Penalty,
     check_loss_form,
     nll_sum_counts,
     nll_sum_index,
     nll_sum_onehot,
-    penalty,
 )
 from bigramlab.models.nll import nll_sum
+from bigramlab.training.datamodule import CountsBatch, PairBatch
 
 Optimizer = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+# A net for the data: (itos, contexts (C,), train counts (C, V)) -> the net before training.
+NetForData = Callable[[str, Tensor, Tensor], LearnedLM]
 
 
 class MeanNLL(Metric):
@@ -63,86 +60,70 @@ class MeanNLL(Metric):
         return self.nll_sum / self.events
 
 
-class LearnedLMModule(L.LightningModule):
-    """Trains `lm`, a LearnedLM of the data's contexts; `loss_form` picks one of the exact forms
-    of the loss (at context 1; longer contexts train on counts)."""
+def settings(net: NetForData | LearnedLM, penalty: Penalty) -> dict[str, Any]:
+    """The module's settings beside its loss form, in hparams.yaml and the checkpoint: the net's
+    (a partial's keywords until the net is made: the logger writes hparams.yaml before
+    configure_model) and the penalty's."""
+    found = net.settings() if isinstance(net, nn.Module) else dict(getattr(net, "keywords", {}))
+    by_length = penalty.by_length
+    return found | {
+        "reg": penalty.reg,
+        "reg_by_length": None if by_length is None else [float(x) for x in by_length],
+        "reg_multipliers": {k: float(v) for k, v in penalty.multipliers.items()},
+    }
+
+
+class LanguageModelModule(L.LightningModule):
+    """Trains `net` on the data's contexts; `loss_form` picks one of the exact forms of the loss
+    (at context 1; longer contexts train on counts)."""
 
     def __init__(
         self,
+        net: NetForData | LearnedLM,
         optimizer: Optimizer,
-        reg: float = 0.01,
-        init_seed: int = 2147483647,
+        penalty: Penalty | None = None,
         loss_form: str = "counts",
-        vocab: str | None = None,
-        context: int = 1,
-        features: str = "onehot",
-        reg_by_length: list[float] | None = None,
-        reg_skip: float = 1.0,
-        n_rows: int | None = None,
-        max_span: int | None = None,
-        reg_position: float = 1.0,
-        reg_start: float = 1.0,
-        reg_gaps: float = 1.0,
-        reg_classes: float = 1.0,
     ) -> None:
         super().__init__()
         check_loss_form(loss_form)
-        check_features(features)
-        check_max_span(max_span, context)
-        check_reg_by_length(reg_by_length, context, max_span)
-        self.save_hyperparameters(ignore=["optimizer"])
         self.optimizer = optimizer
-        self.lm: LearnedLM | None = None
-        # Rows of W for the data's contexts (C, F), and the penalty of each row (reg_by_length,
-        # reg_skip and reg_<family>): set with the data (configure_model); buffers, so
-        # that they move with W, unsaved.
-        self.register_buffer("context_rows", None, persistent=False)
+        self.penalty = penalty if penalty is not None else Penalty()
+        self.save_hyperparameters({"loss_form": loss_form, **settings(net, self.penalty)})
+        self.net_for_data: NetForData | None = None
+        self.net: LearnedLM | None = None
+        # A net given made, as it was given (in a tuple: not a submodule, not in the state_dict).
+        self.given: tuple[LearnedLM, ...] = ()
+        if isinstance(net, nn.Module):
+            self.net, self.given = net, (copy.deepcopy(net),)
+        else:
+            self.net_for_data = net
+        # The data's contexts (C,) and the penalty of each of the net's rows: set with the data
+        # (configure_model); buffers, so that they move with the net, unsaved.
+        self.register_buffer("contexts", None, persistent=False)
         self.register_buffer("row_scale", None, persistent=False)
         self.grad_norm: Tensor | None = None  # of the last update's gradient
         # The settings of the run's data (bigramlab.plumbing.config.run_data_settings), which
         # bigramlab.train sets; recorded in every checkpoint.
         self.run_settings: dict[str, Any] | None = None
-        if reg_by_length is not None:
-            self.hparams.reg_by_length = [float(x) for x in reg_by_length]
         # Keyed "<split>_nll": a ModuleDict key may not shadow a Module attribute such as `train`.
         self.split_nll = nn.ModuleDict({f"{split}_nll": MeanNLL() for split in SPLITS})
-        if vocab is not None:
-            # The bigram's rows (every token), or a checkpoint's shapes, which loading fills.
-            rows = n_rows if n_rows is not None else len(vocab)
-            W = initial_weights(features, rows, len(vocab), init_seed)
-            self.lm = LearnedLM(vocab, context, features, torch.arange(rows), W, max_span)
-
-    @property
-    def W(self) -> nn.Parameter:
-        """The model's weights (R, V)."""
-        return self.lm.W
 
     def configure_model(self) -> None:
         data = self.trainer.datamodule.data
-        if self.lm is None:
-            h = self.hparams
-            self.lm = LearnedLM.for_data(
-                data.vocab.itos,
-                h.context,
-                h.features,
-                data.contexts,
-                data.counts["train"],
-                h.init_seed,
-                h.max_span,
-            )
-            self.hparams.vocab = data.vocab.itos
-            self.hparams.n_rows = len(self.lm.row_keys)
-        rows = self.lm.rows(data.contexts)
-        # int32 where the row indices fit (every W here): half the memory of the (C, F) table.
-        rows = rows.int() if len(self.lm.row_keys) < 2**31 - 1 else rows
-        self.context_rows = rows.to(self.W.device)
-        scale = self.lm.penalty_scale(self.hparams.reg_by_length, self.penalty_multipliers())
-        self.row_scale = None if scale is None else scale.to(self.W.device)
+        if self.net is None:
+            self.net = self.net_for_data(data.vocab.itos, data.contexts, data.counts["train"])
+            self.hparams.update(self.net.settings())
+        self.contexts = data.contexts.to(self.net.W.device)
+        scale = self.penalty.row_scale(self.net)
+        self.row_scale = None if scale is None else scale.to(self.net.W.device)
 
-    def penalty_multipliers(self) -> dict[str, float]:
-        """reg's multiplier for each kind of row other than the suffixes (model.reg_skip and
-        model.reg_<family> for each of FAMILIES)."""
-        return {kind: self.hparams[f"reg_{kind}"] for kind in ("skip", *FAMILIES)}
+    def initial_net(self) -> LearnedLM:
+        """The net as training starts it (its init_seed's), whatever step this one is at: the
+        report's colour scales."""
+        if self.given:
+            return self.given[0]
+        data = self.trainer.datamodule.data
+        return self.net_for_data(data.vocab.itos, data.contexts, data.counts["train"])
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Every checkpoint, weights-only ones too, names the data its run was trained and scored
@@ -151,35 +132,16 @@ class LearnedLMModule(L.LightningModule):
             checkpoint[RUN_SETTINGS] = self.run_settings
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse to resume a checkpoint of another vocabulary than the data's (the model is made
-        for the data first, in configure_model); then load its W."""
+        """Refuse to resume a checkpoint of another vocabulary than the data's (the net is made
+        for the data first, in configure_model); then load its weights."""
         itos = checkpoint.get("hyper_parameters", {}).get("vocab")
-        if self.lm is not None and itos is not None and itos != self.lm.itos:
+        if self.net is not None and itos is not None and itos != self.net.itos:
             where = self._trainer.ckpt_path if self._trainer is not None else "the checkpoint"
             raise UserError(
                 f"{where} was trained on another vocabulary ({itos!r}, this data has "
-                f"{self.lm.itos!r}): resume with the data set it was trained on"
+                f"{self.net.itos!r}): resume with the data set it was trained on"
             )
         upgrade_state_dict(checkpoint["state_dict"])
-
-    def initial_logits(self) -> Tensor:
-        """table_logits of the W training starts from (init_seed's): the report's scales."""
-        h = self.hparams
-        return self.table_logits(initial_weights(h.features, *self.W.shape, h.init_seed))
-
-    def table_logits(self, W: Tensor | None = None) -> Tensor:
-        """Logits for every context of the data (C, V), of the model's W or of another `W` of
-        its shape. Onehot: W itself (its rows are the contexts, in order)."""
-        W = self.W if W is None else W
-        if self.hparams.features == "onehot":
-            return W
-        return logits(W, self.context_rows.to(W.device))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits for the next token: x (n,) indices of the data's contexts -> (n, V)."""
-        if self.hparams.features == "onehot":
-            return F.one_hot(x, num_classes=self.W.shape[0]).float() @ self.W
-        return logits(self.W, self.context_rows[x])
 
     def data_nll(self, batch: CountsBatch | PairBatch) -> Tensor:
         """This process's part of the batch's mean NLL: Σ −log P(y|x) over its events (the tokens
@@ -190,27 +152,28 @@ class LearnedLMModule(L.LightningModule):
         one process it is the mean NLL of the batch.
         """
         world_size = self.trainer.world_size
+        W = self.net.W
         if isinstance(batch, CountsBatch):
-            summed = nll_sum_counts(self.table_logits(), batch.counts)
+            summed = nll_sum_counts(self.net.logits(self.contexts), batch.counts)
         elif self.hparams.loss_form == "counts":
-            summed = nll_sum_counts(self.W, bigram_counts(batch.xs, batch.ys, len(self.W)))
+            summed = nll_sum_counts(W, bigram_counts(batch.xs, batch.ys, len(W)))
         elif self.hparams.loss_form == "index":
-            summed = nll_sum_index(self.W, batch.xs, batch.ys)
+            summed = nll_sum_index(W, batch.xs, batch.ys)
         else:
-            summed = nll_sum_onehot(self.W, batch.xs, batch.ys)
+            summed = nll_sum_onehot(W, batch.xs, batch.ys)
         # (sum · world size) / events, in this order: in one process exactly sum / n, the mean.
         return summed * world_size / batch.batch_events
 
     def training_step(self, batch: CountsBatch | PairBatch, batch_idx: int) -> dict[str, Tensor]:
-        """loss = NLL + reg · ΣW²/V²: its value the whole batch's, on every process; its gradient
-        this process's part (see data_nll), which DDP averages into the whole batch's.
+        """loss = NLL + penalty: its value the whole batch's, on every process; its gradient this
+        process's part (see data_nll), which DDP averages into the whole batch's.
 
         Returned beside it for the callbacks, detached and over all processes: `objective`, `nll`
         and `penalty`. They stay on the device: StepLosses (bigramlab.training.callbacks) reads
         them back in batches, so that no step waits for the device.
         """
         data_nll = self.data_nll(batch)
-        reg_loss = penalty(self.W, self.hparams.reg, self.row_scale)
+        reg_loss = self.penalty(self.net.W, self.row_scale)
         # The parts average to the whole batch's NLL: one all-reduce (none in one process).
         nll = self.trainer.strategy.reduce(data_nll.detach().clone(), reduce_op="mean")
         # L-BFGS decides from the loss's value how many times to evaluate it within a step (its
@@ -227,7 +190,7 @@ class LearnedLMModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """batch: {split: (C, V) counts, this process's share}; accumulates the exact data NLL (no
         penalty) per split. The metrics sum over processes when computed."""
-        log_probs = self.table_logits().log_softmax(dim=1)
+        log_probs = self.net.logits(self.contexts).detach().log_softmax(dim=1)
         for split, counts in batch.items():
             self.split_nll[f"{split}_nll"].update(log_probs, counts)
 
@@ -244,7 +207,10 @@ class LearnedLMModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # Kept on the device: StepLosses reads it back with the losses (loss/grad_norm).
-        self.grad_norm = self.W.grad.detach().norm()
+        norms = [p.grad.detach().norm() for p in self.net.parameters() if p.grad is not None]
+        self.grad_norm = (
+            norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))
+        )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer(self.parameters())
+        return self.optimizer(self.net.parameters())

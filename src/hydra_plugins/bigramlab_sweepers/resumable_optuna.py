@@ -43,7 +43,7 @@ from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import DictConfig, OmegaConf
 
 from bigramlab.errors import UserError
-from bigramlab.plumbing.atomic import write_atomically
+from bigramlab.writers.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 BEST_TRIAL = "best_trial"
@@ -68,7 +68,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         try:
             if impl.storage is not None:
-                self._check_sweep_dir(sweep_dir)
+                check_sweep_dir(sweep_dir)
                 sweep_dir.mkdir(parents=True, exist_ok=True)  # the SQLite file lives there
                 self._resume(impl, self._settings(arguments))
         except UserError as e:  # the commands' failure policy (plumbing.cli): one line, exit 2
@@ -99,24 +99,7 @@ class ResumableOptunaSweeper(OptunaSweeper):
             sys.exit(130)
         finally:
             signal.signal(signal.SIGINT, previous)
-        self._write_best_trial(sweep_dir)
-
-    def _check_sweep_dir(self, sweep_dir: Path) -> None:
-        """Refuse a sweep directory that holds anything but an Optuna study."""
-        if not sweep_dir.is_dir() or not any(sweep_dir.iterdir()):
-            return
-        if (sweep_dir / "optuna.db").is_file():
-            return
-        if (sweep_dir / "multirun.yaml").is_file():
-            what = "the jobs of another multirun (a grid sweep)"
-        elif (sweep_dir / ".hydra").is_dir():
-            what = "a single run"
-        else:
-            what = "files of its own"
-        raise UserError(
-            f"hydra.sweep.dir={sweep_dir} holds {what}, not an Optuna study (no optuna.db): leave "
-            "hydra.sweep.dir out to start a new study, or name the directory of the study to resume"
-        )
+        write_best_trial(sweep_dir, self.config, self.hydra_context.config_loader)
 
     def _settings(self, arguments: list[str]) -> dict[str, Any]:
         """What makes the trials of a study comparable: the command's overrides and the search
@@ -188,48 +171,67 @@ class ResumableOptunaSweeper(OptunaSweeper):
             f"hydra.sweep.dir={sweep_dir}, or leave hydra.sweep.dir out to start a new study"
         )
 
-    def _write_best_trial(self, sweep_dir: Path) -> None:
-        """experiment/best_trial.yaml from optimization_results.yaml (the sweeper's best
-        parameters) and the sweep's command-line overrides (hparams_search and hydra.* left out)."""
-        results_path = sweep_dir / "optimization_results.yaml"
-        if not results_path.is_file():
-            return
-        results = OmegaConf.load(results_path)
-        if "best_params" not in results:  # several objectives: a Pareto front, no one best
-            return
-        best: dict[str, Any] = dict(results.best_params)
-        parser = OverridesParser.create()
-        loader = self.hydra_context.config_loader
-        overrides = [
-            o
-            for o in parser.parse_overrides(list(self.config.hydra.overrides.task))
-            if o.key_or_group not in best
-            and o.key_or_group != "hparams_search"
-            and not o.key_or_group.startswith(("hydra.", "hydra/"))
-            and not o.is_delete()
-            and not o.is_sweep_override()
-        ]
-        settings = [(o.key_or_group, o.value()) for o in overrides] + list(best.items())
-        defaults: list[Any] = []
-        body = OmegaConf.create({})
-        for key, value in settings:
-            if key == "experiment":  # the experiment the sweep ran on: included whole
-                defaults.insert(0, f"/experiment/{value}")
-            elif loader.get_group_options(key):
-                defaults.append({f"override /{key}": value})
-            else:
-                OmegaConf.update(body, key, value, force_add=True)
-        config = OmegaConf.create({"defaults": defaults} if defaults else {})
-        config = OmegaConf.merge(config, body)
-        directory = sweep_dir / "experiment"
-        directory.mkdir(exist_ok=True)
-        header = (
-            "# @package _global_\n"
-            f"# The best trial of the Optuna study in {sweep_dir}: "
-            f"{self.config.get('optimized_metric', 'objective')} = {results.best_value}\n"
-            f"# python -m bigramlab.train --config-dir {sweep_dir} experiment={BEST_TRIAL}\n"
-        )
-        path = directory / f"{BEST_TRIAL}.yaml"
-        text = header + OmegaConf.to_yaml(config)
-        write_atomically(path, lambda tmp: tmp.write_text(text))
-        log.info(f"best trial's configuration: {path}")
+
+def check_sweep_dir(sweep_dir: Path) -> None:
+    """Refuse a sweep directory that holds anything but an Optuna study."""
+    if not sweep_dir.is_dir() or not any(sweep_dir.iterdir()):
+        return
+    if (sweep_dir / "optuna.db").is_file():
+        return
+    if (sweep_dir / "multirun.yaml").is_file():
+        what = "the jobs of another multirun (a grid sweep)"
+    elif (sweep_dir / ".hydra").is_dir():
+        what = "a single run"
+    else:
+        what = "files of its own"
+    raise UserError(
+        f"hydra.sweep.dir={sweep_dir} holds {what}, not an Optuna study (no optuna.db): leave "
+        "hydra.sweep.dir out to start a new study, or name the directory of the study to resume"
+    )
+
+
+def write_best_trial(sweep_dir: Path, config: DictConfig, loader: Any) -> None:
+    """experiment/best_trial.yaml from optimization_results.yaml (the sweeper's best
+    parameters) and the sweep's command-line overrides (hparams_search and hydra.* left out);
+    `loader` is Hydra's config loader, which knows the config groups."""
+    results_path = sweep_dir / "optimization_results.yaml"
+    if not results_path.is_file():
+        return
+    results = OmegaConf.load(results_path)
+    if "best_params" not in results:  # several objectives: a Pareto front, no one best
+        return
+    best: dict[str, Any] = dict(results.best_params)
+    parser = OverridesParser.create()
+    overrides = [
+        o
+        for o in parser.parse_overrides(list(config.hydra.overrides.task))
+        if o.key_or_group not in best
+        and o.key_or_group != "hparams_search"
+        and not o.key_or_group.startswith(("hydra.", "hydra/"))
+        and not o.is_delete()
+        and not o.is_sweep_override()
+    ]
+    settings = [(o.key_or_group, o.value()) for o in overrides] + list(best.items())
+    defaults: list[Any] = []
+    body = OmegaConf.create({})
+    for key, value in settings:
+        if key == "experiment":  # the experiment the sweep ran on: included whole
+            defaults.insert(0, f"/experiment/{value}")
+        elif loader.get_group_options(key):
+            defaults.append({f"override /{key}": value})
+        else:
+            OmegaConf.update(body, key, value, force_add=True)
+    config = OmegaConf.create({"defaults": defaults} if defaults else {})
+    config = OmegaConf.merge(config, body)
+    directory = sweep_dir / "experiment"
+    directory.mkdir(exist_ok=True)
+    header = (
+        "# @package _global_\n"
+        f"# The best trial of the Optuna study in {sweep_dir}: "
+        f"{config.get('optimized_metric', 'objective')} = {results.best_value}\n"
+        f"# python -m bigramlab.train --config-dir {sweep_dir} experiment={BEST_TRIAL}\n"
+    )
+    path = directory / f"{BEST_TRIAL}.yaml"
+    text = header + OmegaConf.to_yaml(config)
+    write_atomically(path, lambda tmp: tmp.write_text(text))
+    log.info(f"best trial's configuration: {path}")

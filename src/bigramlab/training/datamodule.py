@@ -25,12 +25,10 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset,
 from bigramlab.counting.bigrams import bigram_counts
 from bigramlab.counting.ngrams import check_training_memory, count_ngrams
 from bigramlab.counting.shards import Shard
+from bigramlab.data.batches import check_batches
 from bigramlab.data.corpora import Corpus
 from bigramlab.data.vocab import SPLITS, Vocab, bigram_pairs, split_words
 from bigramlab.errors import UserError
-from bigramlab.models.counted import CountedModel
-from bigramlab.models.losses import check_batches
-from bigramlab.models.smoothing import counted_model
 
 
 class CountsBatch(NamedTuple):
@@ -114,10 +112,6 @@ class NgramData:
     def __post_init__(self) -> None:
         if self.contexts is None:
             object.__setattr__(self, "contexts", torch.arange(len(self.vocab)))
-
-    @functools.cache  # noqa: B019 -- one per (data, smoothing, α), kept as long as the data are
-    def counted_model(self, alpha: float, smoothing: str = "additive") -> CountedModel:
-        return counted_model(self.counts, alpha, smoothing, self.contexts, self.context)
 
 
 @functools.lru_cache(maxsize=4)

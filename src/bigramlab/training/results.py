@@ -20,7 +20,7 @@ from typing import Any
 
 from bigramlab.comparison.metrics import COMPARISON_KEYS
 from bigramlab.data.vocab import SPLITS
-from bigramlab.plumbing.atomic import write_atomically
+from bigramlab.writers.atomic import write_atomically
 
 METRIC_KEYS = (
     [f"{split}_nll" for split in SPLITS]

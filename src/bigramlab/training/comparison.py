@@ -30,26 +30,27 @@ average of P(· | h) over the contexts h ending in that token, weighted by their
 from __future__ import annotations
 
 import functools
-import io
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image
-from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.text.summary_v2 import text_pb
+from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-from bigramlab.comparison.figures import HeatmapFrames, heatmap, nice_ceiling, nll_curves, render
+from bigramlab.comparison.figures import HeatmapFrames, heatmap, nice_ceiling, nll_curves
 from bigramlab.comparison.metrics import bigram_marginal, compare, row_entropy
 from bigramlab.data.vocab import SPLITS
+from bigramlab.models.counted import CountedModel
 from bigramlab.models.nll import perplexity, row_totals, split_nlls
 from bigramlab.models.sampling import sample_words
-from bigramlab.training.callbacks import add_scalars, tensorboard
-from bigramlab.training.module import LearnedLMModule
+from bigramlab.training.callbacks import counted_of
+from bigramlab.training.datamodule import NgramData
+from bigramlab.training.module import LanguageModelModule
+from bigramlab.writers.tensorboard import add_png, add_scalars, render, tensorboard
 
 SAMPLE_MAX_LENGTH = 40  # characters of a sampled word shown in the samples table
 
@@ -137,13 +138,6 @@ def snapshot_steps(
     return set(range(0, max_steps, int(every))) | {max_steps}
 
 
-def add_png(writer: SummaryWriter, tag: str, png: bytes, step: int) -> None:
-    """An image summary of the PNG as it is (`add_image` takes pixels and would encode again)."""
-    width, height = Image.open(io.BytesIO(png)).size  # reads the header only
-    image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
-    writer.file_writer.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
-
-
 @functools.lru_cache(maxsize=4)
 def counted_heatmap_png(itos: str, probs: bytes, scale: float, title: str) -> bytes:
     """The counted model's heatmap as PNG, from its probabilities' bytes ((V, V) float64), with
@@ -155,7 +149,8 @@ def counted_heatmap_png(itos: str, probs: bytes, scale: float, title: str) -> by
 
 
 class ComparisonReport(L.Callback):
-    """Logs the learned model against the counted one at the start and at each validation.
+    """Logs the learned model against the counted one at the start and at each validation: the
+    scalars every time, and at the snapshot steps the figures of `Snapshots`.
 
     alpha, smoothing: the counted model's (counted.*). n_samples: words sampled from each model at a
     snapshot. figures_every_n_steps: the snapshot steps (see snapshot_steps). hparams: the run's
@@ -175,46 +170,26 @@ class ComparisonReport(L.Callback):
     ) -> None:
         self.alpha = alpha
         self.smoothing = smoothing
-        self.n_samples = n_samples
-        self.sample_seed = sample_seed
         self.figures_every_n_steps = figures_every_n_steps
         self.hparams = {k: "null" if v is None else v for k, v in dict(hparams or {}).items()}
-        self.figures_dir = Path(figures_dir) if figures_dir else None
+        self.snapshots = Snapshots(n_samples, sample_seed, figures_dir)
         self.history_steps: list[int] = []
         self.history: dict[str, list[float]] = {}
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
+    def on_fit_start(self, trainer: L.Trainer, pl_module: LanguageModelModule) -> None:
         data = trainer.datamodule.data
-        self.data = data
-        self.itos = data.vocab.itos
         self.counts = data.counts  # on the host: for the NLLs of a resumed run's first point
-        # Kept where W is, so that validations compare without copying them again.
-        counted = data.counted_model(self.alpha, self.smoothing)
+        counted = counted_of(data, self.alpha, self.smoothing)
+        self.counted_nll = counted.nll
+        # Kept where the net is, so that validations compare without copying them again; the
+        # contexts are the module's own (its net keeps their rows, which training uses too).
         device = pl_module.device
         self.counted = counted.to(device)
-        self.train_counts = data.counts["train"].to(pl_module.device)
-        # How often train has each context: the heatmaps' rows average the contexts by it.
-        weights = row_totals(data.counts["train"])
-        self.contexts, self.weights = (
-            data.contexts.to(pl_module.device),
-            weights.to(pl_module.device),
-        )
-        counted_probs = counted.probs
-        mle = bigram_marginal(counted_probs, data.contexts, weights, data.context)
-        self.mle = mle.to(pl_module.device)
-        # It does not change in training: one histogram, drawn at every snapshot.
-        self.counted_entropy = row_entropy(counted_probs)
-        del counted_probs
-        self.snapshots = snapshot_steps(
+        self.train_counts = {"train": data.counts["train"].to(device)}
+        self.snapshots.start(pl_module, data, counted)
+        self.steps = snapshot_steps(
             trainer.max_steps, int(trainer.val_check_interval), self.figures_every_n_steps
         )
-        # The heatmaps' colour scales, rounded up to 1, 2 or 5 × 10^k percent: for the MLE and the
-        # learned model, the MLE's largest probability; for the difference, its largest value at
-        # step 0 (from the initial W, so that a resumed run keeps the scale).
-        W_0 = pl_module.initial_logits()
-        P_0 = bigram_marginal(W_0.double().softmax(dim=1), data.contexts, weights, data.context)
-        self.learned_top = nice_ceiling(float(mle.max()) * 100)
-        self.diff_top = nice_ceiling(max(float((P_0 - mle).abs().max()) * 100, 1e-6))
         writer = tensorboard(trainer)
         # A resumed run has all this already (its step is restored after this hook: not yet > 0).
         if writer is None or trainer.ckpt_path is not None:
@@ -223,21 +198,19 @@ class ComparisonReport(L.Callback):
         experiment, session_start, _ = hparams_summary(self.hparams, dict.fromkeys(HP_METRICS, 0.0))
         writer.file_writer.add_summary(experiment)
         writer.file_writer.add_summary(session_start)
-        add_png(writer, "compare/heatmap_counted", self._counted_png(), 0)
+        add_png(writer, "compare/heatmap_counted", self.snapshots.counted_png(), 0)
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: LanguageModelModule) -> None:
         """A resumed run's first point, at the checkpoint's step: Lightning does not validate
         before it resumes, and TensorBoard's purge_step drops the interrupted run's point there."""
         writer = tensorboard(trainer)
         if writer is None or trainer.global_step == 0:
             return
-        learned_nll = split_nlls(
-            pl_module.table_logits().detach().double().log_softmax(dim=1).cpu(), self.counts
-        )
+        learned_nll = split_nlls(pl_module.net.log_probs(pl_module.contexts).cpu(), self.counts)
         self._write_comparison(writer, pl_module, trainer.global_step, learned_nll)
         writer.flush()
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: LearnedLMModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, pl_module: LanguageModelModule) -> None:
         # The sanity check before training is the point at step 0 (Lightning skips it on resume).
         step = trainer.global_step
         writer = tensorboard(trainer)
@@ -249,33 +222,94 @@ class ComparisonReport(L.Callback):
             if f"nll/{split}" in trainer.callback_metrics
         }
         self._write_comparison(writer, pl_module, step, learned_nll)
-        if self.snapshots is None or step in self.snapshots:
-            self._snapshot(writer, pl_module, step, final=step >= trainer.max_steps)
+        if self.steps is None or step in self.steps:
+            final = step >= trainer.max_steps
+            self.snapshots.write(writer, pl_module, self.counted, step, final)
+            if final:
+                self.snapshots.save(self.history_steps, self.history, self.counted_nll)
         writer.flush()
 
     def _write_comparison(
         self,
         writer: SummaryWriter,
-        pl_module: LearnedLMModule,
+        pl_module: LanguageModelModule,
         step: int,
         learned_nll: dict[str, float],
     ) -> None:
-        compared = compare(pl_module.table_logits(), self.train_counts, self.counted, learned_nll)
+        compared = compare(
+            pl_module.net,
+            self.counted,
+            pl_module.contexts,
+            self.train_counts,  # the NLLs are given: train's counts are all compare reads
+            learned_nll,
+            self.counted_nll,
+        )
         add_scalars(writer, comparison_scalars(learned_nll, compared), step)
-        self._record(step, learned_nll)
+        if not self.history_steps or self.history_steps[-1] != step:
+            self.history_steps.append(step)
+            for split, value in learned_nll.items():
+                self.history.setdefault(split, []).append(value)
 
-    def _snapshot(
-        self, writer: SummaryWriter, pl_module: LearnedLMModule, step: int, final: bool
+
+class Snapshots:
+    """The figures of the comparison at a snapshot step: the heatmaps of the learned model and
+    of its difference from the counted one (V × V bigram marginals at k > 1, on fixed colour
+    scales), words sampled from both, and histograms; at the last step, saved as PNG files in
+    `figures_dir` with the counted model's heatmap and the NLL curves."""
+
+    def __init__(self, n_samples: int, sample_seed: int, figures_dir: str | None) -> None:
+        self.n_samples, self.sample_seed = n_samples, sample_seed
+        self.figures_dir = Path(figures_dir) if figures_dir else None
+        self.last: dict[str, bytes] = {}
+
+    def start(self, pl_module: LanguageModelModule, data: NgramData, counted: CountedModel) -> None:
+        """The data's marginal weights, the counted model's heatmap and entropies, and the colour
+        scales, rounded up to 1, 2 or 5 × 10^k percent: for the MLE and the learned model, the
+        MLE's largest probability; for the difference, its largest value at step 0 (from the
+        initial net, so that a resumed run keeps the scale)."""
+        self.itos, self.context = data.vocab.itos, data.context
+        # How often train has each context: the heatmaps' rows average the contexts by it.
+        weights = row_totals(data.counts["train"])
+        self.weights = weights.to(pl_module.device)
+        counted_probs = counted.probs
+        mle = bigram_marginal(counted_probs, data.contexts, weights, data.context)
+        self.mle = mle.to(pl_module.device)
+        # It does not change in training: one histogram, drawn at every snapshot.
+        self.counted_entropy = row_entropy(counted_probs)
+        del counted_probs
+        P_0 = pl_module.initial_net().log_probs(data.contexts).exp()
+        P_0 = bigram_marginal(P_0, data.contexts, weights, data.context)
+        self.learned_top = nice_ceiling(float(mle.max()) * 100)
+        self.diff_top = nice_ceiling(max(float((P_0 - mle).abs().max()) * 100, 1e-6))
+
+    def write(
+        self,
+        writer: SummaryWriter,
+        pl_module: LanguageModelModule,
+        counted: CountedModel,
+        step: int,
+        final: bool,
     ) -> None:
-        # One (C, V) or (R, V) float64 at a time: these are the run's largest tensors but W.
-        P_table = pl_module.table_logits().detach().double().softmax(dim=1)
-        P_W = self._marginal(P_table)
+        net, contexts = pl_module.net, pl_module.contexts
+        # One (C, V) float64 at a time: these are the run's largest tensors but W.
+        P_table = net.log_probs(contexts).exp_()
+        P_W = bigram_marginal(P_table, contexts, self.weights, self.context)
         writer.add_histogram("entropy/learned", row_entropy(P_table), step)
         del P_table
         writer.add_histogram("entropy/counted", self.counted_entropy, step)
-        writer.add_histogram("weights/W", pl_module.W.detach().double(), step)
+        weights = torch.cat([p.detach().double().flatten() for p in net.parameters()])
+        writer.add_histogram("weights/W", weights, step)
         # TensorBoard's own text summary keeps the tag as is (add_text would append /text_summary).
-        writer.file_writer.add_summary(text_pb("samples", self._samples(pl_module)), step)
+        words = [
+            sample_words(
+                model,
+                self.n_samples,
+                torch.Generator().manual_seed(self.sample_seed),
+                SAMPLE_MAX_LENGTH,
+            )
+            for model in (counted, net)
+        ]  # the same generator seed for both: where they agree, they draw the same words
+        writer.file_writer.add_summary(text_pb("samples", markdown_samples(*words)), step)
         # The last step's carry every cell's value (the files in figures/ are these).
         pngs = {
             name: frames.png(matrix, annotate=final)
@@ -283,63 +317,39 @@ class ComparisonReport(L.Callback):
         }
         for name, png in pngs.items():
             add_png(writer, f"compare/{name}", png, step)
-        if final and self.figures_dir is not None:
-            self._save_figures(pngs)
+        self.last = pngs
 
-    def _frames(
-        self, P_W: torch.Tensor, final: bool
-    ) -> list[tuple[str, HeatmapFrames, torch.Tensor]]:
+    def _frames(self, P_W: Tensor, final: bool) -> list[tuple[str, HeatmapFrames, Tensor]]:
         """The heatmaps of a snapshot, each a frame drawn once and recoloured, on the scales of
-        `on_fit_start`; the last step's difference on its own largest value (rounded up to 1, 2 or
+        `start`; the last step's difference on its own largest value (rounded up to 1, 2 or
         5 × 10^k percent), as by then it is a small fraction of the first."""
         diff = P_W - self.mle
         diff_top = self.diff_top
         if final:
             diff_top = nice_ceiling(max(float(diff.abs().max()) * 100, 1e-6))
-        titles = heatmap_titles(self.data.context)
+        titles = heatmap_titles(self.context)
         learned = HeatmapFrames.of(self.itos, titles["learned"], False, self.learned_top)
         differences = HeatmapFrames.of(self.itos, titles["diff"], True, diff_top)
         return [("heatmap_learned", learned, P_W), ("heatmap_diff", differences, diff)]
 
-    def _marginal(self, probs: torch.Tensor) -> torch.Tensor:
-        return bigram_marginal(probs, self.contexts, self.weights, self.data.context)
-
-    def _samples(self, pl_module: LearnedLMModule) -> str:
-        """The same generator seed for both models: where they agree, they draw the same words."""
-        words = [
-            sample_words(
-                model,
-                self.itos,
-                self.n_samples,
-                torch.Generator().manual_seed(self.sample_seed),
-                SAMPLE_MAX_LENGTH,
-                self.data.context,
-            )
-            for model in (self.counted, pl_module.lm)
-        ]
-        return markdown_samples(*words)
-
-    def _record(self, step: int, learned_nll: dict[str, float]) -> None:
-        if self.history_steps and self.history_steps[-1] == step:
-            return
-        self.history_steps.append(step)
-        for split, value in learned_nll.items():
-            self.history.setdefault(split, []).append(value)
-
-    def _counted_png(self) -> bytes:
+    def counted_png(self) -> bytes:
         """The MLE's heatmap: it does not change during training."""
         probs = self.mle.double().cpu().numpy().tobytes()
-        return counted_heatmap_png(
-            self.itos, probs, self.learned_top, heatmap_titles(self.data.context)["counted"]
-        )
+        title = heatmap_titles(self.context)["counted"]
+        return counted_heatmap_png(self.itos, probs, self.learned_top, title)
 
-    def _save_figures(self, pngs: dict[str, bytes]) -> None:
-        """The final heatmaps, the MLE's and the NLL curves as PNG files in `figures_dir`."""
+    def save(
+        self, steps: list[int], history: dict[str, list[float]], counted_nll: dict[str, float]
+    ) -> None:
+        """The last snapshot's heatmaps, the MLE's and the NLL curves as PNG files in
+        `figures_dir`."""
+        if self.figures_dir is None:
+            return
         self.figures_dir.mkdir(parents=True, exist_ok=True)
         everything = {
-            "heatmap_counted": self._counted_png(),
-            **pngs,
-            "nll_curves": render(nll_curves(self.history_steps, self.history, self.counted.nll)),
+            "heatmap_counted": self.counted_png(),
+            **self.last,
+            "nll_curves": render(nll_curves(steps, history, counted_nll)),
         }
         for name, png in everything.items():
             (self.figures_dir / f"{name}.png").write_bytes(png)

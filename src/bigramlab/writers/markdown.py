@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from bigramlab.plumbing.atomic import write_atomically
+from bigramlab.writers.atomic import write_atomically
 
 
 def machine() -> str:

@@ -1,0 +1,127 @@
+"""The helpers the tests share: the commands as a user runs them, each in a process of its own,
+and the failure policy's one error line; a free loopback port; a run trained in this process;
+a run's TensorBoard events and scalars."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import os
+import random
+import socket
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import train_and_load
+
+
+def run_module(
+    module: str, *args: str, cwd: Path, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """`python -m <module> <args>` in `cwd`, with this interpreter; its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def run_in_process(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m <module> <args>` in `cwd` as run_module gives it, but in this process: its
+    `main()` with sys.argv set, its output captured, its exit status from SystemExit. For the
+    mistakes a command refuses before it trains (the second a run takes rather than the five of
+    a new process's imports); a command that trains, and every documented one, runs as its own
+    process (run_module, tests/test_readme.py)."""
+    out, err = io.StringIO(), io.StringIO()
+    argv, here, handlers = sys.argv, Path.cwd(), list(logging.getLogger().handlers)
+    # What a run sets for its whole process (seed_everything, the thread count, the
+    # environment its DDP ranks read), put back after it.
+    environ, threads = dict(os.environ), torch.get_num_threads()
+    rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    status = 0
+    GlobalHydra.instance().clear()
+    try:
+        sys.argv = [module, *args]
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            importlib.import_module(module).main()
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else int(e.code is not None)
+    finally:
+        sys.argv = argv
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(environ)
+        torch.set_num_threads(threads)
+        random.setstate(rng[0])
+        np.random.set_state(rng[1])
+        torch.set_rng_state(rng[2])
+        GlobalHydra.instance().clear()
+        # Hydra's job logging adds handlers bound to the captured streams: put back the root's.
+        root = logging.getLogger()
+        for handler in root.handlers:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+    return subprocess.CompletedProcess([module, *args], status, out.getvalue(), err.getvalue())
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], message: str) -> str:
+    """Exit status 2 and a standard error of one line, `error: ...` holding `message`; the line."""
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    return lines[0]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server or a process group of a test)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_train(
+    train_config: Callable[..., DictConfig], out: Path, *overrides: str
+) -> tuple[dict, torch.Tensor]:
+    """Train the `train_config` fixture's config with `overrides` in this process, into `out`:
+    (its metrics.json, its final W)."""
+    return train_and_load(train_config(*overrides), out)
+
+
+def events(run_dir: Path) -> EventAccumulator:
+    """Every event of a run's TensorBoard directory, none sampled away."""
+    accumulator = EventAccumulator(
+        str(run_dir / "tensorboard"),
+        size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0},
+    )
+    accumulator.Reload()
+    return accumulator
+
+
+def scalars(run_dir: Path, tag: str) -> dict[int, float]:
+    """A run's scalar `tag`, step -> value."""
+    return {e.step: e.value for e in events(run_dir).Scalars(tag)}
+
+
+def events_by_loop(words: list[str], k: int) -> Counter:
+    """(context string, next character) of every event, the lecture's way with k `.`s of padding."""
+    found: Counter = Counter()
+    for w in words:
+        chars = ["."] * k + list(w) + ["."]
+        for i in range(k, len(chars)):
+            found["".join(chars[i - k : i]), chars[i]] += 1
+    return found
