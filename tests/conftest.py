@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import os
 import random
 import signal
 import threading
@@ -27,6 +28,21 @@ from bigramlab.train import train
 from bigramlab.training.module import LanguageModelModule
 
 CONFIG_DIR = Path(config.CONFIG_DIR)  # conf/, as the commands find it
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker and the processes it starts on a share of the cores of
+    their own. A run's threads (threads: null, the cores its process may use) then fill that
+    share and not the cores the other workers use too: oversubscribed, torch's threads wait on
+    each other, and a run takes many times as long."""
+    worker = getattr(config, "workerinput", None)
+    if worker is None or not hasattr(os, "sched_setaffinity"):
+        return
+    index, count = int(worker["workerid"].removeprefix("gw")), int(worker["workercount"])
+    cores = sorted(os.sched_getaffinity(0))
+    mine = cores[index % len(cores) :: count]
+    os.sched_setaffinity(0, mine)
+    torch.set_num_threads(len(mine))
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
-"""The helpers the tests share: the commands as a user runs them, each in a process of its own,
-and the failure policy's one error line; a free loopback port; a run trained in this process;
-a run's TensorBoard events and scalars."""
+"""The helpers the tests share: the commands as a user runs them, in a process of their own or in
+this one, and the failure policy's one error line; a free loopback port; a run trained in this
+process; a run's TensorBoard events and scalars."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import io
 import logging
 import os
 import random
+import runpy
 import socket
 import subprocess
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -40,24 +42,46 @@ def run_module(
 
 
 def run_in_process(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m <module> <args>` in `cwd` as run_module gives it, but in this process: its
-    `main()` with sys.argv set, its output captured, its exit status from SystemExit. For the
-    mistakes a command refuses before it trains (the second a run takes rather than the five of
-    a new process's imports); a command that trains, and every documented one, runs as its own
-    process (run_module, tests/test_readme.py)."""
+    """`python -m <module> <args>` (or `python <module> <args>` for a script's path) in `cwd` as
+    run_module gives it, but in this process: its `main()` (the script as __main__) with sys.argv
+    set, its output captured, its exit status from SystemExit; what the
+    run sets for its whole process put back after it. A run in this process takes the second its
+    work takes, not the four of a new process's imports; a test keeps run_module where the process
+    itself is tested (signals, a killed run, DDP's processes, a launcher's), and every documented
+    command runs as its own process (tests/test_readme.py)."""
     out, err = io.StringIO(), io.StringIO()
-    argv, here, handlers = sys.argv, Path.cwd(), list(logging.getLogger().handlers)
+    argv, here = sys.argv, Path.cwd()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    # bigramlab.plumbing.cli points Lightning's handlers at the standard output of the moment.
+    # (Not a file's: Hydra's logging.config closes every handler, and a closed file handler
+    # reopens its file itself.)
+    streams = [
+        (handler, handler.stream)
+        for logger in [root, *map(logging.getLogger, list(logging.Logger.manager.loggerDict))]
+        for handler in logger.handlers
+        if isinstance(handler, logging.StreamHandler)
+        and not isinstance(handler, logging.FileHandler)
+    ]
     # What a run sets for its whole process (seed_everything, the thread count, the
-    # environment its DDP ranks read), put back after it.
+    # environment its DDP ranks read, trainer.deterministic), put back after it.
     environ, threads = dict(os.environ), torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
     rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
     status = 0
     GlobalHydra.instance().clear()
     try:
         sys.argv = [module, *args]
         os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            importlib.import_module(module).main()
+        with (
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            if module.endswith(".py"):
+                runpy.run_path(module, run_name="__main__")
+            else:
+                importlib.import_module(module).main()
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else int(e.code is not None)
     finally:
@@ -66,16 +90,19 @@ def run_in_process(module: str, *args: str, cwd: Path) -> subprocess.CompletedPr
         os.environ.clear()
         os.environ.update(environ)
         torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
         random.setstate(rng[0])
         np.random.set_state(rng[1])
         torch.set_rng_state(rng[2])
         GlobalHydra.instance().clear()
         # Hydra's job logging adds handlers bound to the captured streams: put back the root's.
-        root = logging.getLogger()
         for handler in root.handlers:
             if handler not in handlers:
                 root.removeHandler(handler)
                 handler.close()
+        root.setLevel(level)
+        for handler, stream in streams:
+            handler.setStream(stream)
     return subprocess.CompletedProcess([module, *args], status, out.getvalue(), err.getvalue())
 
 

@@ -1,4 +1,5 @@
-"""The commands as a user runs them, each in its own process."""
+"""The commands as a user runs them (in the test's process: tests/test_readme.py runs each
+documented command in its own)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,24 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_module
+from tests.conftest import make_words
+from tests.helpers import run_in_process as run_module
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def trained_run(tmp_path: Path, words_file: Path) -> Path:
+@pytest.fixture(scope="module")
+def words_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("words") / "words.txt"
+    path.write_text("\n".join(make_words(300)) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, words_file: Path) -> Path:
+    """One run that the tests of this module only read."""
+    tmp_path = tmp_path_factory.mktemp("trained")
     result = run_module(
         "bigramlab.train",
         "dataset=text_file",

@@ -24,7 +24,7 @@ from bigramlab.errors import Diverged, UserError, from_worker_traceback
 from bigramlab.train import train
 from bigramlab.training.datamodule import NgramDataModule, PairMiniBatches, shard_counts
 from tests.conftest import make_words
-from tests.helpers import free_port, run_module, run_train
+from tests.helpers import free_port, run_in_process, run_module, run_train
 
 ATOL = 1e-5
 
@@ -144,9 +144,9 @@ def test_lightning_ddp_from_the_command_line_gives_the_single_process_model(tmp_
         ("one", []),
         ("ddp", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]),
     ):
-        result = run_module(
-            "bigramlab.train", *data, *trainer, f"hydra.run.dir={name}", cwd=tmp_path
-        )
+        # The one-process run in this process; DDP's processes as a user starts them.
+        run = run_module if trainer else run_in_process
+        result = run("bigramlab.train", *data, *trainer, f"hydra.run.dir={name}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.count("run directory:") == 1  # printed by rank 0 only
         runs[name] = (
@@ -174,9 +174,8 @@ def test_ddp_cpu_with_lbfgs_reaches_the_single_process_objective(tmp_path: Path)
     data += ["model.features=interpolated", "optim=lbfgs", "trainer.max_steps=15"]
     runs = {}
     for name, trainer in (("one", []), ("ddp", ["trainer=ddp_cpu"])):
-        result = run_module(
-            "bigramlab.train", *data, *trainer, f"hydra.run.dir={name}", cwd=tmp_path, timeout=300
-        )
+        run = run_module if trainer else run_in_process  # DDP's processes as a user starts them
+        result = run("bigramlab.train", *data, *trainer, f"hydra.run.dir={name}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
     assert runs["ddp"]["steps"] == runs["one"]["steps"] == 15
@@ -199,7 +198,7 @@ def test_ddp_cpu_inside_a_two_job_multirun(tmp_path: Path, strategy: str) -> Non
         assert len(list(job.glob("**/metrics.json"))) == 1
         assert len(list(job.glob("**/events.out.tfevents.*"))) == 1
         ddp = json.loads((job / "metrics.json").read_text())
-        single = run_module(
+        single = run_in_process(
             "bigramlab.train", *data, f"optim.lr={lr}", f"hydra.run.dir=one_{lr}", cwd=tmp_path
         )
         assert single.returncode == 0, single.stderr[-3000:]
@@ -215,7 +214,7 @@ def test_two_nodes_on_loopback_give_the_single_process_model(tmp_path: Path) -> 
     words = tmp_path / "words.txt"
     words.write_text("\n".join(make_words(800, seed=6)) + "\n")
     data = ["dataset=text_file", f"dataset.path={words}", "model.context=3", *QUICK]
-    one = run_module("bigramlab.train", *data, "hydra.run.dir=one", cwd=tmp_path)
+    one = run_in_process("bigramlab.train", *data, "hydra.run.dir=one", cwd=tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]
     port = free_port()
     nodes = []

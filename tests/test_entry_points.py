@@ -1,5 +1,6 @@
-"""The failure policy of the commands, each run in its own process as a user runs it: one `error:`
-line, exit status 2, nothing left behind; resuming a run only on its own data."""
+"""The failure policy of the commands as a user runs them: one `error:` line, exit status 2,
+nothing left behind; resuming a run only on its own data. In the test's process, but where the
+process is what is tested (Ctrl-C, a pipe closed early, the file mode of a umask, warnings)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def names_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
     names.parent.mkdir()
     names.write_text("\n".join(make_words(400, seed=3)) + "\n")
     sha = hashlib.sha256(names.read_bytes()).hexdigest()
-    result = run_module(
+    result = run_in_process(
         "bigramlab.train",
         "dataset=names",
         f"dataset.sha256={sha}",
@@ -60,7 +61,7 @@ def test_evaluate_scores_the_run_on_its_own_split_and_counted_model(names_run, d
     run's own NLLs (metrics.json), not those of evaluate's default split and α = 1."""
     cwd, run_dir, _ = names_run
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    result = run_module("bigramlab.evaluate", f"ckpt={ckpt}", *data, cwd=cwd)
+    result = run_in_process("bigramlab.evaluate", f"ckpt={ckpt}", *data, cwd=cwd)
     assert result.returncode == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     rows = table(result.stdout)
@@ -75,7 +76,9 @@ def test_evaluate_scores_the_run_on_its_own_split_and_counted_model(names_run, d
 def test_evaluate_says_which_settings_are_overridden(names_run) -> None:
     cwd, run_dir, _ = names_run
     ckpt = run_dir / "checkpoints" / "last.ckpt"
-    result = run_module("bigramlab.evaluate", f"ckpt={ckpt}", "data.split_rule=randperm", cwd=cwd)
+    result = run_in_process(
+        "bigramlab.evaluate", f"ckpt={ckpt}", "data.split_rule=randperm", cwd=cwd
+    )
     assert result.returncode == 0, result.stderr
     assert "data.split_rule=randperm: overridden; the run used lecture" in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -117,7 +120,7 @@ def test_sample_refuses_bad_values(names_run, args, message) -> None:
 
 def test_sample_names_the_checkpoint_inside_a_run_directory(names_run) -> None:
     cwd, run_dir, _ = names_run
-    result = run_module("bigramlab.sample", f"ckpt={run_dir}", cwd=cwd)
+    result = run_in_process("bigramlab.sample", f"ckpt={run_dir}", cwd=cwd)
     assert_one_error_line(result, f"e.g. ckpt={run_dir / 'checkpoints' / 'last.ckpt'}")
 
 
@@ -179,14 +182,14 @@ def test_bad_train_values_are_one_line_and_leave_no_run_directory(
 
 
 def test_hydra_errors_exit_with_status_1_as_documented(tmp_path: Path) -> None:
-    result = run_module("bigramlab.train", "dataset=nope", cwd=tmp_path)
+    result = run_in_process("bigramlab.train", "dataset=nope", cwd=tmp_path)
     assert result.returncode == 1 and "Could not find 'dataset/nope'" in result.stderr
 
 
 def test_resuming_on_other_data_is_refused_and_the_run_record_kept(names_run) -> None:
     cwd, run_dir, _ = names_run
     record = (run_dir / ".hydra" / "config.yaml").read_text()
-    result = run_module(
+    result = run_in_process(
         "bigramlab.train",
         f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
         "trainer.max_steps=60",
@@ -200,7 +203,7 @@ def test_resuming_on_other_data_is_refused_and_the_run_record_kept(names_run) ->
 
 def test_resuming_to_a_step_not_past_the_checkpoint_is_refused(names_run) -> None:
     cwd, run_dir, sha = names_run
-    result = run_module(
+    result = run_in_process(
         "bigramlab.train",
         "dataset=names",
         f"dataset.sha256={sha}",
@@ -214,11 +217,11 @@ def test_resuming_to_a_step_not_past_the_checkpoint_is_refused(names_run) -> Non
 
 def test_resuming_keeps_the_run_record_and_adds_its_own(tmp_path: Path, words_file: Path) -> None:
     data = ["dataset=text_file", f"dataset.path={words_file}", "trainer.val_check_interval=10"]
-    first = run_module("bigramlab.train", *data, "trainer.max_steps=20", cwd=tmp_path)
+    first = run_in_process("bigramlab.train", *data, "trainer.max_steps=20", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     (run_dir,) = (tmp_path / "logs" / "train" / "runs").iterdir()
     record = (run_dir / ".hydra" / "overrides.yaml").read_text()
-    resumed = run_module(
+    resumed = run_in_process(
         "bigramlab.train",
         *data,
         "trainer.max_steps=30",
@@ -232,6 +235,7 @@ def test_resuming_keeps_the_run_record_and_adds_its_own(tmp_path: Path, words_fi
 
 
 def test_output_is_bigramlabs_not_its_dependencies_chatter(tmp_path: Path) -> None:
+    # In a process of its own: a warning this process has shown once is not shown again.
     words = tmp_path / "w.txt"
     words.write_text("\n".join(make_words(50)) + "\n")
     result = run_module(
@@ -275,13 +279,13 @@ def test_a_refused_ckpt_path_leaves_nothing_on_disk(
 
 
 def test_the_likelihood_of_data_with_no_spread_is_refused(tmp_path: Path) -> None:
-    result = run_module("bigramlab.likelihood", "data=[2,2,2]", cwd=tmp_path)
+    result = run_in_process("bigramlab.likelihood", "data=[2,2,2]", cwd=tmp_path)
     assert_one_error_line(result, "data=[2, 2, 2] has no spread: σ̂ = 0")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_diverged_likelihood_fit_records_why_and_draws_nothing(tmp_path: Path) -> None:
-    result = run_module("bigramlab.likelihood", "fit.lr=100", "hydra.run.dir=fit", cwd=tmp_path)
+    result = run_in_process("bigramlab.likelihood", "fit.lr=100", "hydra.run.dir=fit", cwd=tmp_path)
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: gradient descent diverged at step ")
@@ -371,7 +375,7 @@ def test_settings_that_would_be_ignored_are_refused(
 
 
 def test_export_of_a_counted_model_names_its_data_set(tmp_path: Path, words_file: Path) -> None:
-    result = run_module(
+    result = run_in_process(
         "bigramlab.export",
         "source=counted",
         "dataset=text_file",
@@ -393,10 +397,12 @@ def test_a_run_into_a_directory_holding_a_run_is_refused_and_the_run_kept(
     tmp_path: Path, words_file: Path
 ) -> None:
     data = ["dataset=text_file", f"dataset.path={words_file}", "trainer.max_steps=10"]
-    first = run_module("bigramlab.train", *data, "hydra.run.dir=run", cwd=tmp_path)
+    first = run_in_process("bigramlab.train", *data, "hydra.run.dir=run", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*")}
-    again = run_module("bigramlab.train", *data, "optim.lr=1", "hydra.run.dir=run", cwd=tmp_path)
+    again = run_in_process(
+        "bigramlab.train", *data, "optim.lr=1", "hydra.run.dir=run", cwd=tmp_path
+    )
     line = assert_one_error_line(again, f"hydra.run.dir={tmp_path / 'run'} holds a run")
     assert f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}" in line
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*")} == before
@@ -406,10 +412,14 @@ def test_a_sweep_into_a_sweep_directory_holding_a_sweep_is_refused(
     tmp_path: Path, words_file: Path
 ) -> None:
     args = ["-m", "dataset=text_file", f"dataset.path={words_file}", "trainer.max_steps=2"]
-    first = run_module("bigramlab.train", *args, "optim.lr=1,2", "hydra.sweep.dir=s", cwd=tmp_path)
+    first = run_in_process(
+        "bigramlab.train", *args, "optim.lr=1,2", "hydra.sweep.dir=s", cwd=tmp_path
+    )
     assert first.returncode == 0, first.stderr
     record = (tmp_path / "s" / "multirun.yaml").read_text()
-    again = run_module("bigramlab.train", *args, "optim.lr=3", "hydra.sweep.dir=s", cwd=tmp_path)
+    again = run_in_process(
+        "bigramlab.train", *args, "optim.lr=3", "hydra.sweep.dir=s", cwd=tmp_path
+    )
     assert_one_error_line(again, f"hydra.sweep.dir={tmp_path / 's'} holds a sweep already")
     assert (tmp_path / "s" / "multirun.yaml").read_text() == record
     assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir()) == [
@@ -479,7 +489,7 @@ def test_mistakes_that_raised_a_traceback_are_one_line(
 
 def test_sample_names_no_fix_that_sample_would_refuse(names_run) -> None:
     cwd, run_dir, _ = names_run
-    result = run_module(
+    result = run_in_process(
         "bigramlab.sample", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "model=bigram", cwd=cwd
     )
     assert result.returncode != 0
@@ -488,7 +498,7 @@ def test_sample_names_no_fix_that_sample_would_refuse(names_run) -> None:
 
 @pytest.mark.parametrize("command", ["train", "sample", "evaluate", "export", "likelihood"])
 def test_help_begins_with_the_commands_usage(tmp_path: Path, command: str) -> None:
-    result = run_module(f"bigramlab.{command}", "--help", cwd=tmp_path)
+    result = run_in_process(f"bigramlab.{command}", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"python -m bigramlab.{command} ")
     assert "powered by Hydra" not in result.stdout

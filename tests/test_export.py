@@ -17,10 +17,10 @@ from bigramlab.keys import event_keys
 from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.models.smoothing import counted_model
 from tests.conftest import make_words, train_and_load
-from tests.helpers import run_module
+from tests.helpers import run_in_process as run_module
 
 kenlm = pytest.importorskip("kenlm")
-pytestmark = pytest.mark.slow  # trains and runs the command in subprocesses
+pytestmark = pytest.mark.slow  # trains, and exports with KenLM
 
 SPLIT = [0.8, 0.1, 0.1]
 

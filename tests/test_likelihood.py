@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from bigramlab.errors import UserError
 from bigramlab.likelihood import NOTE, data_points, describe_data, likelihood, note_numbers
 from bigramlab.note.gaussian import closed_form_mle, density, interval_probability, round_parameters
 from tests.conftest import compose_config
-from tests.helpers import assert_one_error_line, run_module
+from tests.helpers import assert_one_error_line, run_in_process
 
 DATA = NOTE["data"]
 
@@ -106,13 +104,7 @@ def test_bad_data_is_refused(tmp_path: Path, overrides: list[str], message: str)
 
 @pytest.mark.slow
 def test_the_command_prints_the_notes_numbers_and_refuses_one_point(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "bigramlab.likelihood"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = run_in_process("bigramlab.likelihood", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "-11.800607681274414   -11.800607681274414" in run.stdout
     assert "N(50, 5)" in run.stdout and "N(45, 8)" in run.stdout
@@ -121,7 +113,7 @@ def test_the_command_prints_the_notes_numbers_and_refuses_one_point(tmp_path: Pa
     assert "the fit of the note's 5 points:" in run.stdout
     (run_dir,) = (tmp_path / "logs" / "likelihood" / "runs").iterdir()
     assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").points == DATA
-    bad = run_module("bigramlab.likelihood", "data=[1.5]", cwd=tmp_path)
+    bad = run_in_process("bigramlab.likelihood", "data=[1.5]", cwd=tmp_path)
     assert assert_one_error_line(bad, "") == (
         "error: data=[1.5] has 1 point(s): the MLE of σ needs at least two, e.g. data=[1.5,2,3.25]"
     )

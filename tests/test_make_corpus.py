@@ -1,25 +1,22 @@
-"""scripts/make_corpus.py as a user runs it: a corpus of the source's words, and one `error:` line
-for a bad command line, with nothing written."""
+"""scripts/make_corpus.py as a user runs it (in the test's process): a corpus of the source's
+words, and one `error:` line for a bad command line, with nothing written."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_words
-from tests.helpers import assert_one_error_line
+from tests.helpers import assert_one_error_line, run_in_process
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_corpus.py"
 
 
 def make_corpus(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
+    return run_in_process(str(SCRIPT), *args, cwd=cwd)
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ import json
 import math
 import random
 import string
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from bigramlab.models.counted import mle_probs
 from bigramlab.models.nll import mean_nll
 from bigramlab.train import optimizer_note
 from tests.conftest import make_words, train_and_load
+from tests.helpers import run_in_process
 
 
 @pytest.mark.parametrize("k", [2, 3])
@@ -58,13 +57,15 @@ def assert_evaluate_and_sample(
 ) -> None:
     """evaluate names the checkpoint's model and gives metrics.json's val NLL on `data`; sample
     draws 20 words of the data's letters."""
-    run = [sys.executable, "-m", "bigramlab.evaluate", f"ckpt={ckpt}", *data]
-    out = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    evaluated = run_in_process("bigramlab.evaluate", f"ckpt={ckpt}", *data, cwd=ckpt.parent)
+    assert evaluated.returncode == 0, evaluated.stderr
+    out = evaluated.stdout
     assert describe in out
     val = next(line for line in out.splitlines() if line.startswith("val "))
     assert float(val.split()[3]) == pytest.approx(val_nll, abs=1e-5)
-    sample = [sys.executable, "-m", "bigramlab.sample", f"ckpt={ckpt}", "n=20"]
-    drawn = subprocess.run(sample, capture_output=True, text=True, check=True).stdout.split()
+    drawn = run_in_process(
+        "bigramlab.sample", f"ckpt={ckpt}", "n=20", cwd=ckpt.parent
+    ).stdout.split()
     assert len(drawn) == 20 and all(set(w) <= set(letters) for w in drawn)
 
 
@@ -173,8 +174,7 @@ def test_skipgram_learns_what_the_token_before_last_says_and_is_not_exported(
         val["skipgram"],
         "abcdefghijklmnopqrstuvwxyz",
     )
-    export = [sys.executable, "-m", "bigramlab.export", f"ckpt={ckpt}", "out=m.arpa"]
-    refused = subprocess.run(export, capture_output=True, text=True, cwd=tmp_path)
+    refused = run_in_process("bigramlab.export", f"ckpt={ckpt}", "out=m.arpa", cwd=tmp_path)
     assert refused.returncode == 2 and "cannot be written as ARPA" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.arpa").exists()
 
@@ -212,8 +212,7 @@ def test_position_learns_the_words_length_and_families_evaluate_sample_resume(
     resume = f"ckpt_path={tmp_path / 'resumed' / 'checkpoints' / 'last.ckpt'}"
     _, W_resumed = train_and_load(train_config(*family, *steps, resume), tmp_path / "resumed")
     assert torch.allclose(W_resumed, W_straight, atol=1e-5)
-    export = [sys.executable, "-m", "bigramlab.export", f"ckpt={ckpt}", "out=m.arpa"]
-    refused = subprocess.run(export, capture_output=True, text=True, cwd=tmp_path)
+    refused = run_in_process("bigramlab.export", f"ckpt={ckpt}", "out=m.arpa", cwd=tmp_path)
     assert refused.returncode == 2 and "cannot be written as ARPA" in refused.stderr
     assert "a skip hides the newest, +position reads beyond the suffixes" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.arpa").exists()
@@ -228,9 +227,6 @@ def test_ngram_orders_experiment_and_its_report(tmp_path: Path) -> None:
     path.write_text("\n".join(syllable_words(600, seed=1)) + "\n")
     sweep = tmp_path / "sweep"
     command = [
-        sys.executable,
-        "-m",
-        "bigramlab.train",
         "experiment=ngram_orders",
         "dataset=text_file",
         f"dataset.path={path}",
@@ -241,29 +237,15 @@ def test_ngram_orders_experiment_and_its_report(tmp_path: Path) -> None:
         "callbacks.progress_bar.refresh_rate=0",
         f"hydra.sweep.dir={sweep}",
     ]
-    subprocess.run(command, cwd=tmp_path, check=True, capture_output=True, timeout=600)
+    assert run_in_process("bigramlab.train", *command, cwd=tmp_path).returncode == 0
     jobs = []
     for p in sweep.glob("*/metrics.json"):
         name = p.parent.name
         k, features = int(name.split("context=")[1][0]), name.split("features=")[1].split(",")[0]
         jobs.append(json.loads(p.read_text()) | {"k": k, "features": features})
     assert len(jobs) == 8 and all(job["status"] == "ok" for job in jobs)
-    report = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bigramlab.report",
-            str(sweep),
-            "--by-order",
-            "--data",
-            str(path),
-            "--orders",
-            "1-3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    by_order = ["--by-order", "--data", str(path), "--orders", "1-3"]
+    report = run_in_process("bigramlab.report", str(sweep), *by_order, cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     rows = [
         line.strip("| ").split(" | ")
@@ -288,40 +270,14 @@ def test_ngram_orders_experiment_and_its_report(tmp_path: Path) -> None:
     assert {k for (name, k) in table if name.startswith("counted, additive")} == {1, 2, 3}
     # A run on the default (randperm) split beside them: refused in one line, no table written.
     other = tmp_path / "randperm"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bigramlab.train",
-            "dataset=text_file",
-            f"dataset.path={path}",
-            "trainer.max_steps=3",
-            "trainer.val_check_interval=1",
-            "callbacks.progress_bar.refresh_rate=0",
-            f"hydra.run.dir={other}",
-        ],
-        cwd=tmp_path,
-        check=True,
-        capture_output=True,
-        timeout=600,
+    run = ["dataset=text_file", f"dataset.path={path}", "trainer.max_steps=3"]
+    run += ["trainer.val_check_interval=1", "callbacks.progress_bar.refresh_rate=0"]
+    assert (
+        run_in_process("bigramlab.train", *run, f"hydra.run.dir={other}", cwd=tmp_path).returncode
+        == 0
     )
-    refused = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bigramlab.report",
-            str(sweep),
-            str(other),
-            "--by-order",
-            "--data",
-            str(path),
-            "--out",
-            str(tmp_path / "both"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    both = ["--by-order", "--data", str(path), "--out", str(tmp_path / "both")]
+    refused = run_in_process("bigramlab.report", str(sweep), str(other), *both, cwd=tmp_path)
     assert refused.returncode == 2 and not (tmp_path / "both").exists()
     (line,) = refused.stderr.strip().splitlines()
     assert line.startswith("error: ") and "were trained on different splits of the words" in line
@@ -343,16 +299,10 @@ def test_contexts_never_seen_get_finite_nlls_and_evaluate_says_which_had_no_row(
         )
         train_and_load(cfg, tmp_path / features)
         ckpt = tmp_path / features / "checkpoints" / "last.ckpt"
-        run = [
-            sys.executable,
-            "-m",
-            "bigramlab.evaluate",
-            f"ckpt={ckpt}",
-            "dataset=text_file",
-            f"dataset.path={other}",
-            "counted.smoothing=kneser_ney",
-        ]
-        out = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+        other_data = ["dataset=text_file", f"dataset.path={other}", "counted.smoothing=kneser_ney"]
+        evaluated = run_in_process("bigramlab.evaluate", f"ckpt={ckpt}", *other_data, cwd=tmp_path)
+        assert evaluated.returncode == 0, evaluated.stderr
+        out = evaluated.stdout
         rows = {
             line.split()[0]: line.split()
             for line in out.splitlines()

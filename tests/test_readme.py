@@ -1,13 +1,12 @@
 """Every command of the code blocks of README.md and docs/*.md, run as written, so that a
 documented command that fails (a renamed key, a removed option) fails the suite.
 
-Each runs in its own process, in README's order and then the pages' (alphabetically), in one
-working directory with local data: a
-generated names.txt in its data cache (with its checksum given, so nothing is downloaded) and the
-`my_words.txt` that README's text_file example names. Training commands get a few steps
-(`trainer.max_steps=20`), an experiment's grid the first two values of each setting, and Optuna
-two trials; the GPU commands are skipped without a GPU, the
-SLURM one is only composed (there is no cluster), the TensorBoard server is replaced by its
+Each runs in its own process, once (README and a page repeat a few), in README's order and then
+the pages' (alphabetically), in one working directory with local data: a generated names.txt in
+its data cache (with its checksum given, so nothing is downloaded) and the `my_words.txt` that
+README's text_file example names. Training commands get a few steps (`trainer.max_steps=4`), a
+sweep two jobs (see two_jobs) and Optuna two trials; the GPU commands are skipped without a GPU,
+the SLURM one is only composed (there is no cluster), the TensorBoard server is replaced by its
 `--inspect` mode, the multi-node `srun` command is only composed, `scripts/run.sh test` is this
 suite itself, and the benchmark scripts, which measure for minutes, are left to a person (their
 parts are tested in tests/test_benchmark_ngrams.py).
@@ -25,13 +24,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from tests.conftest import compose_config, make_words
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["trainer.max_steps=20", "trainer.val_check_interval=10"]
+FAST = ["trainer.max_steps=4", "trainer.val_check_interval=2"]
 USES_NAMES = re.compile(
     r"dataset=names|experiment=(makemore|reg_vs_smoothing|ngram_best|ngram_orders|features_best|features_sweep)"
 )
@@ -115,21 +115,40 @@ def sweep_dir(cwd: Path, optuna: bool = False) -> Path:
     return latest(sweeps)
 
 
-def smaller_grid(argv: list[str]) -> list[str]:
-    """An experiment's grid (hydra.sweeper.params) cut to the first two values of each setting,
-    as command-line sweeps, which the basic sweeper takes over its config's: ngram_orders' 36
-    jobs are 8."""
+def two_jobs(argv: list[str]) -> list[str]:
+    """A sweep cut to two jobs: the first two values of its first setting, the first value of
+    each other, as command-line overrides (which the basic sweeper takes over its config's, and
+    which come after the command's own). The settings are the command line's lists, then its
+    experiment's grid (hydra.sweeper.params): ngram_orders' 36 jobs are 2."""
+    parser = OverridesParser.create()
+    settings: dict[str, list[str]] = {}
+    for arg in argv:
+        if "=" in arg and not arg.startswith(("-", "hydra")):
+            override = parser.parse_override(arg)
+            if override.is_sweep_override():
+                settings[override.key_or_group] = list(override.sweep_string_iterator())
     experiment = next((a.partition("=")[2] for a in argv if a.startswith("experiment=")), None)
-    if experiment is None:
-        return []
     path = ROOT / "src" / "bigramlab" / "conf" / "experiment" / f"{experiment}.yaml"
-    if not path.is_file():  # a sweep's experiment/best_trial.yaml: one run, no grid
-        return []
-    params = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params") or {}
-    return [f"{key}={','.join(str(value).split(',')[:2])}" for key, value in params.items()]
+    if experiment is not None and path.is_file():  # not a sweep's experiment/best_trial.yaml
+        grid = OmegaConf.select(OmegaConf.load(path), "hydra.sweeper.params") or {}
+        for key, value in grid.items():
+            values = parser.parse_override(f"{key}={value}").sweep_string_iterator()
+            settings.setdefault(key, list(values))
+    return [
+        f"{key}={','.join(values[: 2 if i == 0 else 1])}"
+        for i, (key, values) in enumerate(settings.items())
+    ]
 
 
-COMMANDS = documented_commands()
+def unique(commands: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Each command once, with the pages that give it (README and a page repeat a few)."""
+    pages: dict[str, list[str]] = {}
+    for page, command in commands:
+        pages.setdefault(command, []).append(page)
+    return [(", ".join(dict.fromkeys(where)), command) for command, where in pages.items()]
+
+
+COMMANDS = unique(documented_commands())
 
 
 @pytest.mark.parametrize(
@@ -190,7 +209,7 @@ def test_documented_command_runs_as_written(
         if "hparams_search=optuna" in argv:
             argv.append("hydra.sweeper.n_trials=2")
         else:
-            argv += smaller_grid(argv)
+            argv += two_jobs(argv)
         if USES_NAMES.search(command):
             argv.append(f"dataset.sha256={sha}")
         if argv[1:2] == ["train"]:  # scripts/run.sh runs in the repository: keep it out of logs/

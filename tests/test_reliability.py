@@ -13,7 +13,7 @@ from bigramlab.data.corpora import TextFile
 from bigramlab.data.vocab import split_words
 from bigramlab.train import train
 from bigramlab.training.datamodule import ngram_data
-from tests.helpers import run_module
+from tests.helpers import run_in_process
 
 
 def test_single_word_unicode_and_a_huge_line_train(train_config, tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_same_config_and_seed_give_bitwise_identical_W(train_config, tmp_path: P
 
 @pytest.mark.slow
 def test_divergence_stops_the_run_and_keeps_no_nan_checkpoint(tmp_path: Path, words_file: Path):
-    result = run_module(
+    result = run_in_process(
         "bigramlab.train",
         "dataset=text_file",
         f"dataset.path={words_file}",

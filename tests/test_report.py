@@ -9,7 +9,8 @@ import pytest
 
 from bigramlab.sweeps.report import figure_val_nll, group_repeats, rank, read_job, varying_keys
 from tests.conftest import make_words
-from tests.helpers import assert_one_error_line, run_module
+from tests.helpers import assert_one_error_line
+from tests.helpers import run_in_process as run_module
 
 pytestmark = pytest.mark.slow
 QUICK = [

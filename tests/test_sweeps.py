@@ -1,5 +1,7 @@
 """Multiruns as a user starts them: the basic launcher, joblib, submitit_local and Optuna, each job
-in its own directory with its metrics.json and its objective, and the sweep report over them."""
+in its own directory with its metrics.json and its objective, and the sweep report over them. In
+the test's process, but for the launchers that start processes and the sweeps killed or
+interrupted, which run as a user starts them."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import assert_one_error_line, run_module
+from tests.helpers import assert_one_error_line, run_in_process, run_module
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,14 +53,12 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 
 def sweep(tmp_path: Path, words_file: Path, *overrides: str) -> tuple[Path, list[Path]]:
     """Run `python -m bigramlab.train -m ...` in tmp_path; return the sweep dir and its job dirs
-    (the only sweep directory under logs/, unless hydra.sweep.dir names one)."""
-    result = subprocess.run(
-        train_command(words_file, *overrides),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    (the only sweep directory under logs/, unless hydra.sweep.dir names one). In this process,
+    but for a launcher that starts processes of its own (joblib, submitit), which runs as a user
+    starts it."""
+    own_process = any(o.startswith("hydra/launcher=") for o in overrides)
+    run = run_module if own_process else run_in_process
+    result = run("bigramlab.train", *train_args(words_file, *overrides), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     named = [o.partition("=")[2] for o in overrides if o.startswith("hydra.sweep.dir=")]
     if named:
@@ -98,12 +98,7 @@ def check_grid(sweep_dir: Path, jobs: list[Path], names: set[str]) -> None:
 def report(*sweep_dirs: Path, out: Path | None = None) -> list[dict[str, str]]:
     """Run `python -m bigramlab.report` over the sweeps; return the rows of its results.csv."""
     extra = ["--out", str(out)] if out else []
-    result = subprocess.run(
-        [sys.executable, "-m", "bigramlab.report", *map(str, sweep_dirs), *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_in_process("bigramlab.report", *map(str, sweep_dirs), *extra, cwd=Path.cwd())
     assert result.returncode == 0, result.stderr
     assert "ranked by validation NLL" in result.stdout
     out = out or sweep_dirs[0]
@@ -120,8 +115,8 @@ GRID = {
 
 
 def test_grid_with_the_basic_launcher_and_the_report(tmp_path: Path, words_file: Path) -> None:
-    command = train_command(words_file, "optim.lr=5,20", "model.reg=0,0.1")
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    args = train_args(words_file, "optim.lr=5,20", "model.reg=0,0.1")
+    result = run_in_process("bigramlab.train", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep_dir,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
     # The multirun ends by naming its sweep directory, for the report.
@@ -162,12 +157,7 @@ def test_repeats_are_grouped_with_mean_and_standard_deviation(
     with open(sweep_dir / "jobs.csv") as f:
         assert len(list(csv.DictReader(f))) == 6
     # With no repeat keys, every job is a configuration of its own.
-    result = subprocess.run(
-        [sys.executable, "-m", "bigramlab.report", str(sweep_dir), "--repeat-keys", ""],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_in_process("bigramlab.report", str(sweep_dir), "--repeat-keys", "", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     with open(sweep_dir / "results.csv") as f:
         assert [r["n"] for r in csv.DictReader(f)] == ["1"] * 6
@@ -184,26 +174,25 @@ def test_several_sweeps_are_ranked_in_one_table(tmp_path: Path, words_file: Path
     ]
     vals = [float(r["val_nll"]) for r in rows]
     assert vals == sorted(vals)
-    result = subprocess.run(
-        [sys.executable, "-m", "bigramlab.report", str(first), str(second)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_in_process("bigramlab.report", str(first), str(second), cwd=tmp_path)
     assert result.returncode == 2 and "--out" in result.stderr
+
+
+# The launchers that start a process for each job (or worker): two jobs, each a process.
+PAIR = {f"{i}_figures_every_n_steps=1000,reg=0.1,lr={lr}" for i, lr in enumerate([5, 20])}
 
 
 def test_grid_with_joblib(tmp_path: Path, words_file: Path) -> None:
     launcher = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    sweep_dir, jobs = sweep(tmp_path, words_file, *launcher, "optim.lr=5,20", "model.reg=0,0.1")
-    check_grid(sweep_dir, jobs, GRID)
+    sweep_dir, jobs = sweep(tmp_path, words_file, *launcher, "optim.lr=5,20", "model.reg=0.1")
+    check_grid(sweep_dir, jobs, PAIR)
 
 
 def test_grid_with_submitit_local(tmp_path: Path, words_file: Path) -> None:
     sweep_dir, jobs = sweep(
-        tmp_path, words_file, "hydra/launcher=submitit_local", "optim.lr=5,20", "model.reg=0,0.1"
+        tmp_path, words_file, "hydra/launcher=submitit_local", "optim.lr=5,20", "model.reg=0.1"
     )
-    check_grid(sweep_dir, jobs, GRID)
+    check_grid(sweep_dir, jobs, PAIR)
 
 
 def test_optuna_sweep_minimises_val_nll(tmp_path: Path, words_file: Path) -> None:
@@ -330,7 +319,7 @@ def test_a_killed_optuna_sweep_resumes_and_leaves_its_best_trial_runnable(
     assert "4 finished trials, hydra.sweeper.n_trials=4: nothing to run" in again.stdout
     assert "\x1b[" not in again.stdout + again.stderr  # no colour codes in a log
     # Resumed with a setting that changes what a trial means: refused, the study untouched.
-    changed = run_module(
+    changed = run_in_process(
         "bigramlab.train",
         *command[3:],
         "trainer.max_steps=30",
@@ -371,18 +360,10 @@ def test_an_optuna_sweep_into_a_directory_without_a_study_is_refused(
     if other == "grid":
         sweep(tmp_path, words_file, "optim.lr=5,20", "hydra.sweep.dir=taken")
     else:
-        single = [
-            sys.executable,
-            "-m",
-            "bigramlab.train",
-            "dataset=text_file",
-            f"dataset.path={words_file}",
-            *QUICK,
-            "hydra.run.dir=taken",
-        ]
-        assert subprocess.run(single, cwd=tmp_path, capture_output=True).returncode == 0
+        single = ["dataset=text_file", f"dataset.path={words_file}", *QUICK, "hydra.run.dir=taken"]
+        assert run_in_process("bigramlab.train", *single, cwd=tmp_path).returncode == 0
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "taken").rglob("*"))
-    result = run_module(
+    result = run_in_process(
         "bigramlab.train",
         *train_args(words_file, "hparams_search=optuna", "hydra.sweep.dir=taken"),
         cwd=tmp_path,
@@ -394,7 +375,7 @@ def test_an_optuna_sweep_into_a_directory_without_a_study_is_refused(
 
 
 def test_a_slurm_launcher_without_slurm_is_refused(tmp_path: Path, words_file: Path) -> None:
-    result = run_module(
+    result = run_in_process(
         "bigramlab.train",
         *train_args(words_file, "hydra/launcher=slurm", "optim.lr=5,20"),
         cwd=tmp_path,
@@ -416,7 +397,7 @@ def test_the_report_shows_the_settings_a_sweep_varies(tmp_path: Path, words_file
         "model.context=1,2",
         "model.features=onehot,interpolated",
     )
-    result = run_module("bigramlab.report", str(sweep_dir), cwd=tmp_path)
+    result = run_in_process("bigramlab.report", str(sweep_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     header = next(line for line in result.stdout.splitlines() if "val_nll" in line)
     columns = [c.strip() for c in header.strip("┃ ").split("┃")]
@@ -442,7 +423,7 @@ def test_the_report_of_no_sweep_is_one_error_line(tmp_path: Path, case: str) -> 
         (target / "notes").mkdir(parents=True)
     elif case == "file":
         target.write_text("x")
-    line = assert_one_error_line(run_module("bigramlab.report", str(target), cwd=tmp_path), "")
+    line = assert_one_error_line(run_in_process("bigramlab.report", str(target), cwd=tmp_path), "")
     expected = {
         "missing": f"error: sweep directory {target} is missing",
         "empty": f"error: {target} is empty",
