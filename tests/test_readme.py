@@ -5,7 +5,8 @@ Each runs in its own process, once (README and a page repeat a few), in README's
 the pages' (alphabetically), in one working directory with local data: a generated names.txt in
 its data cache (with its checksum given, so nothing is downloaded) and the `my_words.txt` that
 README's text_file example names. Training commands get a few steps (`trainer.max_steps=4`), a
-sweep two jobs (see two_jobs) and Optuna two trials; the GPU commands are skipped without a GPU,
+sweep two jobs (see two_jobs) and Optuna two trials, and a run whose config is one a command before
+it ran is skipped; the GPU commands are skipped without a GPU,
 the SLURM one is only composed (there is no cluster), the TensorBoard server is replaced by its
 `--inspect` mode, the multi-node `srun` command is only composed, `scripts/run.sh test` is this
 suite itself, and the benchmark scripts, which measure for minutes, are left to a person (their
@@ -149,6 +150,7 @@ def unique(commands: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 COMMANDS = unique(documented_commands())
+RUN_CONFIGS: dict[str, str] = {}  # the composed config of each single run so far -> its command
 
 
 @pytest.mark.parametrize(
@@ -206,14 +208,27 @@ def test_documented_command_runs_as_written(
             assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
             return
         argv += FAST
+        grid = two_jobs(argv)
         if "hparams_search=optuna" in argv:
             argv.append("hydra.sweeper.n_trials=2")
         else:
-            argv += two_jobs(argv)
+            argv += grid
         if USES_NAMES.search(command):
             argv.append(f"dataset.sha256={sha}")
         if argv[1:2] == ["train"]:  # scripts/run.sh runs in the repository: keep it out of logs/
             argv += [f"paths.log_dir={cwd / 'logs'}", f"paths.data_dir={cwd / 'data'}"]
+        overrides = argv[3:] if "bigramlab.train" in argv else argv[2:]
+        single_run = "-m" not in overrides and "hparams_search=optuna" not in overrides
+        if single_run and not grid and "--config-dir" not in overrides:
+            # A run whose config, composed, is one a command before it ran (the pages repeat
+            # README's with settings these steps replace) adds nothing.
+            cfg = compose_config("train", overrides, cwd)
+            composed = OmegaConf.to_yaml(
+                OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+            )
+            if composed in RUN_CONFIGS:
+                pytest.skip(f"the run of `{RUN_CONFIGS[composed]}` again (the same config)")
+            RUN_CONFIGS[composed] = command
     if {"bigramlab.evaluate", "bigramlab.export"} & set(argv) and USES_NAMES.search(command):
         argv.append(f"dataset.sha256={sha}")
 
