@@ -50,7 +50,7 @@ def run_in_process(module: str, *args: str, cwd: Path) -> subprocess.CompletedPr
     itself is tested (signals, a killed run, DDP's processes, a launcher's), and every documented
     command runs as its own process (tests/test_readme.py)."""
     out, err = io.StringIO(), io.StringIO()
-    argv, here = sys.argv, Path.cwd()
+    argv, here, path = sys.argv, Path.cwd(), list(sys.path)
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     # bigramlab.plumbing.cli points Lightning's handlers at the standard output of the moment.
@@ -73,6 +73,8 @@ def run_in_process(module: str, *args: str, cwd: Path) -> subprocess.CompletedPr
     try:
         sys.argv = [module, *args]
         os.chdir(cwd)
+        # As `python -m` does: the working directory first on the path (a callback's module).
+        sys.path.insert(0, str(cwd) if not module.endswith(".py") else str(Path(module).parent))
         with (
             warnings.catch_warnings(),
             contextlib.redirect_stdout(out),
@@ -86,6 +88,10 @@ def run_in_process(module: str, *args: str, cwd: Path) -> subprocess.CompletedPr
         status = e.code if isinstance(e.code, int) else int(e.code is not None)
     finally:
         sys.argv = argv
+        sys.path[:] = path
+        for name, loaded in list(sys.modules.items()):  # a module of the working directory
+            if Path(getattr(loaded, "__file__", None) or "/").parent == cwd.resolve():
+                del sys.modules[name]
         os.chdir(here)
         os.environ.clear()
         os.environ.update(environ)

@@ -291,7 +291,8 @@ def test_a_killed_optuna_sweep_resumes_and_leaves_its_best_trial_runnable(
         (2, "RUNNING"),
     ]
 
-    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    # Killed as a process; resumed in this one.
+    resumed = run_in_process("bigramlab.train", *command[3:], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = trials(study / "optuna.db")
     # Trial 2 was killed: failed, and replaced by two new trials; 0 and 1 were not run again.
@@ -313,7 +314,7 @@ def test_a_killed_optuna_sweep_resumes_and_leaves_its_best_trial_runnable(
     best = yaml.safe_load((study / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(min(objective(j) for j in done))
     # Run once more after the end: nothing left to run.
-    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    again = run_in_process("bigramlab.train", *command[3:], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(trials(study / "optuna.db")) == 5 and len(job_dirs(study)) == 5
     assert "4 finished trials, hydra.sweeper.n_trials=4: nothing to run" in again.stdout
@@ -333,21 +334,8 @@ def test_a_killed_optuna_sweep_resumes_and_leaves_its_best_trial_runnable(
 
     experiment = study / "experiment" / "best_trial.yaml"
     assert "experiment=best_trial" in experiment.read_text()
-    rerun = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bigramlab.train",
-            "--config-dir",
-            "study",
-            "experiment=best_trial",
-            "hydra.run.dir=best",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    best_trial = ["--config-dir", "study", "experiment=best_trial", "hydra.run.dir=best"]
+    rerun = run_in_process("bigramlab.train", *best_trial, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     metrics = json.loads((tmp_path / "best" / "metrics.json").read_text())
     assert metrics["val_nll"] == pytest.approx(best["best_value"], rel=1e-9)
@@ -488,7 +476,7 @@ def test_ctrl_c_during_an_optuna_sweep_keeps_the_study_and_says_how_to_resume(
         (0, "COMPLETE"),
         (1, "RUNNING"),
     ]
-    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    resumed = run_in_process("bigramlab.train", *command[3:], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     states = [s for _, s, _ in trials(tmp_path / "study" / "optuna.db")]
     assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
