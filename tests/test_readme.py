@@ -4,13 +4,13 @@ documented command that fails (a renamed key, a removed option) fails the suite.
 Each runs in its own process, once (README and a page repeat a few), in README's order and then
 the pages' (alphabetically), in one working directory with local data: a generated names.txt in
 its data cache (with its checksum given, so nothing is downloaded) and the `my_words.txt` that
-README's text_file example names. Training commands get a few steps (`trainer.max_steps=4`), a
-sweep two jobs (see two_jobs) and Optuna two trials, and a run whose config is one a command before
-it ran is skipped; the GPU commands are skipped without a GPU,
-the SLURM one is only composed (there is no cluster), the TensorBoard server is replaced by its
-`--inspect` mode, the multi-node `srun` command is only composed, `scripts/run.sh test` is this
-suite itself, and the benchmark scripts, which measure for minutes, are left to a person (their
-parts are tested in tests/test_benchmark_ngrams.py).
+README's text_file example names. Training commands get a few steps (`trainer.max_steps=4`) and
+no figure snapshots, a sweep two jobs (see two_jobs) and Optuna two trials, and a run whose config
+is one a command before it ran is skipped; the GPU commands are skipped without a GPU, the SLURM
+one is only composed (there is no cluster), the TensorBoard server is replaced by its `--inspect`
+mode, the multi-node `srun` command is only composed, `scripts/run.sh test` is this suite itself,
+and the benchmark scripts, which measure for minutes, are left to a person (their parts are
+tested in tests/test_benchmark_ngrams.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,12 @@ from tests.conftest import compose_config, make_words
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["trainer.max_steps=4", "trainer.val_check_interval=2"]
+# A few steps, and no figure snapshots (their second a run; the training tests draw them).
+FAST = [
+    "trainer.max_steps=4",
+    "trainer.val_check_interval=2",
+    "callbacks.report.figures_every_n_steps=0",
+]
 USES_NAMES = re.compile(
     r"dataset=names|experiment=(makemore|reg_vs_smoothing|ngram_best|ngram_orders|features_best|features_sweep)"
 )
