@@ -1,16 +1,17 @@
 """Every command of the code blocks of README.md and docs/*.md, run as written, so that a
 documented command that fails (a renamed key, a removed option) fails the suite.
 
-Each runs in its own process, once (README and a page repeat a few), in README's order and then
-the pages' (alphabetically), in one working directory with local data: a generated names.txt in
-its data cache (with its checksum given, so nothing is downloaded) and the `my_words.txt` that
-README's text_file example names. Training commands get a few steps (`trainer.max_steps=4`) and
-no figure snapshots, a sweep two jobs (see two_jobs) and Optuna two trials, and a run whose config
-is one a command before it ran is skipped; the GPU commands are skipped without a GPU, the SLURM
-one is only composed (there is no cluster), the TensorBoard server is replaced by its `--inspect`
-mode, the multi-node `srun` command is only composed, `scripts/run.sh test` is this suite itself,
-and the benchmark scripts, which measure for minutes, are left to a person (their parts are
-tested in tests/test_benchmark_ngrams.py).
+Each runs in its own process (`python -m bigramlab.*` forked from a Python that has done the
+commands' imports: tests/helpers.PreloadedPython), once (README and a page repeat a few), in
+README's order and then the pages' (alphabetically), in one working directory with local data: a
+generated names.txt in its data cache (with its checksum given, so nothing is downloaded) and the
+`my_words.txt` that README's text_file example names. Training commands get a few steps
+(`trainer.max_steps=4`), a sweep two jobs (see two_jobs) and Optuna two trials, and a run whose
+config is one a command before it ran is skipped; the GPU commands are skipped without a GPU, the
+SLURM one is only composed (there is no cluster), the TensorBoard server is replaced by its
+`--inspect` mode, the multi-node `srun` command is only composed, `scripts/run.sh test` is this
+suite itself, and the benchmark scripts, which measure for minutes, are left to a person (their
+parts are tested in tests/test_benchmark_ngrams.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import shlex
 import string
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +31,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from tests.conftest import compose_config, make_words
+from tests.helpers import PreloadedPython
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
-# A few steps, and no figure snapshots (their second a run; the training tests draw them).
-FAST = [
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
-    "callbacks.report.figures_every_n_steps=0",
-]
+FAST = ["trainer.max_steps=4", "trainer.val_check_interval=2"]
 USES_NAMES = re.compile(
     r"dataset=names|experiment=(makemore|reg_vs_smoothing|ngram_best|ngram_orders|features_best|features_sweep)"
 )
@@ -69,8 +67,22 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return cwd, hashlib.sha256(names.read_bytes()).hexdigest()
 
 
-def execute(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="module")
+def python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PreloadedPython]:
+    preloaded = PreloadedPython(tmp_path_factory.mktemp("outputs"))
+    yield preloaded
+    preloaded.close()
+
+
+def execute(
+    argv: list[str], cwd: Path, python: PreloadedPython
+) -> subprocess.CompletedProcess[str]:
+    """The command line in a process of its own: `python -m bigramlab.*` forked from `python`,
+    anything else (scripts/run.sh, tensorboard, a script) started anew."""
+    if argv[:2] == [sys.executable, "-m"] and argv[2].startswith("bigramlab."):
+        result = python.run(argv[2], *argv[3:], cwd=cwd)
+    else:
+        result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{shlex.join(argv)}\n{result.stdout[-3000:]}\n{result.stderr}"
     return result
 
@@ -79,7 +91,7 @@ def latest(path: Path) -> Path:
     return max(path.iterdir(), key=lambda p: p.stat().st_mtime)
 
 
-def run_dir(cwd: Path, sha: str) -> Path:
+def run_dir(cwd: Path, sha: str, python: PreloadedPython) -> Path:
     """The latest finished bigram run in `cwd` (README's `<run dir>`: a run of its Quickstart, which
     every command given one can read, ARPA export included), trained here if there is none."""
     runs = cwd / "logs" / "train" / "runs"
@@ -103,16 +115,19 @@ def run_dir(cwd: Path, sha: str) -> Path:
                 *FAST,
             ],
             cwd,
+            python,
         )
     return max(bigrams(), key=lambda p: p.stat().st_mtime)
 
 
-def sweep_dir(cwd: Path, optuna: bool = False) -> Path:
+def sweep_dir(cwd: Path, python: PreloadedPython, optuna: bool = False) -> Path:
     """README's `logs/train/multiruns/<time>`: the latest sweep in `cwd` (with `optuna`, the
     latest Optuna study), run here if none."""
     sweeps = cwd / "logs" / "train" / "multiruns"
     if not sweeps.is_dir():
-        execute([sys.executable, "-m", "bigramlab.train", "-m", "optim.lr=10,50", *FAST], cwd)
+        execute(
+            [sys.executable, "-m", "bigramlab.train", "-m", "optim.lr=10,50", *FAST], cwd, python
+        )
     if optuna:
         return max(
             (d for d in sweeps.iterdir() if (d / "optuna.db").is_file()),
@@ -162,7 +177,7 @@ RUN_CONFIGS: dict[str, str] = {}  # the composed config of each single run so fa
     ("page", "command"), COMMANDS, ids=[f"{page}: {command}" for page, command in COMMANDS]
 )
 def test_documented_command_runs_as_written(
-    page: str, command: str, workdir: tuple[Path, str]
+    page: str, command: str, workdir: tuple[Path, str], python: PreloadedPython
 ) -> None:
     cwd, sha = workdir
     if command.startswith("scripts/run.sh test"):
@@ -180,11 +195,13 @@ def test_documented_command_runs_as_written(
     if re.search(r"trainer=(gpu|ddp)\b", command) and not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     if "<run dir>" in command or "<run>" in command:
-        ckpt_run = str(run_dir(cwd, sha))
+        ckpt_run = str(run_dir(cwd, sha, python))
         command = command.replace("<run dir>", ckpt_run).replace("<run>", ckpt_run)
     if "<time>" in command:
         optuna = "hparams_search=optuna" in command or "experiment=best_trial" in command
-        command = command.replace("logs/train/multiruns/<time>", str(sweep_dir(cwd, optuna)))
+        command = command.replace(
+            "logs/train/multiruns/<time>", str(sweep_dir(cwd, python, optuna))
+        )
     if "<other time>" in command:  # another sweep: the earliest
         earliest = min((cwd / "logs" / "train" / "multiruns").iterdir(), key=lambda d: d.name)
         command = command.replace("logs/train/multiruns/<other time>", str(earliest))
@@ -237,7 +254,7 @@ def test_documented_command_runs_as_written(
     if {"bigramlab.evaluate", "bigramlab.export"} & set(argv) and USES_NAMES.search(command):
         argv.append(f"dataset.sha256={sha}")
 
-    result = execute(argv, cwd)
+    result = execute(argv, cwd, python)
     if "bigramlab.sample" in argv:
         assert len(result.stdout.splitlines()) == 20
     sweeps = "-m" in argv or re.search(r"hparams_search=|experiment=reg_vs_smoothing", command)
