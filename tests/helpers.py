@@ -47,11 +47,11 @@ def run_module(
 def run_in_process(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`python -m <module> <args>` (or `python <module> <args>` for a script's path) in `cwd` as
     run_module gives it, but in this process: its `main()` (the script as __main__) with sys.argv
-    set, its output captured, its exit status from SystemExit; what the
-    run sets for its whole process put back after it. A run in this process takes the second its
-    work takes, not the four of a new process's imports; a test keeps run_module where the process
-    itself is tested (signals, a killed run, DDP's processes, a launcher's), and every documented
-    command runs as its own process (tests/test_readme.py)."""
+    set, its output captured, its exit status from SystemExit; what the run sets for its whole
+    process put back after it. A run in this process takes the second its work takes, not the
+    four of a new process's imports; a test keeps run_module where the process itself is tested
+    (signals, a killed run, DDP's processes, a launcher's), and every documented command runs as
+    its own process (tests/test_readme.py)."""
     out, err = io.StringIO(), io.StringIO()
     argv, here, path = sys.argv, Path.cwd(), list(sys.path)
     root = logging.getLogger()
@@ -89,6 +89,8 @@ def run_in_process(module: str, *args: str, cwd: Path) -> subprocess.CompletedPr
                 importlib.import_module(module).main()
     except SystemExit as e:
         status = e.code if isinstance(e.code, int) else int(e.code is not None)
+        if isinstance(e.code, str):  # as the interpreter does: the message on standard error
+            err.write(e.code + "\n")
     finally:
         sys.argv = argv
         sys.path[:] = path
@@ -105,7 +107,7 @@ def run_in_process(module: str, *args: str, cwd: Path) -> subprocess.CompletedPr
         torch.set_rng_state(rng[2])
         GlobalHydra.instance().clear()
         # Hydra's job logging adds handlers bound to the captured streams: put back the root's.
-        for handler in root.handlers:
+        for handler in list(root.handlers):
             if handler not in handlers:
                 root.removeHandler(handler)
                 handler.close()
