@@ -17,7 +17,7 @@ from bigramlab.errors import UserError
 from bigramlab.models.checkpoint import load_checkpoint
 from bigramlab.train import train
 from tests.conftest import make_words
-from tests.helpers import run_in_process
+from tests.helpers import run_in_process, run_module
 
 STEPS = 1200  # killed at a checkpoint from step 200 on: 1000 steps of margin before the end
 
@@ -51,7 +51,10 @@ def test_killed_run_resumes_to_the_same_W_without_duplicate_steps(tmp_path: Path
     killed_at = torch.load(ckpt, weights_only=True)["global_step"]
     assert 200 <= killed_at < STEPS and not (run_dir / "metrics.json").exists()
 
-    resumed = run_in_process("bigramlab.train", *common, f"ckpt_path={ckpt}", cwd=tmp_path)
+    # Resumed as a user resumes, in a new process: TensorBoard reads a run's event files in the
+    # order of their names, the second each was opened, then the pid; a run resumed in this
+    # process within the killed run's second (its steps take a millisecond) would sort first.
+    resumed = run_module("bigramlab.train", *common, f"ckpt_path={ckpt}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"run directory: {run_dir}" in resumed.stdout
     straight = run_in_process(
