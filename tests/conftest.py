@@ -97,11 +97,16 @@ def lecture_pairs(words: list[str]) -> tuple[list[int], list[int]]:
     return xs, ys
 
 
-@pytest.fixture
-def words_file(tmp_path: Path) -> Path:
-    path = tmp_path / "words.txt"
+def write_words_file(directory: Path) -> Path:
+    """directory/words.txt: 300 words of make_words, one a line."""
+    path = directory / "words.txt"
     path.write_text("\n".join(make_words(300)) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def words_file(tmp_path: Path) -> Path:
+    return write_words_file(tmp_path)
 
 
 def compose_config(name: str, overrides: list[str], tmp_path: Path) -> DictConfig:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make_words
+from tests.conftest import write_words_file
 from tests.helpers import run_in_process as run_module
 
 pytestmark = pytest.mark.slow
@@ -17,9 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def words_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("words") / "words.txt"
-    path.write_text("\n".join(make_words(300)) + "\n", encoding="utf-8")
-    return path
+    return write_words_file(tmp_path_factory.mktemp("words"))
 
 
 @pytest.fixture(scope="module")
